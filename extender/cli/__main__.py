@@ -1,0 +1,5 @@
+import sys
+
+from extender.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,149 @@
+"""The `gpuclass-extender` command: serve, validate-policy, explain."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from extender import logs
+from extender.errors import ExtenderError, PolicyError
+from extender.policy.loader import load_policy_file
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvloop
+
+    from extender.server.runtime import ServeOptions, serve
+
+    logs.configure(args.log_level, args.log_format)
+    options = ServeOptions(
+        policy=args.policy,
+        host=args.host,
+        port=args.port,
+        kubeconfig=args.kubeconfig,
+        policy_poll_seconds=args.policy_poll_seconds,
+        assume_ttl_seconds=args.assume_ttl_seconds,
+        max_body_bytes=args.max_body_bytes,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        client_ca=args.client_ca,
+    )
+    try:
+        uvloop.run(serve(options))
+    except PolicyError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    status = 0
+    for path in args.files:
+        try:
+            policy = load_policy_file(path)
+        except PolicyError as exc:
+            print(exc, file=sys.stderr)
+            status = 1
+            continue
+        tiers = " > ".join(policy.class_names)
+        print(
+            f"{path}: ok (digest {policy.digest}; classes {tiers}; "
+            f"workloads {', '.join(sorted(policy.workloads))})"
+        )
+    return status
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from extender.server.explain import explanation, explanation_table
+
+    manifest = Path(args.pod).read_bytes() if args.pod != "-" else sys.stdin.buffer.read()
+    if args.server:
+        data = _explain_remote(args.server, manifest, args.nodes)
+    else:
+        if args.snapshot is None or args.policy is None:
+            print("explain: give --server URL, or --snapshot FILE and --policy FILE", file=sys.stderr)
+            return 2
+        from extender.cli.snapshot import load_snapshot
+        from extender.policy.intent import pod_intent
+        from extender.rules.engine import explain_nodes
+        from extender.server.app import _pod_from_manifest
+
+        policy = load_policy_file(args.policy)
+        cache = load_snapshot(args.snapshot, policy)
+        names = args.nodes.split(",") if args.nodes else [n.name for n in cache.nodes()]
+        intent = pod_intent(_pod_from_manifest(manifest), policy)
+        data = explanation(intent, explain_nodes(intent, names, cache.node, cache, policy), policy)
+    if args.output == "json":
+        print(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
+    else:
+        print(explanation_table(data))
+    return 0
+
+
+def _explain_remote(server: str, manifest: bytes, nodes: str | None) -> Any:
+    url = server.rstrip("/") + "/debug/explain" + (f"?nodes={nodes}" if nodes else "")
+    request = urllib.request.Request(url, data=manifest, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return orjson.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        raise ExtenderError(f"{url}: HTTP {exc.code}: {exc.read().decode(errors='replace')}") from None
+    except urllib.error.URLError as exc:
+        raise ExtenderError(f"{url}: {exc.reason}") from None
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="gpuclass-extender",
+        description="GPU-class affinity and workload-separation scheduler extender",
+    )
+    sub = top.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the extender HTTP server against a cluster")
+    serve.add_argument("--policy", type=Path, required=True, help="policy YAML (hot-reloaded)")
+    serve.add_argument("--host", default="127.0.0.1", help="listen address (default loopback)")
+    serve.add_argument("--port", type=int, default=8888)
+    serve.add_argument("--kubeconfig", type=Path, help="default: in-cluster, else ~/.kube/config")
+    serve.add_argument("--policy-poll-seconds", type=float, default=2.0)
+    serve.add_argument("--assume-ttl-seconds", type=float, default=60.0)
+    serve.add_argument("--max-body-bytes", type=int, default=64 << 20)
+    serve.add_argument("--tls-cert", type=Path)
+    serve.add_argument("--tls-key", type=Path)
+    serve.add_argument("--client-ca", type=Path, help="require client certificates from this CA")
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--log-format", default="auto", choices=["auto", "json", "text"])
+    serve.set_defaults(run=_serve)
+
+    validate = sub.add_parser("validate-policy", help="check policy files; exit 1 on any error")
+    validate.add_argument("files", type=Path, nargs="+")
+    validate.set_defaults(run=_validate)
+
+    explain = sub.add_parser("explain", help="why each node passes, fails or scores for a pod")
+    explain.add_argument("pod", help="pod manifest (YAML or JSON), or - for stdin")
+    explain.add_argument("--server", help="a running extender, e.g. http://127.0.0.1:8888")
+    explain.add_argument("--snapshot", type=Path, help="nodes and pods YAML (kubectl get -o yaml)")
+    explain.add_argument("--policy", type=Path, help="policy YAML (with --snapshot)")
+    explain.add_argument("--nodes", help="comma-separated node names (default: all)")
+    explain.add_argument("--output", "-o", default="table", choices=["table", "json"])
+    explain.set_defaults(run=_explain)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return int(args.run(args))
+    except ExtenderError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,30 @@
+"""What a rule returns, and the read-only view of the cluster rules may consult."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from extender.policy.compiled import ClassName
+from extender.state.cache import ClassUsage, DomainUsage
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """Why a node cannot take the pod; `resolvable` when evicting pods could change that."""
+
+    rule: str
+    reason: str
+    resolvable: bool
+
+
+class ClusterView(Protocol):
+    """Cluster-wide aggregates a rule may read (ClusterCache provides them)."""
+
+    def domain(self, key: str, value: str) -> DomainUsage: ...
+
+    def class_usage(self, name: ClassName) -> ClassUsage: ...
+
+
+def clamp01(value: float) -> float:
+    return 0.0 if value < 0.0 else 1.0 if value > 1.0 else value

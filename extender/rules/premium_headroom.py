@@ -1,0 +1,47 @@
+"""Premium headroom: keep a share of a class's GPUs free for the workloads it is meant for."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from extender.policy.compiled import HeadroomRule, Policy
+from extender.policy.intent import PodIntent
+from extender.rules.base import ClusterView, Reject
+from extender.state.features import NodeFeatures
+
+NAME = "premium_headroom"
+
+
+def _rule_for(pod: PodIntent, node: NodeFeatures, policy: Policy) -> HeadroomRule | None:
+    name = node.gpu_class.name
+    rule = policy.headroom.get(name) if name is not None else None
+    if rule is None or pod.workload in rule.for_workloads:
+        return None
+    return rule
+
+
+def leaves_headroom(pod: PodIntent, rule: HeadroomRule, cluster: ClusterView) -> bool:
+    """Whether the class still keeps its reserve free after this pod takes its GPUs."""
+    usage = cluster.class_usage(rule.gpu_class)
+    return usage.free - pod.demand.total_milli >= rule.reserve * usage.capacity
+
+
+def check(pod: PodIntent, node: NodeFeatures, cluster: ClusterView, policy: Policy) -> Reject | None:
+    rule = _rule_for(pod, node, policy)
+    if rule is None or rule.mode != "hard" or leaves_headroom(pod, rule, cluster):
+        return None
+    return Reject(
+        NAME,
+        f"{rule.gpu_class} headroom reserved: {round(rule.reserve * 100)}% of {rule.gpu_class} "
+        f"GPUs kept free for {'/'.join(sorted(rule.for_workloads))}",
+        True,
+    )
+
+
+def applies(pod: PodIntent, nodes: Sequence[NodeFeatures], policy: Policy) -> bool:
+    return any(pod.workload not in rule.for_workloads for rule in policy.headroom.values())
+
+
+def score(pod: PodIntent, node: NodeFeatures, cluster: ClusterView, policy: Policy) -> float:
+    rule = _rule_for(pod, node, policy)
+    return 1.0 if rule is None or leaves_headroom(pod, rule, cluster) else 0.0

@@ -1,0 +1,312 @@
+"""The aiohttp application: extender verbs, probes, metrics and read-only debug views."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+import orjson
+import yaml
+from aiohttp import web
+
+from extender.errors import ExtenderError, KubeError, NotReady, WireError
+from extender.policy.intent import PodIntent, pod_intent
+from extender.policy.store import PolicyStore
+from extender.rules.engine import explain_nodes, filter_nodes, score_nodes
+from extender.server.explain import explanation_json
+from extender.server.metrics import Metrics
+from extender.state.cache import ClusterCache
+from extender.state.features import NodeFeatures
+from extender.wire import (
+    ExtenderBindingResult,
+    ExtenderFilterResult,
+    HostPriority,
+    NodeList,
+    Pod,
+    decode_binding_args,
+    decode_extender_args,
+    decode_node,
+    decode_pod,
+    encode_binding_result,
+    encode_filter_result,
+    encode_priorities,
+)
+
+log = logging.getLogger(__name__)
+
+Binder = Callable[..., Awaitable[None]]
+# Full Node objects are 5-20 KB each; 64 MiB covers ~5,000 nodes in nodeCacheCapable: false.
+DEFAULT_MAX_BODY = 64 << 20
+
+STORE = web.AppKey("store", PolicyStore)
+CACHE = web.AppKey("cache", ClusterCache)
+METRICS = web.AppKey("metrics", Metrics)
+BINDER = web.AppKey("binder", Binder)
+
+
+def _json(body: bytes, status: int = 200) -> web.Response:
+    return web.Response(body=body, status=status, content_type="application/json")
+
+
+def _error(status: int, error: str, message: str) -> web.Response:
+    return _json(orjson.dumps({"error": error, "message": message}), status)
+
+
+@web.middleware
+async def errors_and_metrics(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Time every request, and turn every failure into a JSON answer (never a traceback)."""
+    verb = request.match_info.route.name or "unmatched"
+    metrics = request.app[METRICS]
+    started = time.perf_counter()
+    try:
+        response = await handler(request)
+    except ExtenderError as exc:
+        response = _json(orjson.dumps(exc.as_dict()), exc.http_status)
+    except web.HTTPException as exc:
+        # 404, 405 and 413 (body over the limit) from aiohttp itself.
+        response = _error(exc.status, exc.reason.replace(" ", ""), exc.text or exc.reason)
+    except Exception:
+        log.exception("unexpected error", extra={"verb": verb})
+        response = _error(500, "InternalError", "internal error; see the extender's log")
+    metrics.requests.labels(verb, str(response.status)).inc()
+    metrics.latency.labels(verb).observe(time.perf_counter() - started)
+    return response
+
+
+def _require_ready(cache: ClusterCache) -> None:
+    if not cache.ready:
+        raise NotReady(
+            f"cluster cache not synced yet (nodes {'synced' if cache.nodes_synced else 'listing'}, "
+            f"pods {'synced' if cache.pods_synced else 'listing'})"
+        )
+
+
+async def _read(request: web.Request) -> bytes:
+    """The body; over the size limit aiohttp raises 413, which the middleware reports."""
+    return await request.read()
+
+
+class _Request:
+    """One filter/prioritize request, resolved against the current policy and cache."""
+
+    def __init__(self, request: web.Request, body: bytes) -> None:
+        self.cache = request.app[CACHE]
+        self.policy = request.app[STORE].current
+        args = decode_extender_args(body)
+        assert args.Pod is not None  # checked by decode_extender_args
+        self.pod = args.Pod
+        self.intent: PodIntent = pod_intent(args.Pod, self.policy)
+        self.raw_nodes: dict[str, msgspec.Raw] = {}
+        if args.NodeNames is not None:
+            self.full_nodes = False
+            self.names = args.NodeNames
+            self.lookup: Callable[[str], NodeFeatures | None] = self.cache.node
+        else:
+            assert args.Nodes is not None and args.Nodes.items is not None
+            self.full_nodes = True
+            features: dict[str, NodeFeatures] = {}
+            for i, raw in enumerate(args.Nodes.items):
+                node = decode_node(raw, i)
+                self.raw_nodes.setdefault(node.metadata.name, raw)
+                features.setdefault(node.metadata.name, self.cache.features_from(node))
+            self.names = list(self.raw_nodes)
+            self.lookup = features.get
+
+
+async def filter_handler(request: web.Request) -> web.Response:
+    req = _Request(request, await _read(request))
+    cache = request.app[CACHE]
+    try:
+        _require_ready(cache)
+    except NotReady as exc:
+        # The protocol's Error field: the scheduler retries (or skips us if ignorable).
+        return _json(encode_filter_result(ExtenderFilterResult(None, None, {}, {}, str(exc))))
+    cache.note_pending(req.pod)
+    result = filter_nodes(req.intent, req.names, req.lookup, cache, req.policy)
+    decisions = request.app[METRICS].decisions
+    if result.passed:
+        decisions.labels("passed", "").inc(len(result.passed))
+    for reject in result.rejects.values():
+        decisions.labels("failed" if reject.resolvable else "unresolvable", reject.rule).inc()
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug(
+            "filter",
+            extra={"pod": req.intent.key, "passed": len(result.passed), "rejected": result.rejects},
+        )
+    if req.full_nodes:
+        answer = ExtenderFilterResult(
+            NodeNames=None,
+            Nodes=NodeList(items=[req.raw_nodes[n] for n in result.passed]),
+            FailedNodes=result.failed,
+            FailedAndUnresolvableNodes=result.unresolvable,
+        )
+    else:
+        answer = ExtenderFilterResult(
+            NodeNames=result.passed,
+            Nodes=None,
+            FailedNodes=result.failed,
+            FailedAndUnresolvableNodes=result.unresolvable,
+        )
+    return _json(encode_filter_result(answer))
+
+
+async def prioritize_handler(request: web.Request) -> web.Response:
+    req = _Request(request, await _read(request))
+    _require_ready(req.cache)
+    scores = score_nodes(req.intent, req.names, req.lookup, req.cache, req.policy)
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("prioritize", extra={"pod": req.intent.key, "scores": scores})
+    return _json(encode_priorities([HostPriority(Host=n, Score=s) for n, s in scores]))
+
+
+async def bind_handler(request: web.Request) -> web.Response:
+    args = decode_binding_args(await _read(request))
+    cache = request.app[CACHE]
+    metrics = request.app[METRICS]
+    # Charge the pod before the API call: the next pod's filter may run while we wait.
+    assumed = cache.assume(args.PodUID, args.Node)
+    try:
+        await request.app[BINDER](
+            namespace=args.PodNamespace, name=args.PodName, uid=args.PodUID, node=args.Node
+        )
+    except KubeError as exc:
+        if assumed is not None:
+            cache.forget_assumed(args.PodUID)
+        metrics.binds.labels("error").inc()
+        log.warning("bind failed", extra={"pod": f"{args.PodNamespace}/{args.PodName}", "error": str(exc)})
+        return _json(encode_binding_result(ExtenderBindingResult(Error=str(exc))))
+    metrics.binds.labels("bound").inc()
+    return _json(encode_binding_result(ExtenderBindingResult(Error="")))
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.Response(text="ok")
+
+
+async def readyz(request: web.Request) -> web.Response:
+    cache = request.app[CACHE]
+    if cache.ready:
+        return web.Response(text="ok")
+    return web.Response(
+        status=503, text=f"not ready: nodes synced={cache.nodes_synced}, pods synced={cache.pods_synced}"
+    )
+
+
+async def metrics_handler(request: web.Request) -> web.Response:
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    metrics = request.app[METRICS]
+    metrics.observe_cache(request.app[CACHE])
+    response = web.Response(body=generate_latest(metrics.registry))
+    response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+    return response
+
+
+async def debug_cache(request: web.Request) -> web.Response:
+    """Read-only view of the cache: totals per class, and one node's features on ?node=."""
+    cache = request.app[CACHE]
+    policy = cache.policy
+    name = request.query.get("node")
+    if name is not None:
+        node = cache.node(name)
+        if node is None:
+            return _error(404, "NotFound", f"node {name!r} is not in the cache")
+        return _json(orjson.dumps(_node_json(cache, node)))
+    body: dict[str, Any] = {
+        "ready": cache.ready,
+        "policyDigest": policy.digest,
+        "counts": cache.counts(),
+        "classes": {
+            c: {"nodes": u.nodes, "gpus": u.capacity / 1000, "freeGpus": u.free / 1000}
+            for c in policy.class_names
+            for u in [cache.class_usage(c)]
+        },
+        "findings": {n.name: list(n.findings) for n in cache.nodes() if n.findings},
+    }
+    return _json(orjson.dumps(body))
+
+
+def _node_json(cache: ClusterCache, node: NodeFeatures) -> dict[str, Any]:
+    return {
+        "name": node.name,
+        "gpuClass": node.gpu_class.name,
+        "tierRank": node.gpu_class.rank,
+        "product": node.gpu_class.product,
+        "classSource": node.gpu_class.source,
+        "gpus": node.gpu_count,
+        "freeMilliPerGpu": node.free,
+        "heldMilliByWorkload": node.held,
+        "dedicatedTo": node.dedicated_to,
+        "dedicationMode": node.dedication_mode if node.dedicated_to else None,
+        "domains": node.domains,
+        "findings": list(node.findings),
+        "pods": [
+            {"pod": r.key, "workload": r.workload, "gpus": r.demand.gpus, "milli": r.demand.milli,
+             "assumed": r.assumed_until is not None}
+            for r in cache.pods_on(node.name)
+        ],
+    }
+
+
+async def debug_explain(request: web.Request) -> web.Response:
+    """Explain a pod (JSON or YAML manifest) against the cache, every node or ?node=a,b."""
+    cache = request.app[CACHE]
+    policy = request.app[STORE].current
+    body = await _read(request)
+    pod = _pod_from_manifest(body)
+    names_param = request.query.get("nodes")
+    names = names_param.split(",") if names_param else [n.name for n in cache.nodes()]
+    intent = pod_intent(pod, policy)
+    verdicts = explain_nodes(intent, names, cache.node, cache, policy)
+    return _json(explanation_json(intent, verdicts, policy))
+
+
+def _pod_from_manifest(body: bytes) -> Pod:
+    stripped = body.lstrip()
+    if stripped.startswith(b"{"):
+        return decode_pod(body, "pod manifest")
+    try:
+        data = yaml.safe_load(body)
+    except yaml.YAMLError as exc:
+        raise WireError(f"pod manifest: neither JSON nor YAML: {exc}") from None
+    if not isinstance(data, dict) or data.get("kind", "Pod") != "Pod":
+        raise WireError("pod manifest: expected a single Pod object")
+    return decode_pod(orjson.dumps(data), "pod manifest")
+
+
+def create_app(
+    store: PolicyStore,
+    cache: ClusterCache,
+    *,
+    metrics: Metrics | None = None,
+    binder: Binder | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY,
+) -> web.Application:
+    """The extender's routes; `binder` (pods/binding) is required for the bind verb."""
+    app = web.Application(client_max_size=max_body_bytes, middlewares=[errors_and_metrics])
+    app[STORE] = store
+    app[CACHE] = cache
+    app[METRICS] = metrics or Metrics()
+    app[BINDER] = binder or _no_binder
+    app.router.add_routes(
+        [
+            web.post("/filter", filter_handler, name="filter"),
+            web.post("/prioritize", prioritize_handler, name="prioritize"),
+            web.post("/bind", bind_handler, name="bind"),
+            web.get("/healthz", healthz, name="healthz"),
+            web.get("/readyz", readyz, name="readyz"),
+            web.get("/metrics", metrics_handler, name="metrics"),
+            web.get("/debug/cache", debug_cache, name="debug_cache"),
+            web.post("/debug/explain", debug_explain, name="debug_explain"),
+        ]
+    )
+    return app
+
+
+async def _no_binder(**_: str) -> None:
+    raise KubeError("bind is not enabled: the extender runs without API credentials to bind")

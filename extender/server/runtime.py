@@ -1,0 +1,152 @@
+"""Run the extender: watches, policy reload, assumption expiry and the HTTP server."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import ssl
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from kubernetes_asyncio import client
+
+from extender.policy.compiled import Policy
+from extender.policy.store import PolicyStore
+from extender.server.app import DEFAULT_MAX_BODY, create_app
+from extender.server.metrics import Metrics
+from extender.state.cache import ClusterCache
+from extender.state.kube import api_client, bind_pod
+from extender.state.watch import WatchHooks, watch_kind
+
+log = logging.getLogger(__name__)
+
+# Above Go's 90 s idle-connection timeout, so the scheduler never reuses a closing socket.
+KEEPALIVE_SECONDS = 120.0
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    policy: Path
+    host: str = "127.0.0.1"
+    port: int = 8888
+    kubeconfig: Path | None = None
+    policy_poll_seconds: float = 2.0
+    assume_ttl_seconds: float = 60.0
+    max_body_bytes: int = DEFAULT_MAX_BODY
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    client_ca: Path | None = None
+
+
+def guard(coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+    """A background task whose crash or unexpected end is logged, never silent."""
+
+    def done(task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is not None:
+            log.error("background task crashed", extra={"task": name}, exc_info=error)
+        else:
+            log.error("background task ended unexpectedly", extra={"task": name})
+
+    task = asyncio.create_task(coro, name=name)
+    task.add_done_callback(done)
+    return task
+
+
+async def reload_policy_forever(
+    store: PolicyStore, metrics: Metrics, interval: float
+) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        outcome = store.reload()
+        if outcome.result == "unchanged":
+            continue
+        metrics.policy_reloads.labels(outcome.result).inc()
+        if outcome.error is not None:
+            log.error(
+                "policy rejected; the previous policy stays in force",
+                extra={"policy": str(store.path), "issues": [str(i) for i in outcome.error.issues]},
+            )
+        else:
+            metrics.policy_info.clear()
+            metrics.policy_info.labels(store.current.digest).set(1)
+            log.info("policy reloaded", extra={"digest": store.current.digest})
+
+
+async def expire_assumptions_forever(cache: ClusterCache, metrics: Metrics) -> None:
+    while True:
+        await asyncio.sleep(1.0)
+        for record in cache.expire_assumed():
+            metrics.assumed_expired.inc()
+            log.warning("assumed binding not confirmed in time", extra={"pod": record.key})
+
+
+def _ssl_context(options: ServeOptions) -> ssl.SSLContext | None:
+    if options.tls_cert is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(options.tls_cert, options.tls_key)
+    if options.client_ca is not None:
+        context.load_verify_locations(options.client_ca)
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+async def serve(options: ServeOptions, *, started: asyncio.Event | None = None) -> None:
+    """Serve until SIGTERM/SIGINT."""
+    store = PolicyStore.from_file(options.policy)
+    cache = ClusterCache(store.current, assume_ttl=options.assume_ttl_seconds)
+    metrics = Metrics()
+    metrics.policy_info.labels(store.current.digest).set(1)
+
+    def apply_policy(policy: Policy) -> None:
+        cache.set_policy(policy)
+
+    store.on_change(apply_policy)
+    api = await api_client(options.kubeconfig)
+    core = client.CoreV1Api(api)
+    app = create_app(
+        store, cache, metrics=metrics, binder=partial(bind_pod, core),
+        max_body_bytes=options.max_body_bytes,
+    )
+    hooks = WatchHooks(
+        event=lambda kind: metrics.watch_events.labels(kind).inc(),
+        listed=lambda kind: metrics.watch_relists.labels(kind).inc(),
+        error=lambda kind: metrics.watch_errors.labels(kind).inc(),
+    )
+    tasks = [
+        guard(watch_kind(kind="nodes", api=core, cache=cache, hooks=hooks), "node watch"),
+        guard(watch_kind(kind="pods", api=core, cache=cache, hooks=hooks), "pod watch"),
+        guard(reload_policy_forever(store, metrics, options.policy_poll_seconds), "policy reload"),
+        guard(expire_assumptions_forever(cache, metrics), "assumption expiry"),
+    ]
+    runner = web.AppRunner(app, access_log=None, keepalive_timeout=KEEPALIVE_SECONDS)
+    await runner.setup()
+    site = web.TCPSite(runner, options.host, options.port, ssl_context=_ssl_context(options))
+    await site.start()
+    log.info(
+        "serving",
+        extra={"host": options.host, "port": options.port, "policy": str(options.policy)},
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    if started is not None:
+        started.set()
+    try:
+        await stop.wait()
+    finally:
+        log.info("shutting down")
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await runner.cleanup()
+        await api.close()

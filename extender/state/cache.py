@@ -1,0 +1,389 @@
+"""The extender's own view of the cluster, kept current by watch events.
+
+Verbs in cache mode get only node names, so every feature a rule reads is computed here
+when a Node or Pod event arrives, never per request. Aggregates per topology domain and
+per GPU class are maintained by deltas, so a rule's look-up is O(1).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+from extender.policy.compiled import ClassName, Policy, WorkloadName
+from extender.policy.intent import GpuDemand, gpu_demand, resolve_workload
+from extender.state.devices import charge, place_anyway
+from extender.state.features import NodeFeatures, node_features
+from extender.wire.types import Node, Pod
+
+FINISHED_PHASES = frozenset({"Succeeded", "Failed"})
+# Large annotations we never read; dropping them keeps 100k cached pods small.
+_DROPPED_ANNOTATIONS = frozenset({"kubectl.kubernetes.io/last-applied-configuration"})
+
+
+@dataclass(slots=True)
+class PodRecord:
+    """A GPU pod the cache accounts for: pending, bound, or assumed bound by our bind."""
+
+    uid: str
+    namespace: str
+    name: str
+    node: str  # "" while pending
+    workload: WorkloadName
+    demand: GpuDemand
+    pod: Pod
+    devices: tuple[int, ...] = ()
+    assumed_until: float | None = None  # set while only our bind says where it runs
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(slots=True)
+class DomainUsage:
+    """GPU capacity of a topology domain and the milli-GPUs each workload class holds."""
+
+    capacity: int = 0
+    held: dict[WorkloadName, int] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class ClassUsage:
+    capacity: int = 0
+    free: int = 0
+    nodes: int = 0
+
+
+_EMPTY_DOMAIN = DomainUsage()
+
+
+class ClusterCache:
+    """Nodes, GPU pods and derived features; fed by watch events (or tests)."""
+
+    def __init__(
+        self,
+        policy: Policy,
+        *,
+        assume_ttl: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._policy = policy
+        self._assume_ttl = assume_ttl
+        self._clock = clock
+        self._nodes: dict[str, NodeFeatures] = {}
+        self._node_objects: dict[str, Node] = {}
+        self._pods: dict[str, PodRecord] = {}
+        self._pods_on: dict[str, set[str]] = {}
+        self._assumed: set[str] = set()
+        self._domains: dict[str, dict[str, DomainUsage]] = {}
+        self._classes: dict[ClassName, ClassUsage] = {}
+        self.nodes_synced = False
+        self.pods_synced = False
+
+    # ---- reading -------------------------------------------------------------------------
+
+    @property
+    def policy(self) -> Policy:
+        return self._policy
+
+    @property
+    def ready(self) -> bool:
+        return self.nodes_synced and self.pods_synced
+
+    def node(self, name: str) -> NodeFeatures | None:
+        return self._nodes.get(name)
+
+    def nodes(self) -> Iterator[NodeFeatures]:
+        return iter(self._nodes.values())
+
+    def features_from(self, node: Node) -> NodeFeatures:
+        """Features for a Node object sent in a request (nodeCacheCapable: false).
+
+        The cached features serve when they were built from the same resourceVersion;
+        otherwise the request's object wins and our cached pods are charged to it.
+        """
+        cached = self._nodes.get(node.metadata.name)
+        if cached is not None and cached.resource_version == node.metadata.resourceVersion:
+            return cached
+        features = node_features(node, self._policy)
+        for record in self.pods_on(node.metadata.name):
+            devices = place_anyway(features.free, record.demand)
+            charge(features.free, devices, record.demand.milli, +1)
+            _add(features.held, record.workload, record.demand.total_milli)
+        return features
+
+    def pod(self, uid: str) -> PodRecord | None:
+        return self._pods.get(uid)
+
+    def pods(self) -> Iterator[PodRecord]:
+        return iter(self._pods.values())
+
+    def pods_on(self, node: str) -> list[PodRecord]:
+        return [self._pods[uid] for uid in self._pods_on.get(node, ())]
+
+    def domain(self, key: str, value: str) -> DomainUsage:
+        return self._domains.get(key, {}).get(value, _EMPTY_DOMAIN)
+
+    def class_usage(self, name: ClassName) -> ClassUsage:
+        return self._classes.get(name) or ClassUsage()
+
+    def counts(self) -> dict[str, int]:
+        bound = sum(len(uids) for uids in self._pods_on.values())
+        return {
+            "nodes": len(self._nodes),
+            "pods": len(self._pods),
+            "pods_bound": bound,
+            "pods_pending": len(self._pods) - bound,
+            "pods_assumed": len(self._assumed),
+        }
+
+    # ---- nodes ---------------------------------------------------------------------------
+
+    def upsert_node(self, node: Node) -> None:
+        name = node.metadata.name
+        if not name:
+            return
+        pods = self.pods_on(name)
+        if name in self._nodes:
+            for record in pods:
+                self._detach(record)
+            self._remove_node_totals(self._nodes[name])
+        features = node_features(node, self._policy)
+        self._nodes[name] = features
+        self._node_objects[name] = node
+        self._add_node_totals(features)
+        for record in pods:
+            self._attach(record)
+
+    def delete_node(self, name: str) -> None:
+        features = self._nodes.get(name)
+        if features is None:
+            return
+        for record in self.pods_on(name):
+            self._detach(record)
+        self._remove_node_totals(features)
+        del self._nodes[name]
+        del self._node_objects[name]
+
+    def replace_nodes(self, nodes: Iterable[Node]) -> None:
+        """A full list (first sync or relist after 410): the cache then holds exactly these."""
+        fresh = {n.metadata.name: n for n in nodes if n.metadata.name}
+        for name in [n for n in self._nodes if n not in fresh]:
+            self.delete_node(name)
+        for node in fresh.values():
+            known = self._node_objects.get(node.metadata.name)
+            if known is None or known != node:
+                self.upsert_node(node)
+        self.nodes_synced = True
+
+    # ---- pods ----------------------------------------------------------------------------
+
+    def upsert_pod(self, pod: Pod) -> None:
+        """Account for a pod's GPUs on its node; finished or GPU-less pods are forgotten."""
+        uid = pod.metadata.uid
+        if not uid:
+            return
+        demand, _problems = gpu_demand(pod, self._policy)
+        if demand.gpus == 0 or pod.status.phase in FINISHED_PHASES:
+            self.delete_pod(uid)
+            return
+        workload = resolve_workload(pod, self._policy)[0] or self._policy.default_workload
+        record = self._pods.get(uid)
+        node = pod.spec.nodeName
+        if record is not None:
+            if not node and record.assumed_until is not None:
+                node = record.node  # our bind is ahead of the watch: keep the assumption
+            unchanged = (record.node, record.workload, record.demand) == (node, workload, demand)
+            if unchanged:
+                record.pod = _slim(pod)
+                if pod.spec.nodeName == record.node:
+                    self._confirm(record)
+                return
+            self._detach(record)
+        record = PodRecord(
+            uid=uid,
+            namespace=pod.metadata.namespace,
+            name=pod.metadata.name,
+            node=node,
+            workload=workload,
+            demand=demand,
+            pod=_slim(pod),
+        )
+        if node and not pod.spec.nodeName:
+            record.assumed_until = self._clock() + self._assume_ttl
+            self._assumed.add(uid)
+        else:
+            self._assumed.discard(uid)
+        self._pods[uid] = record
+        self._attach(record)
+
+    def delete_pod(self, uid: str) -> None:
+        record = self._pods.pop(uid, None)
+        if record is not None:
+            self._detach(record)
+            self._assumed.discard(uid)
+
+    def replace_pods(self, pods: Iterable[Pod]) -> None:
+        fresh = {p.metadata.uid: p for p in pods if p.metadata.uid}
+        for uid in [u for u in self._pods if u not in fresh]:
+            self.delete_pod(uid)
+        for pod in fresh.values():
+            self.upsert_pod(pod)
+        self.pods_synced = True
+
+    def note_pending(self, pod: Pod) -> None:
+        """Remember a pod seen in a filter call, so a bind can charge it before the watch."""
+        if pod.metadata.uid and pod.metadata.uid not in self._pods and not pod.spec.nodeName:
+            self.upsert_pod(pod)
+
+    # ---- assumptions (bind) --------------------------------------------------------------
+
+    def assume(self, uid: str, node: str) -> PodRecord | None:
+        """Charge a pod to `node` now, until the watch confirms the binding or the TTL ends."""
+        record = self._pods.get(uid)
+        if record is None:
+            return None
+        if record.node == node and record.assumed_until is None:
+            return record  # the watch already confirmed it
+        self._detach(record)
+        record.node = node
+        record.assumed_until = self._clock() + self._assume_ttl
+        self._assumed.add(uid)
+        self._attach(record)
+        return record
+
+    def forget_assumed(self, uid: str) -> None:
+        """Undo an assumption whose binding failed."""
+        record = self._pods.get(uid)
+        if record is not None and record.assumed_until is not None:
+            self._detach(record)
+            record.node = ""
+            self._unassume(record)
+
+    def expire_assumed(self) -> list[PodRecord]:
+        """Drop assumptions the watch never confirmed within the TTL; returns them."""
+        now = self._clock()
+        expired = [
+            self._pods[uid]
+            for uid in list(self._assumed)
+            if (until := self._pods[uid].assumed_until) is not None and until <= now
+        ]
+        for record in expired:
+            self.forget_assumed(record.uid)
+        return expired
+
+    def _confirm(self, record: PodRecord) -> None:
+        self._unassume(record)
+
+    def _unassume(self, record: PodRecord) -> None:
+        record.assumed_until = None
+        self._assumed.discard(record.uid)
+
+    # ---- policy --------------------------------------------------------------------------
+
+    def set_policy(self, policy: Policy) -> None:
+        """Recompute every feature under a new policy (class rules, keys, topology keys)."""
+        self._policy = policy
+        records = list(self._pods.values())
+        nodes = list(self._node_objects.values())
+        self._nodes.clear()
+        self._node_objects.clear()
+        self._pods_on.clear()
+        self._domains.clear()
+        self._classes.clear()
+        for node in nodes:
+            features = node_features(node, policy)
+            self._nodes[node.metadata.name] = features
+            self._node_objects[node.metadata.name] = node
+            self._add_node_totals(features)
+        for record in records:
+            demand, _ = gpu_demand(record.pod, policy)
+            record.demand = demand
+            record.workload = resolve_workload(record.pod, policy)[0] or policy.default_workload
+            record.devices = ()
+            self._attach(record)
+
+    # ---- accounting ----------------------------------------------------------------------
+
+    def _attach(self, record: PodRecord) -> None:
+        if not record.node:
+            return
+        self._pods_on.setdefault(record.node, set()).add(record.uid)
+        features = self._nodes.get(record.node)
+        if features is None:
+            return  # charged when the node arrives
+        free_before = features.free_milli
+        record.devices = place_anyway(features.free, record.demand)
+        charge(features.free, record.devices, record.demand.milli, +1)
+        self._account(features, record, +1, features.free_milli - free_before)
+
+    def _detach(self, record: PodRecord) -> None:
+        if not record.node:
+            return
+        on_node = self._pods_on.get(record.node)
+        if on_node is not None:
+            on_node.discard(record.uid)
+            if not on_node:
+                del self._pods_on[record.node]
+        features = self._nodes.get(record.node)
+        if features is None or not record.devices:
+            return
+        free_before = features.free_milli
+        charge(features.free, record.devices, record.demand.milli, -1)
+        record.devices = ()
+        self._account(features, record, -1, features.free_milli - free_before)
+
+    def _account(self, features: NodeFeatures, record: PodRecord, sign: int, free_delta: int) -> None:
+        total = sign * record.demand.total_milli
+        _add(features.held, record.workload, total)
+        for key, value in features.domains.items():
+            _add(self._domains[key][value].held, record.workload, total)
+        if features.gpu_class.name is not None:
+            self._classes[features.gpu_class.name].free += free_delta
+
+    def _add_node_totals(self, features: NodeFeatures) -> None:
+        for key, value in features.domains.items():
+            domain = self._domains.setdefault(key, {}).setdefault(value, DomainUsage())
+            domain.capacity += features.capacity_milli
+        if features.gpu_class.name is not None:
+            usage = self._classes.setdefault(features.gpu_class.name, ClassUsage())
+            usage.capacity += features.capacity_milli
+            usage.free += features.free_milli
+            usage.nodes += 1
+
+    def _remove_node_totals(self, features: NodeFeatures) -> None:
+        for key, value in features.domains.items():
+            domains = self._domains[key]
+            domain = domains[value]
+            domain.capacity -= features.capacity_milli
+            if domain.capacity == 0 and not any(domain.held.values()):
+                del domains[value]
+        if features.gpu_class.name is not None:
+            usage = self._classes[features.gpu_class.name]
+            usage.capacity -= features.capacity_milli
+            usage.free -= features.free_milli
+            usage.nodes -= 1
+            if usage.nodes == 0:
+                del self._classes[features.gpu_class.name]
+
+
+def _add(counts: dict[WorkloadName, int], workload: WorkloadName, amount: int) -> None:
+    value = counts.get(workload, 0) + amount
+    if value:
+        counts[workload] = value
+    else:
+        counts.pop(workload, None)
+
+
+def _slim(pod: Pod) -> Pod:
+    annotations = pod.metadata.annotations
+    if annotations and not _DROPPED_ANNOTATIONS.isdisjoint(annotations):
+        import msgspec
+
+        kept = {k: v for k, v in annotations.items() if k not in _DROPPED_ANNOTATIONS}
+        return msgspec.structs.replace(
+            pod, metadata=msgspec.structs.replace(pod.metadata, annotations=kept)
+        )
+    return pod

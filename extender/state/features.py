@@ -1,0 +1,109 @@
+"""Per-node features the rules read, derived from the Node object and the policy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from extender.policy.compiled import Mode, Policy, WorkloadName
+from extender.policy.intent import WHOLE_GPU
+from extender.policy.node_class import NodeClass, classify_node
+from extender.wire.quantity import QuantityError, whole_units
+from extender.wire.types import Node
+
+HOSTNAME_KEY = "kubernetes.io/hostname"
+
+
+@dataclass(slots=True)
+class NodeFeatures:
+    """What the rules know about one node. Only ClusterCache changes the usage fields."""
+
+    name: str
+    resource_version: str
+    labels: dict[str, str]
+    gpu_class: NodeClass
+    gpu_count: int
+    dedicated_to: WorkloadName | None
+    dedication_mode: Mode
+    domains: dict[str, str]  # topology key -> domain value, for the keys the policy uses
+    unschedulable: bool
+    findings: tuple[str, ...]
+    # Usage, updated on pod events:
+    free: list[int] = field(default_factory=list)  # per device, milli-GPU
+    held: dict[WorkloadName, int] = field(default_factory=dict)  # milli-GPU per workload
+
+    @property
+    def capacity_milli(self) -> int:
+        return self.gpu_count * WHOLE_GPU
+
+    @property
+    def free_milli(self) -> int:
+        return sum(f for f in self.free if f > 0)
+
+
+def domain_of(node_name: str, labels: dict[str, str], key: str) -> str:
+    """The node's domain for a topology key; a node without the label is its own domain."""
+    value = labels.get(key)
+    if value is None:
+        return node_name if key == HOSTNAME_KEY else f"{key}=<unset>@{node_name}"
+    return value
+
+
+def node_features(node: Node, policy: Policy) -> NodeFeatures:
+    """Static features of a node (usage starts empty; the cache charges its pods)."""
+    labels = dict(node.metadata.labels or {})
+    name = node.metadata.name
+    findings: list[str] = []
+    gpu_class = classify_node(labels, policy)
+    if gpu_class.finding:
+        findings.append(gpu_class.finding)
+
+    allocatable = node.status.allocatable or {}
+    raw = allocatable.get(policy.gpu_resource)
+    gpu_count = 0
+    if raw is not None:
+        try:
+            gpu_count = whole_units(raw)
+        except QuantityError as exc:
+            findings.append(f"allocatable {policy.gpu_resource}: {exc}")
+
+    dedicated_to, mode = _dedication(labels, gpu_class, policy, findings)
+    return NodeFeatures(
+        name=name,
+        resource_version=node.metadata.resourceVersion,
+        labels=labels,
+        gpu_class=gpu_class,
+        gpu_count=gpu_count,
+        dedicated_to=dedicated_to,
+        dedication_mode=mode,
+        domains={key: domain_of(name, labels, key) for key in policy.topology_keys},
+        unschedulable=node.spec.unschedulable,
+        findings=tuple(findings),
+        free=[WHOLE_GPU] * gpu_count,
+    )
+
+
+def _dedication(
+    labels: dict[str, str], gpu_class: NodeClass, policy: Policy, findings: list[str]
+) -> tuple[WorkloadName | None, Mode]:
+    """A node label dedicates the node; otherwise its class's dedication applies."""
+    keys = policy.keys
+    value = labels.get(keys.node_dedicated)
+    if value is not None:
+        if value not in policy.workloads:
+            findings.append(
+                f"label {keys.node_dedicated}={value} names no workload class "
+                f"(known: {', '.join(sorted(policy.workloads))}); ignored"
+            )
+        else:
+            mode_value = labels.get(keys.node_dedicated_mode, policy.default_dedication_mode)
+            if mode_value not in ("hard", "soft"):
+                findings.append(
+                    f"label {keys.node_dedicated_mode}={mode_value} is not hard or soft; "
+                    f"using {policy.default_dedication_mode}"
+                )
+                mode_value = policy.default_dedication_mode
+            mode: Mode = "hard" if mode_value == "hard" else "soft"
+            return WorkloadName(value), mode
+    if gpu_class.name is not None and gpu_class.name in policy.dedicated_classes:
+        return policy.dedicated_classes[gpu_class.name]
+    return None, policy.default_dedication_mode

@@ -1,0 +1,81 @@
+"""The one place that talks to the Kubernetes API; its errors become KubeError here."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from kubernetes_asyncio import client, config
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from extender.errors import KubeError, WatchGone
+
+
+@asynccontextmanager
+async def kube_errors(what: str) -> AsyncIterator[None]:
+    """Map kubernetes-asyncio and aiohttp errors to KubeError (410 to WatchGone)."""
+    try:
+        yield
+    except ApiException as exc:
+        status = int(exc.status or 0)
+        error = WatchGone if status == 410 else KubeError
+        raise error(f"{what}: {status} {exc.reason}: {_message(exc.body)}", status) from exc
+    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        raise KubeError(f"{what}: {type(exc).__name__}: {exc}") from exc
+
+
+def _message(body: Any) -> str:
+    if isinstance(body, bytes | str):
+        import orjson
+
+        try:
+            return str(orjson.loads(body).get("message", body))
+        except (orjson.JSONDecodeError, AttributeError):
+            return str(body)[:300]
+    return ""
+
+
+async def api_client(kubeconfig: Path | None = None) -> client.ApiClient:
+    """An API client from a kubeconfig file, else the in-cluster service account."""
+    configuration = client.Configuration()
+    if kubeconfig is None and "KUBERNETES_SERVICE_HOST" in os.environ:
+        config.load_incluster_config(client_configuration=configuration)
+    else:
+        await config.load_kube_config(
+            config_file=str(kubeconfig) if kubeconfig else None,
+            client_configuration=configuration,
+        )
+    return client.ApiClient(configuration)
+
+
+async def bind_pod(
+    api: client.CoreV1Api, *, namespace: str, name: str, uid: str, node: str
+) -> None:
+    """Bind a pod to a node through pods/binding, as the scheduler's DefaultBinder does.
+
+    Idempotent: a retried bind of a pod already on that node succeeds.
+    """
+    body = client.V1Binding(
+        metadata=client.V1ObjectMeta(name=name, namespace=namespace, uid=uid),
+        target=client.V1ObjectReference(api_version="v1", kind="Node", name=node),
+    )
+    try:
+        async with kube_errors(f"bind {namespace}/{name} to {node}"):
+            # The generated client cannot deserialize a Binding reply; we need none.
+            await api.create_namespaced_pod_binding(
+                name=name, namespace=namespace, body=body, _preload_content=False
+            )
+    except KubeError as exc:
+        if exc.status == 409 and await _bound_to(api, namespace, name, node):
+            return
+        raise
+
+
+async def _bound_to(api: client.CoreV1Api, namespace: str, name: str, node: str) -> bool:
+    async with kube_errors(f"read {namespace}/{name}"):
+        pod = await api.read_namespaced_pod(name=name, namespace=namespace)
+    return bool(pod.spec and pod.spec.node_name == node)

@@ -1,0 +1,235 @@
+"""List-Watch of Nodes and Pods into the ClusterCache.
+
+List (paged), then watch from the list's resourceVersion with bookmarks; on 410 Gone
+relist; on a dropped or timed-out stream resume from the last resourceVersion seen.
+Objects are decoded straight from the JSON stream into the wire types (no client models).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Generic, Literal, TypeVar
+
+import msgspec
+from kubernetes_asyncio import client
+
+from extender.errors import KubeError, WatchGone
+from extender.state.cache import ClusterCache
+from extender.state.kube import kube_errors
+from extender.wire.types import Node, Pod
+
+log = logging.getLogger(__name__)
+
+Kind = Literal["nodes", "pods"]
+T = TypeVar("T", Node, Pod)
+
+# Finished pods hold no GPUs; the API server filters them out for us.
+POD_FIELD_SELECTOR = "status.phase!=Succeeded,status.phase!=Failed"
+LIST_PAGE_SIZE = 500
+WATCH_TIMEOUT_SECONDS = 300
+
+
+class _ListMeta(msgspec.Struct, frozen=True):
+    resourceVersion: str = ""
+    # "continue" is a Python keyword.
+    continue_: str = msgspec.field(default="", name="continue")
+
+
+class _List(msgspec.Struct, Generic[T]):
+    metadata: _ListMeta = _ListMeta()
+    items: list[T] | None = None
+
+
+class _Status(msgspec.Struct):
+    code: int = 0
+    message: str = ""
+
+
+class _Event(msgspec.Struct):
+    type: str
+    object: msgspec.Raw
+
+
+class _Meta(msgspec.Struct, frozen=True):
+    resourceVersion: str = ""
+
+
+class _Object(msgspec.Struct):
+    metadata: _Meta = _Meta()
+
+
+def _ignore(kind: Kind) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class WatchHooks:
+    """Called on each applied event, each full list and each failed call (for metrics)."""
+
+    event: Callable[[Kind], None] = _ignore
+    listed: Callable[[Kind], None] = _ignore
+    error: Callable[[Kind], None] = _ignore
+
+
+@dataclass
+class _Source(Generic[T]):
+    kind: Kind
+    type: type[T]
+    list_call: Callable[..., Awaitable[Any]]
+    selector: str | None
+    replace: Callable[[list[T]], None]
+    upsert: Callable[[T], None]
+    delete: Callable[[T], None]
+
+
+def _sources(api: client.CoreV1Api, cache: ClusterCache) -> dict[Kind, _Source[Any]]:
+    return {
+        "nodes": _Source(
+            "nodes",
+            Node,
+            api.list_node,
+            None,
+            cache.replace_nodes,
+            cache.upsert_node,
+            lambda n: cache.delete_node(n.metadata.name),
+        ),
+        "pods": _Source(
+            "pods",
+            Pod,
+            api.list_pod_for_all_namespaces,
+            POD_FIELD_SELECTOR,
+            cache.replace_pods,
+            cache.upsert_pod,
+            lambda p: cache.delete_pod(p.metadata.uid),
+        ),
+    }
+
+
+async def watch_kind(
+    *,
+    kind: Kind,
+    api: client.CoreV1Api,
+    cache: ClusterCache,
+    hooks: WatchHooks = WatchHooks(),
+    backoff_max: float = 10.0,
+) -> None:
+    """Keep `cache` in sync with one kind, forever (until cancelled)."""
+    source = _sources(api, cache)[kind]
+    resource_version = ""
+    backoff = 0.5
+    while True:
+        try:
+            if not resource_version:
+                resource_version = await _list(source)
+                hooks.listed(kind)
+                log.info("listed", extra={"kind": kind, "resource_version": resource_version})
+            resource_version = await _watch(source, resource_version, hooks)
+            backoff = 0.5
+        except WatchGone:
+            log.info("watch expired (410 Gone); relisting", extra={"kind": kind})
+            resource_version = ""
+            _mark_unsynced(cache, kind)
+        except KubeError as exc:
+            hooks.error(kind)
+            log.warning("watch failed; retrying", extra={"kind": kind, "error": str(exc)})
+            await asyncio.sleep(backoff * (1 + random.random()))
+            backoff = min(backoff * 2, backoff_max)
+
+
+def _mark_unsynced(cache: ClusterCache, kind: Kind) -> None:
+    if kind == "nodes":
+        cache.nodes_synced = False
+    else:
+        cache.pods_synced = False
+
+
+async def _list(source: _Source[T]) -> str:
+    decoder = msgspec.json.Decoder(_List[source.type])  # type: ignore[name-defined]
+    items: list[T] = []
+    token = ""
+    while True:
+        kwargs: dict[str, Any] = {"limit": LIST_PAGE_SIZE, "_preload_content": False}
+        if token:
+            kwargs["_continue"] = token
+        if source.selector:
+            kwargs["field_selector"] = source.selector
+        async with kube_errors(f"list {source.kind}"):
+            response = await source.list_call(**kwargs)
+            body = await response.read()
+            status = response.status
+        if status == 410:
+            raise WatchGone(f"list {source.kind}: continue token expired", 410)
+        if status != 200:
+            raise KubeError(f"list {source.kind}: HTTP {status}: {body[:300]!r}", status)
+        page = decoder.decode(body)
+        items.extend(page.items or ())
+        token = page.metadata.continue_
+        if not token:
+            source.replace(items)
+            return page.metadata.resourceVersion
+
+
+async def _watch(source: _Source[T], resource_version: str, hooks: WatchHooks) -> str:
+    """Apply events until the stream ends; returns the resourceVersion to resume from."""
+    object_decoder = msgspec.json.Decoder(source.type)
+    kwargs: dict[str, Any] = {
+        "watch": True,
+        "resource_version": resource_version,
+        "allow_watch_bookmarks": True,
+        "timeout_seconds": WATCH_TIMEOUT_SECONDS,
+        "_preload_content": False,
+    }
+    if source.selector:
+        kwargs["field_selector"] = source.selector
+    async with kube_errors(f"watch {source.kind}"):
+        response = await source.list_call(**kwargs)
+        try:
+            if response.status == 410:
+                raise WatchGone(f"watch {source.kind}: 410 Gone", 410)
+            if response.status != 200:
+                body = await response.read()
+                raise KubeError(f"watch {source.kind}: HTTP {response.status}: {body[:300]!r}", response.status)
+            while True:
+                line = await response.content.readline()
+                if not line:
+                    return resource_version
+                if line.strip():
+                    resource_version = apply_event(source, object_decoder, line, resource_version)
+                    hooks.event(source.kind)
+        finally:
+            response.release()
+
+
+_event_decoder = msgspec.json.Decoder(_Event)
+_object_decoder = msgspec.json.Decoder(_Object)
+_status_decoder = msgspec.json.Decoder(_Status)
+
+
+def apply_event(
+    source: _Source[T],
+    decoder: msgspec.json.Decoder[T],
+    line: bytes,
+    resource_version: str,
+) -> str:
+    """Apply one watch event line to the cache; returns the new resourceVersion."""
+    try:
+        event = _event_decoder.decode(line)
+    except msgspec.DecodeError as exc:
+        raise KubeError(f"watch {source.kind}: undecodable event: {exc}") from exc
+    if event.type == "ERROR":
+        status = _status_decoder.decode(event.object)
+        if status.code == 410:
+            raise WatchGone(f"watch {source.kind}: {status.message}", 410)
+        raise KubeError(f"watch {source.kind}: {status.code} {status.message}", status.code)
+    if event.type == "BOOKMARK":
+        return _object_decoder.decode(event.object).metadata.resourceVersion or resource_version
+    obj = decoder.decode(event.object)
+    if event.type in ("ADDED", "MODIFIED"):
+        source.upsert(obj)
+    elif event.type == "DELETED":
+        source.delete(obj)
+    return obj.metadata.resourceVersion or resource_version

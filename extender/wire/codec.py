@@ -1,0 +1,113 @@
+"""Decode extender requests strictly, encode responses in the exact wire shape."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import msgspec
+
+from extender.errors import WireError
+from extender.wire.types import (
+    ExtenderArgs,
+    ExtenderBindingArgs,
+    ExtenderBindingResult,
+    ExtenderFilterResult,
+    HostPriority,
+    Node,
+    Pod,
+)
+
+T = TypeVar("T")
+
+_encoder = msgspec.json.Encoder()
+_args_decoder = msgspec.json.Decoder(ExtenderArgs)
+_bind_decoder = msgspec.json.Decoder(ExtenderBindingArgs)
+_node_decoder = msgspec.json.Decoder(Node)
+_pod_decoder = msgspec.json.Decoder(Pod)
+
+# Go's encoding/json matches object keys case-insensitively, so the scheduler would accept
+# {"nodenames": [...]}; we accept the same spellings at the top level.
+_ARGS_KEYS = {"pod": "Pod", "nodes": "Nodes", "nodenames": "NodeNames"}
+_BIND_KEYS = {k.lower(): k for k in ("PodName", "PodNamespace", "PodUID", "Node")}
+
+
+def _decode(decoder: msgspec.json.Decoder[T], body: bytes, what: str) -> T:
+    try:
+        return decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        raise WireError(f"{what}: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise WireError(f"{what}: malformed JSON: {exc}") from None
+
+
+def _canonical_keys(body: bytes, keys: dict[str, str]) -> bytes | None:
+    """Re-spell the top-level keys of a JSON object the way Go would match them, or None."""
+    try:
+        raw = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        return None
+    if not isinstance(raw, dict):
+        return None
+    canonical: dict[str, Any] = {}
+    for key, value in raw.items():
+        name = keys.get(key.lower()) if isinstance(key, str) else None
+        if name is not None and name not in canonical:
+            canonical[name] = value
+    return _encoder.encode(canonical) if canonical.keys() != raw.keys() else None
+
+
+def decode_extender_args(body: bytes) -> ExtenderArgs:
+    """The pod and node list of a filter/prioritize call; WireError says what is wrong."""
+    if not body:
+        raise WireError("ExtenderArgs: empty body, expected a JSON object")
+    args = _decode(_args_decoder, body, "ExtenderArgs")
+    if args.Pod is None and args.Nodes is None and args.NodeNames is None:
+        respelled = _canonical_keys(body, _ARGS_KEYS)
+        if respelled is not None:
+            args = _decode(_args_decoder, respelled, "ExtenderArgs")
+    if args.Pod is None:
+        raise WireError("ExtenderArgs: 'Pod' is missing or null, expected a v1.Pod object")
+    if args.NodeNames is None and (args.Nodes is None or args.Nodes.items is None):
+        raise WireError(
+            "ExtenderArgs: both 'NodeNames' and 'Nodes.items' are null, expected node names "
+            "(nodeCacheCapable: true) or a NodeList (nodeCacheCapable: false)"
+        )
+    return args
+
+
+def decode_node(raw: msgspec.Raw | bytes, index: int) -> Node:
+    node = _decode(_node_decoder, bytes(raw), f"ExtenderArgs.Nodes.items[{index}]")
+    if not node.metadata.name:
+        raise WireError(f"ExtenderArgs.Nodes.items[{index}]: metadata.name is empty")
+    return node
+
+
+def decode_binding_args(body: bytes) -> ExtenderBindingArgs:
+    """The pod and target node of a bind call; every field is required."""
+    if not body:
+        raise WireError("ExtenderBindingArgs: empty body, expected a JSON object")
+    args = _decode(_bind_decoder, body, "ExtenderBindingArgs")
+    if not (args.PodName or args.PodNamespace or args.Node):
+        respelled = _canonical_keys(body, _BIND_KEYS)
+        if respelled is not None:
+            args = _decode(_bind_decoder, respelled, "ExtenderBindingArgs")
+    missing = [f for f in ("PodName", "PodNamespace", "PodUID", "Node") if not getattr(args, f)]
+    if missing:
+        raise WireError(f"ExtenderBindingArgs: missing or empty {', '.join(missing)}")
+    return args
+
+
+def decode_pod(body: bytes, what: str = "Pod") -> Pod:
+    return _decode(_pod_decoder, body, what)
+
+
+def encode_filter_result(result: ExtenderFilterResult) -> bytes:
+    return _encoder.encode(result)
+
+
+def encode_priorities(priorities: list[HostPriority]) -> bytes:
+    return _encoder.encode(priorities)
+
+
+def encode_binding_result(result: ExtenderBindingResult) -> bytes:
+    return _encoder.encode(result)
