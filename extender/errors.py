@@ -1,12 +1,12 @@
 """Errors the extender raises on purpose.
 
-    ExtenderError
-    ├── WireError      a request body that does not follow the extender protocol (HTTP 400)
-    │   └── BodyTooLarge                                                          (HTTP 413)
-    ├── PolicyError    a policy document that fails validation; carries every issue at once
-    ├── NotReady       the cluster cache has not finished its first sync (HTTP 503)
-    └── KubeError      the Kubernetes API refused or failed a call; `status` is its HTTP code
-        └── WatchGone  a watch's resourceVersion is too old (410): relist
+ExtenderError
+├── WireError      a request body that does not follow the extender protocol (HTTP 400)
+│   └── BodyTooLarge                                                          (HTTP 413)
+├── PolicyError    a policy document that fails validation; carries every issue at once
+├── NotReady       the cluster cache has not finished its first sync (HTTP 503)
+└── KubeError      the Kubernetes API refused or failed a call; `status` is its HTTP code
+    └── WatchGone  a watch's resourceVersion is too old (410): relist
 """
 
 from __future__ import annotations

@@ -9,7 +9,10 @@ from typing import Any
 import orjson
 
 # Attributes every LogRecord has; anything else was passed in `extra=` and is data.
-_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+}
 
 
 def _fields(record: logging.LogRecord) -> dict[str, Any]:

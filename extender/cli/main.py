@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 import urllib.error
 import urllib.request
@@ -68,7 +67,9 @@ def _explain(args: argparse.Namespace) -> int:
         data = _explain_remote(args.server, manifest, args.nodes)
     else:
         if args.snapshot is None or args.policy is None:
-            print("explain: give --server URL, or --snapshot FILE and --policy FILE", file=sys.stderr)
+            print(
+                "explain: give --server URL, or --snapshot FILE and --policy FILE", file=sys.stderr
+            )
             return 2
         from extender.cli.snapshot import load_snapshot
         from extender.policy.intent import pod_intent
@@ -94,7 +95,9 @@ def _explain_remote(server: str, manifest: bytes, nodes: str | None) -> Any:
         with urllib.request.urlopen(request, timeout=30) as response:
             return orjson.loads(response.read())
     except urllib.error.HTTPError as exc:
-        raise ExtenderError(f"{url}: HTTP {exc.code}: {exc.read().decode(errors='replace')}") from None
+        raise ExtenderError(
+            f"{url}: HTTP {exc.code}: {exc.read().decode(errors='replace')}"
+        ) from None
     except urllib.error.URLError as exc:
         raise ExtenderError(f"{url}: {exc.reason}") from None
 

@@ -30,12 +30,12 @@ def load_snapshot(path: Path, policy: Policy) -> ClusterCache:
     pods: list[Pod] = []
     for i, obj in enumerate(objects):
         kind = obj.get("kind")
-        target: type[Node] | type[Pod] | None = {"Node": Node, "Pod": Pod}.get(str(kind))
-        if target is None:
+        if kind not in ("Node", "Pod"):
             continue
+        target = Node if kind == "Node" else Pod
         try:
             decoded = msgspec.json.decode(orjson.dumps(obj), type=target)
-        except msgspec.ValidationError as exc:
+        except (msgspec.ValidationError, orjson.JSONEncodeError) as exc:  # e.g. a key `1:`
             raise WireError(f"snapshot {path}: object {i} ({kind}): {exc}") from None
         (nodes if isinstance(decoded, Node) else pods).append(decoded)  # type: ignore[arg-type]
     cache = ClusterCache(policy)

@@ -157,7 +157,9 @@ class Policy:
             instance_types=dict(doc.node_classification.instance_types),
             workloads=workloads,
             default_workload=WorkloadName(wc.default),
-            priority_class_workloads={k: WorkloadName(v) for k, v in wc.priority_class_names.items()},
+            priority_class_workloads={
+                k: WorkloadName(v) for k, v in wc.priority_class_names.items()
+            },
             owner_kind_workloads={k: WorkloadName(v) for k, v in wc.owner_kinds.items()},
             dedicated_classes={
                 ClassName(d.gpu_class): (WorkloadName(d.workload), d.mode)

@@ -178,7 +178,9 @@ def check_references(doc: PolicyDocument) -> Iterable[PolicyIssue]:
         for i, value in enumerate(spec.preferred_classes):
             if value in class_set and value not in allowed:
                 yield PolicyIssue(
-                    f"{base}.preferredClasses[{i}]", value, f"a class this workload may use {allowed}"
+                    f"{base}.preferredClasses[{i}]",
+                    value,
+                    f"a class this workload may use {allowed}",
                 )
         for i, value in enumerate(spec.separation.avoid):
             if value not in workloads:
@@ -223,7 +225,5 @@ def allowed_classes(
     return [
         c
         for rank, c in enumerate(classes)
-        if rank <= limit
-        and (required_set is None or c in required_set)
-        and c not in excluded_set
+        if rank <= limit and (required_set is None or c in required_set) and c not in excluded_set
     ]

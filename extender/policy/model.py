@@ -15,7 +15,10 @@ API_VERSION = "gpuclass.example.io/v1alpha1"
 KIND = "GpuClassPolicy"
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 # A label key as Kubernetes accepts it: optional DNS-subdomain prefix, then a name.
-LABEL_KEY = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+LABEL_KEY = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+)
 
 Mode = Literal["hard", "soft"]
 Operator = Literal["In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt"]
@@ -106,7 +109,9 @@ class WorkloadClassification(_Model):
     label: str | None = Field(default=None, pattern=LABEL_KEY)
     default: str = ClassNameField
     priority_class_names: dict[str, str] = Field(default_factory=dict)
-    owner_kinds: dict[str, str] = Field(default_factory=lambda: {"Job": "batch", "CronJob": "batch"})
+    owner_kinds: dict[str, str] = Field(
+        default_factory=lambda: {"Job": "batch", "CronJob": "batch"}
+    )
 
 
 class DedicatedClass(_Model):

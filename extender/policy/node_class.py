@@ -32,7 +32,9 @@ def node_product(labels: Mapping[str, str], policy: Policy) -> tuple[str | None,
             return _canonical(value, labels, policy), key
     instance_type = labels.get(nc.instance_type_label)
     if instance_type and instance_type in policy.instance_types:
-        return _canonical(policy.instance_types[instance_type], labels, policy), nc.instance_type_label
+        return _canonical(
+            policy.instance_types[instance_type], labels, policy
+        ), nc.instance_type_label
     return None, "none"
 
 
@@ -70,8 +72,11 @@ def classify_node(labels: Mapping[str, str], policy: Policy) -> NodeClass:
     elif product and derived is None:
         finding = f"GPU product {product} (from {source}) matches no class's products"
 
+    chosen: ClassName | None
     if explicit is not None and derived is not None and explicit != derived:
-        winner = explicit if policy.document.node_classification.on_conflict == "explicit" else derived
+        winner = (
+            explicit if policy.document.node_classification.on_conflict == "explicit" else derived
+        )
         finding = (
             f"label {policy.keys.node_class}={explicit} disagrees with {derived} derived from "
             f"{source}={product}; {winner} wins (onConflict: "

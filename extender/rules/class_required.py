@@ -10,7 +10,9 @@ from extender.state.features import NodeFeatures
 NAME = "class_required"
 
 
-def check(pod: PodIntent, node: NodeFeatures, cluster: ClusterView, policy: Policy) -> Reject | None:
+def check(
+    pod: PodIntent, node: NodeFeatures, cluster: ClusterView, policy: Policy
+) -> Reject | None:
     if node.gpu_count == 0:
         return Reject(NAME, f"node has no {policy.gpu_resource} allocatable", False)
     gpu_class = node.gpu_class
@@ -22,7 +24,9 @@ def check(pod: PodIntent, node: NodeFeatures, cluster: ClusterView, policy: Poli
             if gpu_class.product
             else "no GPU product label"
         )
-        return Reject(NAME, f"node has no GPU class ({detail}); pod needs {pod.allowed_text}", False)
+        return Reject(
+            NAME, f"node has no GPU class ({detail}); pod needs {pod.allowed_text}", False
+        )
     if gpu_class.name in pod.allowed:
         return None
     what = f"GPU class {gpu_class.name} ({gpu_class.product or 'labelled'})"

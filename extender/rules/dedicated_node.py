@@ -19,7 +19,9 @@ def _foreign(pod: PodIntent, node: NodeFeatures) -> bool:
     return node.dedicated_to not in pod.tolerates_dedicated
 
 
-def check(pod: PodIntent, node: NodeFeatures, cluster: ClusterView, policy: Policy) -> Reject | None:
+def check(
+    pod: PodIntent, node: NodeFeatures, cluster: ClusterView, policy: Policy
+) -> Reject | None:
     if node.dedication_mode == "hard" and _foreign(pod, node):
         return Reject(
             NAME,

@@ -40,7 +40,9 @@ def describe(requirement: AttributeRequirement) -> str:
     return f"{requirement.key} {symbol} {','.join(requirement.values)}"
 
 
-def check(pod: PodIntent, node: NodeFeatures, cluster: ClusterView, policy: Policy) -> Reject | None:
+def check(
+    pod: PodIntent, node: NodeFeatures, cluster: ClusterView, policy: Policy
+) -> Reject | None:
     for requirement in pod.attributes:
         if not satisfied(requirement, node.labels):
             have = node.labels.get(requirement.key, "<unset>")

@@ -15,7 +15,9 @@ from extender.state.features import NodeFeatures
 NAME = "gpu_fit"
 
 
-def check(pod: PodIntent, node: NodeFeatures, cluster: ClusterView, policy: Policy) -> Reject | None:
+def check(
+    pod: PodIntent, node: NodeFeatures, cluster: ClusterView, policy: Policy
+) -> Reject | None:
     if pick_devices(node.free, pod.demand) is not None:
         return None
     if pod.demand.milli >= WHOLE_GPU:

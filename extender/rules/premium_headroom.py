@@ -26,7 +26,9 @@ def leaves_headroom(pod: PodIntent, rule: HeadroomRule, cluster: ClusterView) ->
     return usage.free - pod.demand.total_milli >= rule.reserve * usage.capacity
 
 
-def check(pod: PodIntent, node: NodeFeatures, cluster: ClusterView, policy: Policy) -> Reject | None:
+def check(
+    pod: PodIntent, node: NodeFeatures, cluster: ClusterView, policy: Policy
+) -> Reject | None:
     rule = _rule_for(pod, node, policy)
     if rule is None or rule.mode != "hard" or leaves_headroom(pod, rule, cluster):
         return None

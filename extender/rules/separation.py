@@ -23,7 +23,9 @@ def _domain(node: NodeFeatures, key: str, cluster: ClusterView) -> DomainUsage:
     return cluster.domain(key, value)
 
 
-def check(pod: PodIntent, node: NodeFeatures, cluster: ClusterView, policy: Policy) -> Reject | None:
+def check(
+    pod: PodIntent, node: NodeFeatures, cluster: ClusterView, policy: Policy
+) -> Reject | None:
     own = policy.workloads[pod.workload].separation
     if own.mode == "hard" and own.avoid:
         held = _domain(node, own.topology_key, cluster).held

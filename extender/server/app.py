@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 import orjson
@@ -37,14 +37,20 @@ from extender.wire import (
 
 log = logging.getLogger(__name__)
 
-Binder = Callable[..., Awaitable[None]]
+
+class Binder(Protocol):
+    """Creates the pods/binding of a pod to a node; raises KubeError on failure."""
+
+    async def __call__(self, *, namespace: str, name: str, uid: str, node: str) -> None: ...
+
+
 # Full Node objects are 5-20 KB each; 64 MiB covers ~5,000 nodes in nodeCacheCapable: false.
 DEFAULT_MAX_BODY = 64 << 20
 
 STORE = web.AppKey("store", PolicyStore)
 CACHE = web.AppKey("cache", ClusterCache)
 METRICS = web.AppKey("metrics", Metrics)
-BINDER = web.AppKey("binder", Binder)
+BINDER = web.AppKey[Binder]("binder")
 
 
 def _json(body: bytes, status: int = 200) -> web.Response:
@@ -70,6 +76,8 @@ async def errors_and_metrics(
     except web.HTTPException as exc:
         # 404, 405 and 413 (body over the limit) from aiohttp itself.
         response = _error(exc.status, exc.reason.replace(" ", ""), exc.text or exc.reason)
+        if "Allow" in exc.headers:  # a 405 must say which methods are allowed
+            response.headers["Allow"] = exc.headers["Allow"]
     except Exception:
         log.exception("unexpected error", extra={"verb": verb})
         response = _error(500, "InternalError", "internal error; see the extender's log")
@@ -107,7 +115,8 @@ class _Request:
             self.names = args.NodeNames
             self.lookup: Callable[[str], NodeFeatures | None] = self.cache.node
         else:
-            assert args.Nodes is not None and args.Nodes.items is not None
+            assert args.Nodes is not None
+            assert args.Nodes.items is not None
             self.full_nodes = True
             features: dict[str, NodeFeatures] = {}
             for i, raw in enumerate(args.Nodes.items):
@@ -178,8 +187,15 @@ async def bind_handler(request: web.Request) -> web.Response:
         if assumed is not None:
             cache.forget_assumed(args.PodUID)
         metrics.binds.labels("error").inc()
-        log.warning("bind failed", extra={"pod": f"{args.PodNamespace}/{args.PodName}", "error": str(exc)})
+        log.warning(
+            "bind failed", extra={"pod": f"{args.PodNamespace}/{args.PodName}", "error": str(exc)}
+        )
         return _json(encode_binding_result(ExtenderBindingResult(Error=str(exc))))
+    except BaseException:
+        # Any other failure (a 500, a cancelled request) must not leave the node charged.
+        if assumed is not None:
+            cache.forget_assumed(args.PodUID)
+        raise
     metrics.binds.labels("bound").inc()
     return _json(encode_binding_result(ExtenderBindingResult(Error="")))
 
@@ -193,7 +209,8 @@ async def readyz(request: web.Request) -> web.Response:
     if cache.ready:
         return web.Response(text="ok")
     return web.Response(
-        status=503, text=f"not ready: nodes synced={cache.nodes_synced}, pods synced={cache.pods_synced}"
+        status=503,
+        text=f"not ready: nodes synced={cache.nodes_synced}, pods synced={cache.pods_synced}",
     )
 
 
@@ -246,8 +263,13 @@ def _node_json(cache: ClusterCache, node: NodeFeatures) -> dict[str, Any]:
         "domains": node.domains,
         "findings": list(node.findings),
         "pods": [
-            {"pod": r.key, "workload": r.workload, "gpus": r.demand.gpus, "milli": r.demand.milli,
-             "assumed": r.assumed_until is not None}
+            {
+                "pod": r.key,
+                "workload": r.workload,
+                "gpus": r.demand.gpus,
+                "milli": r.demand.milli,
+                "assumed": r.assumed_until is not None,
+            }
             for r in cache.pods_on(node.name)
         ],
     }
@@ -276,7 +298,11 @@ def _pod_from_manifest(body: bytes) -> Pod:
         raise WireError(f"pod manifest: neither JSON nor YAML: {exc}") from None
     if not isinstance(data, dict) or data.get("kind", "Pod") != "Pod":
         raise WireError("pod manifest: expected a single Pod object")
-    return decode_pod(orjson.dumps(data), "pod manifest")
+    try:
+        encoded = orjson.dumps(data)
+    except orjson.JSONEncodeError as exc:  # e.g. a non-string key such as `1:` or `yes:`
+        raise WireError(f"pod manifest: not a JSON-compatible object: {exc}") from None
+    return decode_pod(encoded, "pod manifest")
 
 
 def create_app(

@@ -9,7 +9,21 @@ from extender.state.cache import ClusterCache
 PREFIX = "gpuclass_extender"
 # Verb latency from 100 µs to 5 s (the scheduler's default httpTimeout).
 LATENCY_BUCKETS = (
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
 )
 
 
@@ -20,17 +34,23 @@ class Metrics:
         self.registry = registry or CollectorRegistry()
         r = self.registry
         self.requests = Counter(
-            f"{PREFIX}_requests", "HTTP requests by verb and status code", ["verb", "code"],
+            f"{PREFIX}_requests",
+            "HTTP requests by verb and status code",
+            ["verb", "code"],
             registry=r,
         )
         self.latency = Histogram(
-            f"{PREFIX}_request_duration_seconds", "Time to answer a request, by verb", ["verb"],
-            buckets=LATENCY_BUCKETS, registry=r,
+            f"{PREFIX}_request_duration_seconds",
+            "Time to answer a request, by verb",
+            ["verb"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.decisions = Counter(
             f"{PREFIX}_filter_decisions",
             "Nodes judged by filter, by outcome and the rule that rejected them",
-            ["outcome", "rule"], registry=r,
+            ["outcome", "rule"],
+            registry=r,
         )
         self.binds = Counter(f"{PREFIX}_binds", "Bind calls by result", ["result"], registry=r)
         self.policy_reloads = Counter(
@@ -51,14 +71,18 @@ class Metrics:
             registry=r,
         )
         self.class_gpus = Gauge(
-            f"{PREFIX}_class_gpus", "GPUs per class (milli-GPU / 1000)", ["gpu_class", "state"],
+            f"{PREFIX}_class_gpus",
+            "GPUs per class (milli-GPU / 1000)",
+            ["gpu_class", "state"],
             registry=r,
         )
         self.watch_events = Counter(
             f"{PREFIX}_watch_events", "Watch events applied", ["kind"], registry=r
         )
         self.watch_relists = Counter(
-            f"{PREFIX}_watch_relists", "Full lists (first sync and after 410 Gone)", ["kind"],
+            f"{PREFIX}_watch_relists",
+            "Full lists (first sync and after 410 Gone)",
+            ["kind"],
             registry=r,
         )
         self.watch_errors = Counter(
@@ -66,7 +90,8 @@ class Metrics:
         )
         self.assumed_expired = Counter(
             f"{PREFIX}_assumed_pods_expired",
-            "Assumed bindings the watch never confirmed within the TTL", registry=r,
+            "Assumed bindings the watch never confirmed within the TTL",
+            registry=r,
         )
 
     def observe_cache(self, cache: ClusterCache) -> None:

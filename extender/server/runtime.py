@@ -60,9 +60,7 @@ def guard(coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
     return task
 
 
-async def reload_policy_forever(
-    store: PolicyStore, metrics: Metrics, interval: float
-) -> None:
+async def reload_policy_forever(store: PolicyStore, metrics: Metrics, interval: float) -> None:
     while True:
         await asyncio.sleep(interval)
         outcome = store.reload()
@@ -99,8 +97,13 @@ def _ssl_context(options: ServeOptions) -> ssl.SSLContext | None:
     return context
 
 
-async def serve(options: ServeOptions, *, started: asyncio.Event | None = None) -> None:
-    """Serve until SIGTERM/SIGINT."""
+async def serve(
+    options: ServeOptions,
+    *,
+    started: asyncio.Event | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Serve until SIGTERM/SIGINT (or until `stop` is set: a seam for tests)."""
     store = PolicyStore.from_file(options.policy)
     cache = ClusterCache(store.current, assume_ttl=options.assume_ttl_seconds)
     metrics = Metrics()
@@ -113,7 +116,10 @@ async def serve(options: ServeOptions, *, started: asyncio.Event | None = None) 
     api = await api_client(options.kubeconfig)
     core = client.CoreV1Api(api)
     app = create_app(
-        store, cache, metrics=metrics, binder=partial(bind_pod, core),
+        store,
+        cache,
+        metrics=metrics,
+        binder=partial(bind_pod, core),
         max_body_bytes=options.max_body_bytes,
     )
     hooks = WatchHooks(
@@ -135,7 +141,7 @@ async def serve(options: ServeOptions, *, started: asyncio.Event | None = None) 
         "serving",
         extra={"host": options.host, "port": options.port, "policy": str(options.policy)},
     )
-    stop = asyncio.Event()
+    stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
@@ -150,3 +156,5 @@ async def serve(options: ServeOptions, *, started: asyncio.Event | None = None) 
         await asyncio.gather(*tasks, return_exceptions=True)
         await runner.cleanup()
         await api.close()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)

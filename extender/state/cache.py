@@ -335,7 +335,9 @@ class ClusterCache:
         record.devices = ()
         self._account(features, record, -1, features.free_milli - free_before)
 
-    def _account(self, features: NodeFeatures, record: PodRecord, sign: int, free_delta: int) -> None:
+    def _account(
+        self, features: NodeFeatures, record: PodRecord, sign: int, free_delta: int
+    ) -> None:
         total = sign * record.demand.total_milli
         _add(features.held, record.workload, total)
         for key, value in features.domains.items():

@@ -43,7 +43,7 @@ async def api_client(kubeconfig: Path | None = None) -> client.ApiClient:
     """An API client from a kubeconfig file, else the in-cluster service account."""
     configuration = client.Configuration()
     if kubeconfig is None and "KUBERNETES_SERVICE_HOST" in os.environ:
-        config.load_incluster_config(client_configuration=configuration)
+        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
     else:
         await config.load_kube_config(
             config_file=str(kubeconfig) if kubeconfig else None,
@@ -63,16 +63,19 @@ async def bind_pod(
         metadata=client.V1ObjectMeta(name=name, namespace=namespace, uid=uid),
         target=client.V1ObjectReference(api_version="v1", kind="Node", name=node),
     )
-    try:
-        async with kube_errors(f"bind {namespace}/{name} to {node}"):
-            # The generated client cannot deserialize a Binding reply; we need none.
-            await api.create_namespaced_pod_binding(
-                name=name, namespace=namespace, body=body, _preload_content=False
-            )
-    except KubeError as exc:
-        if exc.status == 409 and await _bound_to(api, namespace, name, node):
-            return
-        raise
+    what = f"bind {namespace}/{name} to {node}"
+    async with kube_errors(what):
+        # The generated client cannot deserialize a Binding reply, and with raw replies it
+        # does not raise on error statuses: read the status ourselves.
+        response: Any = await api.create_namespaced_pod_binding(
+            name=name, namespace=namespace, body=body, _preload_content=False
+        )
+        status, reply = response.status, await response.read()
+    if 200 <= status < 300:
+        return
+    if status == 409 and await _bound_to(api, namespace, name, node):
+        return
+    raise KubeError(f"{what}: {status}: {_message(reply)}", status)
 
 
 async def _bound_to(api: client.CoreV1Api, namespace: str, name: str, node: str) -> bool:

@@ -192,7 +192,9 @@ async def _watch(source: _Source[T], resource_version: str, hooks: WatchHooks) -
                 raise WatchGone(f"watch {source.kind}: 410 Gone", 410)
             if response.status != 200:
                 body = await response.read()
-                raise KubeError(f"watch {source.kind}: HTTP {response.status}: {body[:300]!r}", response.status)
+                raise KubeError(
+                    f"watch {source.kind}: HTTP {response.status}: {body[:300]!r}", response.status
+                )
             while True:
                 line = await response.content.readline()
                 if not line:

@@ -61,7 +61,7 @@ def decode_extender_args(body: bytes) -> ExtenderArgs:
     if not body:
         raise WireError("ExtenderArgs: empty body, expected a JSON object")
     args = _decode(_args_decoder, body, "ExtenderArgs")
-    if args.Pod is None and args.Nodes is None and args.NodeNames is None:
+    if args.Pod is None or (args.Nodes is None and args.NodeNames is None):
         respelled = _canonical_keys(body, _ARGS_KEYS)
         if respelled is not None:
             args = _decode(_args_decoder, respelled, "ExtenderArgs")
@@ -87,7 +87,7 @@ def decode_binding_args(body: bytes) -> ExtenderBindingArgs:
     if not body:
         raise WireError("ExtenderBindingArgs: empty body, expected a JSON object")
     args = _decode(_bind_decoder, body, "ExtenderBindingArgs")
-    if not (args.PodName or args.PodNamespace or args.Node):
+    if not (args.PodName and args.PodNamespace and args.PodUID and args.Node):
         respelled = _canonical_keys(body, _BIND_KEYS)
         if respelled is not None:
             args = _decode(_bind_decoder, respelled, "ExtenderBindingArgs")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 _SUFFIXES: dict[str, Decimal] = {
     "": Decimal(1),
@@ -50,12 +50,12 @@ def parse_quantity(value: str | int | float) -> Decimal:
     suffix = match["suffix"] or ""
     try:
         number = Decimal(match["num"])
-        if suffix[:1] in ("e", "E"):
-            result = number.scaleb(int(suffix[1:]))
-        else:
+        if suffix in _SUFFIXES:  # "E" and "Ei" are exa and exbi, not exponents
             result = number * _SUFFIXES[suffix]
-    except (InvalidOperation, ValueError) as exc:
-        raise QuantityError(f"{value!r} is not a quantity") from exc
+        else:
+            result = number.scaleb(int(suffix[1:]))
+    except (ArithmeticError, ValueError) as exc:  # decimal.Overflow, int() digit limit
+        raise QuantityError(f"{value!r} is out of range") from exc
     if not result.is_finite() or abs(result) > _MAX_MAGNITUDE:
         raise QuantityError(f"{value!r} is out of range")
     return result

@@ -1,0 +1,158 @@
+"""`serve` as a whole: List-Watch readiness and policy hot reload, against a fake apiserver."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+from prometheus_client.parser import text_string_to_metric_families
+
+from extender.server.runtime import ServeOptions, serve
+from tests.builders import EXAMPLE_POLICY, node_dict, pod_dict
+from tests.state.fake_apiserver import FakeApiServer
+
+
+@dataclass
+class Running:
+    fake: FakeApiServer
+    url: str
+    policy: Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def kubeconfig_for(server: str, path: Path) -> Path:
+    path.write_text(
+        f"""apiVersion: v1
+kind: Config
+clusters: [{{name: fake, cluster: {{server: "{server}"}}}}]
+users: [{{name: fake, user: {{token: test}}}}]
+contexts: [{{name: fake, context: {{cluster: fake, user: fake}}}}]
+current-context: fake
+"""
+    )
+    return path
+
+
+@pytest.fixture
+async def running(tmp_path: Path) -> AsyncIterator[Running]:
+    fake = FakeApiServer()
+    fake.kinds["nodes"].objects = [node_dict("h100-a", "H100"), node_dict("t4-a", "T4", gpus=4)]
+    fake.kinds["pods"].objects = [pod_dict("train", 2, workload="batch", node="t4-a", uid="u1")]
+    apiserver = TestServer(fake.app, host="127.0.0.1")
+    await apiserver.start_server()
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(EXAMPLE_POLICY.read_text())
+    port = free_port()
+    options = ServeOptions(
+        policy=policy,
+        port=port,
+        kubeconfig=kubeconfig_for(str(apiserver.make_url("")).rstrip("/"), tmp_path / "kc"),
+        policy_poll_seconds=0.05,
+    )
+    started, stop = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(serve(options, started=started, stop=stop))
+    await asyncio.wait_for(started.wait(), 10)
+    yield Running(fake, f"http://127.0.0.1:{port}", policy)
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    await apiserver.close()
+
+
+async def get(url: str) -> tuple[int, str]:
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        return response.status, await response.text()
+
+
+async def eventually(url: str, status: int, timeout: float = 5.0) -> str:
+    async with asyncio.timeout(timeout):
+        while True:
+            code, text = await get(url)
+            if code == status:
+                return text
+            await asyncio.sleep(0.02)
+
+
+def metric(text: str, name: str, **labels: str) -> float | None:
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    return None
+
+
+async def test_serve_becomes_ready_once_nodes_and_pods_are_listed(running: Running) -> None:
+    await eventually(f"{running.url}/readyz", 200)
+    status, body = await get(f"{running.url}/debug/cache?node=t4-a")
+    assert status == 200
+    assert '"gpuClass":"economy"' in body
+    assert '"heldMilliByWorkload":{"batch":2000}' in body
+
+
+async def test_serve_is_not_ready_while_the_apiserver_refuses_to_list(tmp_path: Path) -> None:
+    fake = FakeApiServer()
+    fake.kinds["nodes"].list_status = [503] * 1000
+    apiserver = TestServer(fake.app, host="127.0.0.1")
+    await apiserver.start_server()
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(EXAMPLE_POLICY.read_text())
+    port = free_port()
+    options = ServeOptions(
+        policy=policy,
+        port=port,
+        kubeconfig=kubeconfig_for(str(apiserver.make_url("")).rstrip("/"), tmp_path / "kc"),
+    )
+    started, stop = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(serve(options, started=started, stop=stop))
+    try:
+        await asyncio.wait_for(started.wait(), 10)
+        await asyncio.sleep(0.3)
+        status, text = await get(f"http://127.0.0.1:{port}/readyz")
+        assert status == 503
+        assert "nodes synced=False" in text
+        assert (await get(f"http://127.0.0.1:{port}/healthz"))[0] == 200
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+        await apiserver.close()
+
+
+async def test_a_changed_valid_policy_takes_effect_without_restart(running: Running) -> None:
+    await eventually(f"{running.url}/readyz", 200)
+    # Demote T4 from economy to standard: the cached node's class must follow.
+    text = running.policy.read_text()
+    text = text.replace("products: [A100, L40S, L40, A10G, A10, L4]", "products: [A100, L40S, L4, T4]")
+    text = text.replace("products: [T4, V100, P100]", "products: [V100, P100]")
+    running.policy.write_text(text)
+    async with asyncio.timeout(5):
+        while '"gpuClass":"standard"' not in (await get(f"{running.url}/debug/cache?node=t4-a"))[1]:
+            await asyncio.sleep(0.02)
+    metrics = (await get(f"{running.url}/metrics"))[1]
+    assert metric(metrics, "gpuclass_extender_policy_reloads_total", result="applied") == 1
+
+
+async def test_a_broken_policy_is_rejected_and_counted_and_the_old_one_stays(
+    running: Running,
+) -> None:
+    await eventually(f"{running.url}/readyz", 200)
+    before = (await get(f"{running.url}/debug/cache"))[1]
+    running.policy.write_text("apiVersion: gpuclass.example.io/v1alpha1\nkind: GpuClassPolicy\n")
+    async with asyncio.timeout(5):
+        while True:
+            metrics = (await get(f"{running.url}/metrics"))[1]
+            if metric(metrics, "gpuclass_extender_policy_reloads_total", result="rejected"):
+                break
+            await asyncio.sleep(0.02)
+    assert (await get(f"{running.url}/debug/cache"))[1] == before
+    status, _ = await get(f"{running.url}/readyz")
+    assert status == 200

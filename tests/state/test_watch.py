@@ -1,0 +1,208 @@
+"""List-Watch into the cache, against a scripted apiserver over loopback HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+from aiohttp.test_utils import TestServer
+from kubernetes_asyncio import client
+
+from extender.state import ClusterCache
+from extender.state.watch import POD_FIELD_SELECTOR, WatchHooks, watch_kind
+from tests.builders import example_policy, node_dict, pod_dict
+from tests.state.fake_apiserver import FakeApiServer, bookmark, event, gone
+
+
+@pytest.fixture
+async def apiserver() -> AsyncIterator[tuple[FakeApiServer, client.CoreV1Api]]:
+    fake = FakeApiServer()
+    server = TestServer(fake.app, host="127.0.0.1")
+    await server.start_server()
+    configuration = client.Configuration(host=str(server.make_url("")).rstrip("/"))
+    api = client.ApiClient(configuration)
+    yield fake, client.CoreV1Api(api)
+    await api.close()
+    await server.close()
+
+
+async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.01)
+
+
+async def running(
+    coro: Awaitable[None], condition: Callable[[], bool], timeout: float = 5.0
+) -> None:
+    """Run a watch until `condition` holds, then stop it."""
+    task = asyncio.ensure_future(coro)
+    try:
+        await until(condition, timeout)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_first_list_fills_the_cache_and_marks_nodes_synced(
+    apiserver: tuple[FakeApiServer, client.CoreV1Api],
+) -> None:
+    fake, api = apiserver
+    fake.kinds["nodes"].objects = [node_dict(f"n{i}") for i in range(3)]
+    cache = ClusterCache(example_policy())
+    assert not cache.nodes_synced
+    await running(watch_kind(kind="nodes", api=api, cache=cache), lambda: cache.nodes_synced)
+    assert sorted(n.name for n in cache.nodes()) == ["n0", "n1", "n2"]
+    assert fake.kinds["nodes"].watch_calls[0]["resourceVersion"] == "100"
+    assert fake.kinds["nodes"].watch_calls[0]["allowWatchBookmarks"] in ("true", "True")
+
+
+async def test_a_list_larger_than_a_page_is_read_page_by_page(
+    apiserver: tuple[FakeApiServer, client.CoreV1Api],
+) -> None:
+    fake, api = apiserver
+    fake.kinds["nodes"].objects = [node_dict(f"n{i:04}") for i in range(1203)]
+    cache = ClusterCache(example_policy())
+    await running(watch_kind(kind="nodes", api=api, cache=cache), lambda: cache.nodes_synced)
+    assert cache.counts()["nodes"] == 1203
+    assert len(fake.kinds["nodes"].list_calls) == 3
+
+
+async def test_pod_list_and_watch_ask_only_for_unfinished_pods(
+    apiserver: tuple[FakeApiServer, client.CoreV1Api],
+) -> None:
+    fake, api = apiserver
+    fake.kinds["pods"].objects = [pod_dict("p", node="n0", uid="u1")]
+    cache = ClusterCache(example_policy())
+    await running(
+        watch_kind(kind="pods", api=api, cache=cache),
+        lambda: bool(fake.kinds["pods"].watch_calls),
+    )
+    assert cache.pods_synced
+    assert fake.kinds["pods"].list_calls[0]["fieldSelector"] == POD_FIELD_SELECTOR
+    assert fake.kinds["pods"].watch_calls[0]["fieldSelector"] == POD_FIELD_SELECTOR
+
+
+async def test_watch_events_add_change_and_delete_nodes(
+    apiserver: tuple[FakeApiServer, client.CoreV1Api],
+) -> None:
+    fake, api = apiserver
+    nodes = fake.kinds["nodes"]
+    nodes.objects = [node_dict("keep"), node_dict("gone")]
+    nodes.sessions = [
+        [
+            event("ADDED", node_dict("new", product="T4", gpus=4), "101"),
+            event("MODIFIED", node_dict("keep", product="T4", gpus=4), "102"),
+            event("DELETED", node_dict("gone"), "103"),
+        ]
+    ]
+    cache = ClusterCache(example_policy())
+    events: list[str] = []
+    hooks = WatchHooks(event=events.append)
+    await running(
+        watch_kind(kind="nodes", api=api, cache=cache, hooks=hooks),
+        lambda: len(events) == 3,
+    )
+    assert sorted(n.name for n in cache.nodes()) == ["keep", "new"]
+    keep = cache.node("keep")
+    assert keep is not None
+    assert keep.gpu_class.name == "economy"
+    assert keep.gpu_count == 4
+
+
+async def test_a_closed_stream_resumes_from_the_last_resource_version_seen(
+    apiserver: tuple[FakeApiServer, client.CoreV1Api],
+) -> None:
+    fake, api = apiserver
+    nodes = fake.kinds["nodes"]
+    nodes.sessions = [
+        [event("ADDED", node_dict("a"), "101"), bookmark("150")],
+        [event("ADDED", node_dict("b"), "151")],
+    ]
+    cache = ClusterCache(example_policy())
+    await running(watch_kind(kind="nodes", api=api, cache=cache), lambda: len(nodes.watch_calls) >= 3)
+    assert [c["resourceVersion"] for c in nodes.watch_calls] == ["100", "150", "151"]
+    assert len(nodes.list_calls) == 1, "a plain end of stream must not relist"
+    assert sorted(n.name for n in cache.nodes()) == ["a", "b"]
+
+
+async def test_a_410_gone_event_relists_and_drops_objects_deleted_meanwhile(
+    apiserver: tuple[FakeApiServer, client.CoreV1Api],
+) -> None:
+    fake, api = apiserver
+    nodes = fake.kinds["nodes"]
+    nodes.objects = [node_dict("a"), node_dict("b")]
+    # While the watch is gone, "b" is deleted and "c" created; only a relist tells.
+    nodes.later = [([node_dict("a"), node_dict("c")], "200")]
+    nodes.sessions = [[gone()]]
+    cache = ClusterCache(example_policy())
+    relisted: list[str] = []
+    hooks = WatchHooks(listed=relisted.append)
+    await running(
+        watch_kind(kind="nodes", api=api, cache=cache, hooks=hooks),
+        lambda: len(relisted) == 2 and len(nodes.watch_calls) == 2,
+    )
+    assert sorted(n.name for n in cache.nodes()) == ["a", "c"]
+    assert nodes.watch_calls[-1]["resourceVersion"] == "200"
+
+
+async def test_a_410_status_on_watch_start_relists(
+    apiserver: tuple[FakeApiServer, client.CoreV1Api],
+) -> None:
+    fake, api = apiserver
+    nodes = fake.kinds["nodes"]
+    nodes.objects = [node_dict("a")]
+    nodes.sessions = [410]
+    cache = ClusterCache(example_policy())
+    await running(watch_kind(kind="nodes", api=api, cache=cache), lambda: len(nodes.list_calls) == 2)
+    assert cache.node("a") is not None
+
+
+async def test_an_unavailable_apiserver_is_retried_and_readiness_waits_for_it(
+    apiserver: tuple[FakeApiServer, client.CoreV1Api],
+) -> None:
+    fake, api = apiserver
+    nodes = fake.kinds["nodes"]
+    nodes.objects = [node_dict("a")]
+    nodes.list_status = [503, 503]
+    cache = ClusterCache(example_policy())
+    errors: list[str] = []
+    await running(
+        watch_kind(
+            kind="nodes", api=api, cache=cache, hooks=WatchHooks(error=errors.append), backoff_max=0.05
+        ),
+        lambda: cache.nodes_synced,
+    )
+    assert len(errors) == 2
+    assert cache.node("a") is not None
+
+
+async def test_pod_events_charge_and_free_gpus_on_their_node(
+    apiserver: tuple[FakeApiServer, client.CoreV1Api],
+) -> None:
+    fake, api = apiserver
+    fake.kinds["nodes"].objects = [node_dict("n0", gpus=8)]
+    pod = pod_dict("train", gpus=4, workload="batch", node="n0", uid="u-train")
+    fake.kinds["pods"].sessions = [
+        [event("ADDED", pod, "101"), event("DELETED", pod, "102")],
+    ]
+    cache = ClusterCache(example_policy())
+    seen: list[int] = []
+
+    def record_free(kind: str) -> None:
+        node = cache.node("n0")
+        seen.append(node.free_milli if node else -1)
+
+    hooks = WatchHooks(event=record_free)
+    nodes_task = asyncio.ensure_future(watch_kind(kind="nodes", api=api, cache=cache))
+    try:
+        await until(lambda: cache.nodes_synced)
+        await running(
+            watch_kind(kind="pods", api=api, cache=cache, hooks=hooks), lambda: len(seen) == 2
+        )
+    finally:
+        nodes_task.cancel()
+        await asyncio.gather(nodes_task, return_exceptions=True)
+    assert seen == [4000, 8000]
+    assert cache.ready
