@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup lint test unit demo clean
+.PHONY: setup controlplane lint test unit demo clean
 
 setup: $(STAMP)
 
@@ -14,6 +14,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+# kube-apiserver, kube-scheduler and kubectl built from k8s.io/kubernetes, cached by version.
+controlplane: setup
+	PYTHON=$(BIN)/python bash hack/build-controlplane.sh >/dev/null
+
+demo: controlplane
+	$(BIN)/python hack/demo.py
 
 lint: setup
 	$(BIN)/ruff check extender tests hack

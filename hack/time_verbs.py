@@ -37,7 +37,9 @@ def build_cache(nodes: int):  # type: ignore[no-untyped-def]
             workload = "interactive" if j % 3 == 0 else "batch"
             # Most pods pending or elsewhere; a few GPUs used per node.
             on_node = f"gpu-{i:05}" if j < 2 else ""
-            pods.append(make_pod(f"p-{i}-{j}", 1, workload=workload, node=on_node, uid=f"u-{i}-{j}"))
+            pods.append(
+                make_pod(f"p-{i}-{j}", 1, workload=workload, node=on_node, uid=f"u-{i}-{j}")
+            )
     return policy, make_cache(policy, node_objs, pods)
 
 

@@ -40,11 +40,35 @@ def has_memory_token(product: str) -> bool:
     return any(_MEMORY.match(t) for t in product.split("-"))
 
 
+# Advertised sizes differ from what drivers report (an L40S "48GB" reports 46068 MiB, a
+# T4 "16GB" 15360 MiB), so memory tokens match within this relative tolerance.
+MEMORY_TOLERANCE = 0.10
+
+
+def _memory_gb(token: str) -> int | None:
+    match = _MEMORY.match(token)
+    return int(match[1]) if match else None
+
+
 def pattern_matches(pattern: str, product: str) -> bool:
-    """A pattern matches when its family is the product's and its other tokens all appear."""
+    """A pattern matches when its family is the product's and its other tokens all appear.
+
+    A memory token (`80GB`) matches the product's memory within MEMORY_TOLERANCE.
+    """
     wanted = pattern.split("-")
     have = product.split("-")
-    return bool(have) and wanted[0] == have[0] and set(wanted[1:]) <= set(have[1:])
+    if not have or wanted[0] != have[0]:
+        return False
+    have_tokens = set(have[1:])
+    have_memory = [m for t in have_tokens if (m := _memory_gb(t)) is not None]
+    for token in wanted[1:]:
+        memory = _memory_gb(token)
+        if memory is None:
+            if token not in have_tokens:
+                return False
+        elif not any(abs(m - memory) <= MEMORY_TOLERANCE * memory for m in have_memory):
+            return False
+    return True
 
 
 def specificity(pattern: str) -> int:

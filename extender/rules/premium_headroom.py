@@ -32,10 +32,11 @@ def check(
     rule = _rule_for(pod, node, policy)
     if rule is None or rule.mode != "hard" or leaves_headroom(pod, rule, cluster):
         return None
+    capacity = cluster.class_usage(rule.gpu_class).capacity / 1000
     return Reject(
         NAME,
-        f"{rule.gpu_class} headroom reserved: {round(rule.reserve * 100)}% of {rule.gpu_class} "
-        f"GPUs kept free for {'/'.join(sorted(rule.for_workloads))}",
+        f"{rule.gpu_class} headroom reserved: {rule.reserve * capacity:g} of {capacity:g} "
+        f"{rule.gpu_class} GPUs kept free for {'/'.join(sorted(rule.for_workloads))}",
         True,
     )
 

@@ -8,6 +8,7 @@ from extender.wire.codec import (
     encode_binding_result,
     encode_filter_result,
     encode_priorities,
+    scheduler_safe,
 )
 from extender.wire.quantity import QuantityError, milli_units, parse_quantity, whole_units
 from extender.wire.types import (
@@ -50,5 +51,6 @@ __all__ = [
     "encode_priorities",
     "milli_units",
     "parse_quantity",
+    "scheduler_safe",
     "whole_units",
 ]

@@ -101,7 +101,18 @@ def decode_pod(body: bytes, what: str = "Pod") -> Pod:
     return _decode(_pod_decoder, body, what)
 
 
+def scheduler_safe(reason: str) -> str:
+    """A reason the scheduler shows verbatim: it passes reasons through a Go format string,
+    so `%` would come out as `%!o(MISSING)`."""
+    return reason.replace("%", " percent") if "%" in reason else reason
+
+
 def encode_filter_result(result: ExtenderFilterResult) -> bytes:
+    for failures in (result.FailedNodes, result.FailedAndUnresolvableNodes):
+        for node, reason in failures.items():
+            if "%" in reason:
+                failures[node] = scheduler_safe(reason)
+    result.Error = scheduler_safe(result.Error)
     return _encoder.encode(result)
 
 
@@ -110,4 +121,5 @@ def encode_priorities(priorities: list[HostPriority]) -> bytes:
 
 
 def encode_binding_result(result: ExtenderBindingResult) -> bytes:
+    result.Error = scheduler_safe(result.Error)
     return _encoder.encode(result)

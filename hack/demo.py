@@ -1,0 +1,253 @@
+"""`make demo`: a real kube-apiserver + kube-scheduler with sample GPU nodes and this extender.
+
+Creates a small mixed fleet (premium H100, standard A100-40GB and L40S, economy T4, one CPU
+node), then pods of the kinds cluster admins run, one after another, and shows where each
+went and why; pods left Pending show the reason from their FailedScheduling event.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+HACK = Path(__file__).resolve().parent
+REPO = HACK.parent
+sys.path.insert(0, str(HACK))
+
+import localcluster  # noqa: E402
+
+NAMESPACE = "demo"
+PREFIX = "gpuclass.example.io/"
+GFD = "nvidia.com/gpu.product"
+FLEET: list[tuple[str, str, str, int, str]] = [
+    # name, GFD product, memory MiB, GPUs, zone
+    ("h100-0", "NVIDIA-H100-80GB-HBM3", "81559", 8, "zone-a"),
+    ("h100-1", "NVIDIA-H100-80GB-HBM3", "81559", 8, "zone-b"),
+    ("a100-0", "NVIDIA-A100-SXM4-40GB", "40960", 8, "zone-a"),
+    ("l40s-0", "NVIDIA-L40S", "46068", 4, "zone-b"),
+    ("t4-0", "Tesla-T4", "15360", 4, "zone-a"),
+    ("t4-1", "Tesla-T4", "15360", 4, "zone-b"),
+]
+
+
+def pod(
+    name: str, gpus: int, workload: str | None, note: str, **annotations: str
+) -> dict[str, Any]:
+    labels = {"app": name.rsplit("-", 1)[0]}
+    if workload:
+        labels[f"{PREFIX}workload"] = workload
+    resources: dict[str, Any] = {"requests": {"cpu": "1", "memory": "1Gi"}}
+    if gpus:
+        resources["requests"]["nvidia.com/gpu"] = str(gpus)
+        resources["limits"] = {"nvidia.com/gpu": str(gpus)}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": NAMESPACE,
+            "labels": labels,
+            "annotations": {"demo/note": note, **{PREFIX + k: v for k, v in annotations.items()}},
+        },
+        "spec": {
+            "schedulerName": "gpu-scheduler",
+            "containers": [{"name": "main", "image": "example/app:1", "resources": resources}],
+        },
+    }
+
+
+PODS = [
+    pod("chat-0", 1, "interactive", "interactive: premium, spread"),
+    pod("chat-1", 1, "interactive", "interactive: premium, away from chat-0"),
+    pod("embed-0", 4, "batch", "batch: economy first"),
+    pod("embed-1", 4, "batch", "batch: economy first"),
+    pod("embed-2", 4, "batch", "batch: economy full -> standard"),
+    pod(
+        "finetune-0",
+        6,
+        "batch",
+        "batch asking for premium: idle premium",
+        **{"required-classes": "premium"},
+    ),
+    pod(
+        "finetune-1",
+        6,
+        "batch",
+        "batch asking for premium: headroom reserved",
+        **{"required-classes": "premium"},
+    ),
+    pod("chat-2", 4, "interactive", "interactive may use the reserve"),
+    pod(
+        "legacy-0",
+        1,
+        "interactive",
+        "contradictory wishes",
+        **{"min-class": "premium", "excluded-classes": "premium"},
+    ),
+    pod("typo-0", 1, "interactiv", "workload label names no class"),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def scheduler_config(port: int, directory: Path) -> Path:
+    """The shipped KubeSchedulerConfiguration, pointed at this run's extender port."""
+    config = yaml.safe_load((REPO / "manifests" / "scheduler-config.yaml").read_text())
+    config["extenders"][0]["urlPrefix"] = f"http://127.0.0.1:{port}"
+    path = directory / "scheduler-config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def wait_ready(url: str, extender: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if extender.poll() is not None:
+            raise SystemExit(f"the extender exited with code {extender.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/readyz", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit("the extender did not become ready")
+
+
+def outcome(cluster: localcluster.LocalCluster, name: str, timeout: float = 15) -> tuple[str, str]:
+    """(node, "") once bound, or ("", reason) once the scheduler reports a failure."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        current = cluster.request("GET", f"/api/v1/namespaces/{NAMESPACE}/pods/{name}")
+        if current["spec"].get("nodeName"):
+            return current["spec"]["nodeName"], ""
+        events = cluster.request(
+            "GET",
+            f"/api/v1/namespaces/{NAMESPACE}/events?fieldSelector=involvedObject.name={name}",
+        )
+        failed = [e for e in events["items"] if e.get("reason") == "FailedScheduling"]
+        if failed:
+            return "", failed[-1]["message"]
+        time.sleep(0.1)
+    return "", "(no decision within the timeout)"
+
+
+def explain(url: str, manifest: dict[str, Any]) -> str:
+    from extender.server.explain import explanation_table
+
+    request = urllib.request.Request(
+        f"{url}/debug/explain", data=json.dumps(manifest).encode(), method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return explanation_table(json.loads(response.read()))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--keep", action="store_true", help="leave the cluster running")
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="gpuclass-demo-"))
+    cluster = localcluster.LocalCluster(state_dir=workdir / "cluster", detached=args.keep)
+    print("starting etcd and kube-apiserver ...", flush=True)
+    cluster.start()
+    for name, product, memory, gpus, zone in FLEET:
+        localcluster.apply_fake_node(
+            cluster.kubeconfig,
+            name,
+            {GFD: product, "nvidia.com/gpu.memory": memory, "topology.kubernetes.io/zone": zone},
+            gpus=gpus,
+        )
+    localcluster.apply_fake_node(cluster.kubeconfig, "cpu-0", {}, gpus=0)
+    cluster.request("POST", "/api/v1/namespaces", {"metadata": {"name": NAMESPACE}})
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = (workdir / "extender.log").open("wb")
+    extender = subprocess.Popen(
+        [
+            str(REPO / ".venv" / "bin" / "gpuclass-extender"),
+            "serve",
+            "--policy",
+            str(REPO / "manifests" / "policy.yaml"),
+            "--kubeconfig",
+            str(cluster.kubeconfig),
+            "--port",
+            str(port),
+            "--log-format",
+            "text",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        print(f"starting gpuclass-extender on {url} ...", flush=True)
+        wait_ready(url, extender)
+        print("starting kube-scheduler with manifests/scheduler-config.yaml ...", flush=True)
+        cluster.restart_scheduler(scheduler_config(port, workdir))
+        print_fleet()
+        rows = []
+        for manifest in PODS:
+            name = manifest["metadata"]["name"]
+            cluster.request("POST", f"/api/v1/namespaces/{NAMESPACE}/pods", manifest)
+            node, reason = outcome(cluster, name)
+            rows.append((name, manifest, node, reason))
+        print_outcomes(rows)
+        print("\nWhy finetune-1 waits (gpuclass-extender explain, same code as the server):\n")
+        print(explain(url, PODS[6]))
+        print("\nHow a new interactive pod would rank the nodes now:\n")
+        print(explain(url, pod("chat-3", 1, "interactive", "")))
+        print(f"\nlogs: {workdir}")
+        if args.keep:
+            print(
+                f"kubeconfig: {cluster.kubeconfig}\nstop with: kill {extender.pid}; "
+                f"python hack/localcluster.py down --state-dir {cluster.state_dir}"
+            )
+    finally:
+        if not args.keep:
+            extender.terminate()
+            extender.wait(10)
+            cluster.stop()
+
+
+def print_fleet() -> None:
+    print("\nFleet:")
+    for name, product, _, gpus, zone in FLEET:
+        print(f"  {name:<8} {gpus} x {product:<24} {zone}")
+    print("  cpu-0    no GPU")
+
+
+def print_outcomes(rows: list[tuple[str, dict[str, Any], str, str]]) -> None:
+    classes = {"h100": "premium", "a100": "standard", "l40s": "standard", "t4": "economy"}
+    print("\nPods, in the order they were created:\n")
+    print(f"  {'POD':<11} {'GPUS':<5} {'NODE (CLASS)':<20} WHAT IT SHOWS / WHY PENDING")
+    for name, manifest, node, reason in rows:
+        gpus = (
+            manifest["spec"]["containers"][0]["resources"]
+            .get("limits", {})
+            .get("nvidia.com/gpu", "0")
+        )
+        note = manifest["metadata"]["annotations"]["demo/note"]
+        where = f"{node} ({classes.get(node.split('-')[0], '-')})" if node else "Pending"
+        print(f"  {name:<11} {gpus:<5} {where:<20} {note}")
+        if reason:
+            print(f"  {'':<11} {'':<5} {'':<20} -> {reason}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,215 @@
+"""Request bodies in the exact shape kube-scheduler sends, and a server to post them to."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from extender.errors import KubeError
+from extender.policy import Policy
+from extender.policy.store import PolicyStore
+from extender.server.app import create_app
+from extender.server.metrics import Metrics
+from extender.state import ClusterCache
+from tests.builders import PREFIX, node_dict, pod_dict
+
+Client = TestClient[web.Request, web.Application]
+
+
+def scheduler_pod(
+    name: str = "infer-7d9f",
+    gpus: int = 1,
+    *,
+    workload: str | None = "interactive",
+    uid: str | None = None,
+    annotations: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """A pending Pod as the scheduler's informer holds it (no managedFields)."""
+    pod = pod_dict(
+        name,
+        gpus,
+        workload=workload,
+        uid=uid or f"uid-{name}",
+        annotations=annotations,
+        labels={"app": "chat", "pod-template-hash": "7d9f"},
+        owner_kind="ReplicaSet",
+    )
+    pod["metadata"].update(
+        {
+            "generateName": name.rsplit("-", 1)[0] + "-",
+            "resourceVersion": "48213",
+            "creationTimestamp": "2025-03-01T10:00:00Z",
+        }
+    )
+    pod["metadata"]["ownerReferences"][0].update(
+        {"apiVersion": "apps/v1", "uid": "7a1e-owner", "blockOwnerDeletion": True}
+    )
+    container = pod["spec"]["containers"][0]
+    container.update(
+        {
+            "image": "nvcr.io/nvidia/tritonserver:24.08-py3",
+            "ports": [{"containerPort": 8000, "protocol": "TCP"}],
+            "env": [{"name": "MODEL", "value": "llama"}],
+            "terminationMessagePath": "/dev/termination-log",
+            "imagePullPolicy": "IfNotPresent",
+        }
+    )
+    if gpus:
+        container["resources"] = {
+            "requests": {"cpu": "4", "memory": "32Gi", "nvidia.com/gpu": str(gpus)},
+            "limits": {"memory": "32Gi", "nvidia.com/gpu": str(gpus)},
+        }
+    pod["spec"].update(
+        {
+            "restartPolicy": "Always",
+            "terminationGracePeriodSeconds": 30,
+            "dnsPolicy": "ClusterFirst",
+            "serviceAccountName": "default",
+            "priority": 0,
+            "enableServiceLinks": True,
+            "preemptionPolicy": "PreemptLowerPriority",
+            "tolerations": [
+                {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
+                {
+                    "key": "node.kubernetes.io/not-ready",
+                    "operator": "Exists",
+                    "effect": "NoExecute",
+                    "tolerationSeconds": 300,
+                },
+            ],
+            "volumes": [{"name": "shm", "emptyDir": {"medium": "Memory"}}],
+        }
+    )
+    pod["status"] = {
+        "phase": "Pending",
+        "qosClass": "Burstable",
+        "conditions": [
+            {
+                "type": "PodScheduled",
+                "status": "False",
+                "lastProbeTime": None,
+                "lastTransitionTime": "2025-03-01T10:00:00Z",
+                "reason": "Unschedulable",
+            }
+        ],
+    }
+    return pod
+
+
+def scheduler_node(name: str, product: str | None = "H100", gpus: int = 8) -> dict[str, Any]:
+    """A Node as the scheduler's cache holds it, with the fields we never read."""
+    node = node_dict(name, product, gpus)
+    node["metadata"].update(
+        {
+            "uid": f"uid-node-{name}",
+            "creationTimestamp": "2025-01-01T00:00:00Z",
+            "annotations": {"node.alpha.kubernetes.io/ttl": "0"},
+            "managedFields": [
+                {
+                    "manager": "kubelet",
+                    "operation": "Update",
+                    "apiVersion": "v1",
+                    "time": "2025-01-01T00:00:00Z",
+                    "fieldsType": "FieldsV1",
+                    "fieldsV1": {"f:status": {"f:images": {}}},
+                }
+            ],
+        }
+    )
+    node["spec"] = {"podCIDR": "10.244.1.0/24", "providerID": f"aws:///eu-west-1a/i-{name}"}
+    node["status"].update(
+        {
+            "addresses": [
+                {"type": "InternalIP", "address": "10.0.0.12"},
+                {"type": "Hostname", "address": name},
+            ],
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "True",
+                    "lastHeartbeatTime": "2025-03-01T09:59:00Z",
+                    "reason": "KubeletReady",
+                    "message": "kubelet is posting ready status",
+                }
+            ],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+            "nodeInfo": {
+                "kubeletVersion": "v1.31.4",
+                "containerRuntimeVersion": "containerd://1.7.22",
+                "architecture": "amd64",
+                "operatingSystem": "linux",
+            },
+            "images": [
+                {
+                    "names": [f"nvcr.io/nvidia/cuda@sha256:{i:064x}", f"nvcr.io/nvidia/cuda:12.{i}"],
+                    "sizeBytes": 4_000_000_000 + i,
+                }
+                for i in range(3)
+            ],
+        }
+    )
+    return node
+
+
+def names_args(pod: dict[str, Any], names: list[str]) -> bytes:
+    """ExtenderArgs with nodeCacheCapable: true."""
+    return json.dumps({"Pod": pod, "Nodes": None, "NodeNames": names}).encode()
+
+
+def full_args(pod: dict[str, Any], nodes: list[dict[str, Any]]) -> tuple[bytes, list[bytes]]:
+    """ExtenderArgs with nodeCacheCapable: false, and the exact bytes of each node item."""
+    items = [json.dumps(n, indent=1).encode() for n in nodes]
+    body = (
+        b'{"Pod": '
+        + json.dumps(pod).encode()
+        + b', "Nodes": {"metadata": {}, "items": ['
+        + b", ".join(items)
+        + b']}, "NodeNames": null}'
+    )
+    return body, items
+
+
+def bind_args(pod: dict[str, Any], node: str) -> bytes:
+    meta = pod["metadata"]
+    return json.dumps(
+        {"PodName": meta["name"], "PodNamespace": meta["namespace"], "PodUID": meta["uid"], "Node": node}
+    ).encode()
+
+
+def classes(**annotations: str) -> dict[str, str]:
+    """Pod annotations under the policy's prefix: classes(required_classes="premium")."""
+    return {PREFIX + key.replace("_", "-"): value for key, value in annotations.items()}
+
+
+@dataclass
+class RecordingBinder:
+    """The bind seam: records calls, fails for the pod names in `fail`."""
+
+    calls: list[dict[str, str]] = field(default_factory=list)
+    fail: dict[str, Exception] = field(default_factory=dict)
+
+    async def __call__(self, *, namespace: str, name: str, uid: str, node: str) -> None:
+        self.calls.append({"namespace": namespace, "name": name, "uid": uid, "node": node})
+        if name in self.fail:
+            raise self.fail[name]
+
+
+def conflict(name: str, node: str) -> KubeError:
+    return KubeError(f'bind ml/{name} to {node}: 409 Conflict: pod {name} is already assigned', 409)
+
+
+def app_for(
+    policy: Policy,
+    cache: ClusterCache,
+    *,
+    binder: RecordingBinder | None = None,
+    metrics: Metrics | None = None,
+    **kw: Any,
+) -> web.Application:
+    return create_app(
+        PolicyStore(policy), cache, metrics=metrics or Metrics(), binder=binder, **kw
+    )

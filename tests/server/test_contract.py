@@ -1,0 +1,485 @@
+"""The HTTP contract with kube-scheduler: every verb in the exact extender/v1 wire shape."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from pytest_aiohttp import AiohttpClient
+
+from extender.policy import Policy
+from extender.state import ClusterCache
+from tests.builders import example_policy, make_cache, make_node, make_pod
+from tests.server.payloads import (
+    Client,
+    RecordingBinder,
+    app_for,
+    bind_args,
+    conflict,
+    full_args,
+    names_args,
+    scheduler_node,
+    scheduler_pod,
+)
+
+# name -> (product, GPUs); gpu-a100 is full (a batch job holds both GPUs).
+NODES: dict[str, tuple[str | None, int]] = {
+    "gpu-h100": ("H100", 8),
+    "gpu-l40s": ("L40S", 1),
+    "gpu-a100": ("A100-40GB", 2),
+    "gpu-t4": ("T4", 4),
+    "cpu-1": (None, 0),
+}
+ALL = list(NODES)
+FILTER_KEYS = {"NodeNames", "Nodes", "FailedNodes", "FailedAndUnresolvableNodes", "Error"}
+
+
+def cluster(policy: Policy) -> ClusterCache:
+    nodes = [make_node(name, product, gpus) for name, (product, gpus) in NODES.items()]
+    train = make_pod("train", 2, workload="batch", node="gpu-a100", phase="Running", uid="u-train")
+    return make_cache(policy, nodes, [train])
+
+
+@pytest.fixture
+def policy() -> Policy:
+    return example_policy()
+
+
+@pytest.fixture
+def cache(policy: Policy) -> ClusterCache:
+    return cluster(policy)
+
+
+@pytest.fixture
+def binder() -> RecordingBinder:
+    return RecordingBinder()
+
+
+@pytest.fixture
+async def client(
+    aiohttp_client: AiohttpClient, policy: Policy, cache: ClusterCache, binder: RecordingBinder
+) -> Client:
+    return await aiohttp_client(app_for(policy, cache, binder=binder))
+
+
+async def post(client: Client, path: str, body: bytes, status: int = 200) -> Any:
+    response = await client.post(path, data=body, headers={"Content-Type": "application/json"})
+    assert response.status == status, await response.text()
+    assert response.content_type == "application/json"
+    return await response.json()
+
+
+# ---- filter ------------------------------------------------------------------------------
+
+
+async def test_filter_in_names_mode_returns_exactly_the_protocol_keys(client: Client) -> None:
+    answer = await post(client, "/filter", names_args(scheduler_pod(), ALL))
+    assert answer == {
+        "NodeNames": ["gpu-h100", "gpu-l40s"],
+        "Nodes": None,
+        "FailedNodes": {"gpu-a100": "not enough free GPUs: needs 1 whole"},
+        "FailedAndUnresolvableNodes": {
+            "gpu-t4": "GPU class economy (T4-15GB) is below the required tier standard",
+            "cpu-1": "node has no nvidia.com/gpu allocatable",
+        },
+        "Error": "",
+    }
+
+
+async def test_filter_partitions_its_input_nodes(client: Client) -> None:
+    answer = await post(client, "/filter", names_args(scheduler_pod(), ALL))
+    groups = [answer["NodeNames"], answer["FailedNodes"], answer["FailedAndUnresolvableNodes"]]
+    assert sorted(n for group in groups for n in group) == sorted(ALL)
+    assert sum(len(group) for group in groups) == len(ALL)
+
+
+async def test_wrong_class_nodes_are_unresolvable_with_a_human_reason(client: Client) -> None:
+    answer = await post(client, "/filter", names_args(scheduler_pod(), ["gpu-t4", "gpu-h100"]))
+    assert set(answer["FailedAndUnresolvableNodes"]) == {"gpu-t4"}
+    assert "below the required tier" in answer["FailedAndUnresolvableNodes"]["gpu-t4"]
+    assert answer["FailedNodes"] == {}
+
+
+async def test_a_full_node_is_failed_not_unresolvable_so_preemption_may_help(
+    client: Client,
+) -> None:
+    answer = await post(client, "/filter", names_args(scheduler_pod(), ["gpu-a100"]))
+    assert answer["NodeNames"] == []
+    assert answer["FailedNodes"] == {"gpu-a100": "not enough free GPUs: needs 1 whole"}
+    assert answer["FailedAndUnresolvableNodes"] == {}
+
+
+async def test_filter_in_full_mode_echoes_the_passed_node_objects_exactly(client: Client) -> None:
+    nodes = [scheduler_node(name, *NODES[name]) for name in ALL]
+    nodes.append(scheduler_node("gpu-new", "H100", 4))  # not cached yet: judged from the object
+    body, items = full_args(scheduler_pod(), nodes)
+    response = await client.post("/filter", data=body)
+    assert response.status == 200
+    raw = await response.read()
+    answer = json.loads(raw)
+    assert set(answer) == FILTER_KEYS
+    assert answer["NodeNames"] is None
+    assert answer["Error"] == ""
+    assert set(answer["Nodes"]) == {"metadata", "items"}
+    assert answer["Nodes"]["metadata"] == {}
+    passed = ["gpu-h100", "gpu-l40s", "gpu-new"]
+    by_name = {n["metadata"]["name"]: n for n in nodes}
+    assert answer["Nodes"]["items"] == [by_name[name] for name in passed]
+    for name, item in zip(ALL + ["gpu-new"], items, strict=True):
+        assert (item in raw) == (name in passed), name  # the request's bytes, untouched
+    echoed = answer["Nodes"]["items"][0]
+    assert echoed["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"] == 10250
+    assert echoed["status"]["images"] == by_name["gpu-h100"]["status"]["images"]
+    assert echoed["metadata"]["managedFields"] == by_name["gpu-h100"]["metadata"]["managedFields"]
+    assert set(answer["FailedNodes"]) == {"gpu-a100"}
+    assert set(answer["FailedAndUnresolvableNodes"]) == {"gpu-t4", "cpu-1"}
+
+
+async def test_full_mode_with_an_empty_verdict_returns_an_empty_item_list(client: Client) -> None:
+    body, _ = full_args(scheduler_pod(), [scheduler_node("gpu-t4", "T4", 4)])
+    answer = await post(client, "/filter", body)
+    assert answer["Nodes"] == {"metadata": {}, "items": []}
+    assert answer["NodeNames"] is None
+    assert set(answer["FailedAndUnresolvableNodes"]) == {"gpu-t4"}
+
+
+async def test_filter_accepts_lower_case_top_level_keys(client: Client) -> None:
+    body = json.dumps({"pod": scheduler_pod(), "nodes": None, "nodenames": ALL}).encode()
+    exact = await post(client, "/filter", names_args(scheduler_pod(), ALL))
+    assert await post(client, "/filter", body) == exact
+
+
+# ---- prioritize --------------------------------------------------------------------------
+
+
+def assert_priorities(answer: Any, hosts: list[str]) -> dict[str, int]:
+    assert isinstance(answer, list)
+    assert [entry["Host"] for entry in answer] == hosts
+    for entry in answer:
+        assert set(entry) == {"Host", "Score"}
+        assert type(entry["Score"]) is int
+        assert 0 <= entry["Score"] <= 10
+    return {entry["Host"]: entry["Score"] for entry in answer}
+
+
+async def test_prioritize_scores_every_input_node_with_an_int_from_0_to_10(
+    client: Client,
+) -> None:
+    response = await client.post("/prioritize", data=names_args(scheduler_pod(), ALL))
+    assert response.status == 200
+    raw = await response.read()
+    assert raw.startswith(b"[{")
+    assert b"." not in raw.replace(b"gpu-", b"")  # no float scores anywhere
+    scores = assert_priorities(json.loads(raw), ALL)
+    # Interactive prefers premium, then standard.
+    assert scores["gpu-h100"] > scores["gpu-l40s"] > 0
+
+
+async def test_prioritize_in_full_mode_scores_like_names_mode(client: Client) -> None:
+    names = ["gpu-h100", "gpu-l40s", "gpu-t4"]
+    by_names = await post(client, "/prioritize", names_args(scheduler_pod(), names))
+    body, _ = full_args(scheduler_pod(), [scheduler_node(n, *NODES[n]) for n in names])
+    assert await post(client, "/prioritize", body) == by_names
+    assert_priorities(by_names, names)
+
+
+async def test_prioritize_gives_an_unknown_node_score_zero(client: Client) -> None:
+    answer = await post(client, "/prioritize", names_args(scheduler_pod(), ["gpu-h100", "ghost"]))
+    assert assert_priorities(answer, ["gpu-h100", "ghost"])["ghost"] == 0
+
+
+# ---- bind --------------------------------------------------------------------------------
+
+
+async def test_bind_calls_the_binder_and_answers_an_empty_error(
+    client: Client, binder: RecordingBinder
+) -> None:
+    pod = scheduler_pod("infer-a")
+    response = await client.post("/bind", data=bind_args(pod, "gpu-h100"))
+    assert response.status == 200
+    assert await response.json() == {"Error": ""}
+    assert binder.calls == [
+        {"namespace": "ml", "name": "infer-a", "uid": "uid-infer-a", "node": "gpu-h100"}
+    ]
+
+
+async def test_a_bound_pod_charges_its_node_before_the_watch_confirms_it(client: Client) -> None:
+    first, second = scheduler_pod("infer-a"), scheduler_pod("infer-b")
+    before = await post(client, "/filter", names_args(first, ["gpu-l40s"]))
+    assert before["NodeNames"] == ["gpu-l40s"]
+    assert await post(client, "/bind", bind_args(first, "gpu-l40s")) == {"Error": ""}
+    after = await post(client, "/filter", names_args(second, ["gpu-l40s"]))
+    assert after["NodeNames"] == []
+    assert "not enough free GPUs" in after["FailedNodes"]["gpu-l40s"]
+    node = await (await client.get("/debug/cache", params={"node": "gpu-l40s"})).json()
+    assert node["freeMilliPerGpu"] == [0]
+    assert node["pods"] == [
+        {"pod": "ml/infer-a", "workload": "interactive", "gpus": 1, "milli": 1000, "assumed": True}
+    ]
+
+
+async def test_a_failed_bind_answers_its_message_with_200_and_undoes_the_charge(
+    client: Client, binder: RecordingBinder
+) -> None:
+    first, second = scheduler_pod("infer-a"), scheduler_pod("infer-b")
+    binder.fail["infer-a"] = conflict("infer-a", "gpu-l40s")
+    await post(client, "/filter", names_args(first, ["gpu-l40s"]))
+    answer = await post(client, "/bind", bind_args(first, "gpu-l40s"))
+    assert answer == {"Error": "bind ml/infer-a to gpu-l40s: 409 Conflict: pod infer-a is already assigned"}
+    assert len(binder.calls) == 1
+    after = await post(client, "/filter", names_args(second, ["gpu-l40s"]))
+    assert after["NodeNames"] == ["gpu-l40s"]
+    node = await (await client.get("/debug/cache", params={"node": "gpu-l40s"})).json()
+    assert node["freeMilliPerGpu"] == [1000]
+    assert node["pods"] == []
+
+
+async def test_a_binder_crash_is_a_500_json_and_undoes_the_charge(
+    client: Client, binder: RecordingBinder
+) -> None:
+    pod = scheduler_pod("infer-a")
+    binder.fail["infer-a"] = RuntimeError("connection pool exploded")
+    await post(client, "/filter", names_args(pod, ["gpu-l40s"]))
+    answer = await post(client, "/bind", bind_args(pod, "gpu-l40s"), status=500)
+    assert answer == {"error": "InternalError", "message": "internal error; see the extender's log"}
+    retry = await post(client, "/filter", names_args(scheduler_pod("infer-b"), ["gpu-l40s"]))
+    assert retry["NodeNames"] == ["gpu-l40s"]
+
+
+async def test_bind_without_a_binder_answers_a_protocol_error(
+    aiohttp_client: AiohttpClient, policy: Policy, cache: ClusterCache
+) -> None:
+    client = await aiohttp_client(app_for(policy, cache))
+    pod = scheduler_pod("infer-a")
+    await post(client, "/filter", names_args(pod, ["gpu-l40s"]))
+    answer = await post(client, "/bind", bind_args(pod, "gpu-l40s"))
+    assert "bind is not enabled" in answer["Error"]
+    retry = await post(client, "/filter", names_args(scheduler_pod("infer-b"), ["gpu-l40s"]))
+    assert retry["NodeNames"] == ["gpu-l40s"]
+
+
+async def test_bind_accepts_the_all_lower_case_spelling(
+    client: Client, binder: RecordingBinder
+) -> None:
+    body = json.dumps(
+        {"podname": "p", "podnamespace": "ml", "poduid": "u", "node": "gpu-h100"}
+    ).encode()
+    assert await post(client, "/bind", body) == {"Error": ""}
+    assert binder.calls[0]["node"] == "gpu-h100"
+
+
+# ---- readiness ---------------------------------------------------------------------------
+
+
+async def test_an_unsynced_cache_fails_filter_in_the_body_and_prioritize_with_503(
+    aiohttp_client: AiohttpClient, policy: Policy
+) -> None:
+    cache = ClusterCache(policy)
+    client = await aiohttp_client(app_for(policy, cache))
+    answer = await post(client, "/filter", names_args(scheduler_pod(), ["gpu-h100"]))
+    assert set(answer) == FILTER_KEYS
+    assert answer["Error"].startswith("cluster cache not synced yet")
+    assert answer["NodeNames"] is None
+    priorities = await post(client, "/prioritize", names_args(scheduler_pod(), ["gpu-h100"]), 503)
+    assert priorities["error"] == "NotReady"
+    assert priorities["message"].startswith("cluster cache not synced yet")
+
+
+async def test_readyz_turns_200_only_after_nodes_and_pods_are_listed(
+    aiohttp_client: AiohttpClient, policy: Policy
+) -> None:
+    cache = ClusterCache(policy)
+    client = await aiohttp_client(app_for(policy, cache))
+    assert (await client.get("/readyz")).status == 503
+    assert (await client.get("/healthz")).status == 200
+    cache.replace_nodes([make_node("gpu-h100")])
+    assert (await client.get("/readyz")).status == 503
+    cache.replace_pods([])
+    ready = await client.get("/readyz")
+    assert ready.status == 200
+    assert await ready.text() == "ok"
+    answer = await post(client, "/filter", names_args(scheduler_pod(), ["gpu-h100"]))
+    assert answer["Error"] == ""
+    assert answer["NodeNames"] == ["gpu-h100"]
+
+
+async def test_healthz_answers_200(client: Client) -> None:
+    response = await client.get("/healthz")
+    assert response.status == 200
+    assert await response.text() == "ok"
+
+
+# ---- metrics -----------------------------------------------------------------------------
+
+
+async def scrape(client: Client) -> dict[str, Any]:
+    response = await client.get("/metrics")
+    assert response.status == 200
+    assert response.headers["Content-Type"].startswith("text/plain")
+    return {f.name: f for f in text_string_to_metric_families(await response.text())}
+
+
+def sample(families: dict[str, Any], family: str, name: str, **labels: str) -> float:
+    for s in families[family].samples:
+        if s.name == name and s.labels == labels:
+            return float(s.value)
+    raise AssertionError(f"no sample {name}{labels}")
+
+
+async def test_metrics_count_requests_latency_and_filter_decisions(client: Client) -> None:
+    for _ in range(2):
+        await post(client, "/filter", names_args(scheduler_pod(), ALL))
+    await post(client, "/prioritize", names_args(scheduler_pod(), ALL))
+    await post(client, "/filter", b"{", status=400)
+    families = await scrape(client)
+    prefix = "gpuclass_extender"
+    requests = f"{prefix}_requests"
+    assert families[requests].type == "counter"
+    assert sample(families, requests, f"{requests}_total", verb="filter", code="200") == 2
+    assert sample(families, requests, f"{requests}_total", verb="filter", code="400") == 1
+    assert sample(families, requests, f"{requests}_total", verb="prioritize", code="200") == 1
+
+    latency = f"{prefix}_request_duration_seconds"
+    assert families[latency].type == "histogram"
+    assert sample(families, latency, f"{latency}_count", verb="filter") == 3
+    assert sample(families, latency, f"{latency}_bucket", verb="filter", le="+Inf") == 3
+    assert sample(families, latency, f"{latency}_sum", verb="filter") > 0
+
+    decisions = f"{prefix}_filter_decisions"
+    total = f"{decisions}_total"
+    assert sample(families, decisions, total, outcome="passed", rule="") == 4
+    assert sample(families, decisions, total, outcome="failed", rule="gpu_fit") == 2
+    assert sample(families, decisions, total, outcome="unresolvable", rule="class_required") == 4
+
+
+async def test_metrics_expose_cache_and_policy_gauges(client: Client) -> None:
+    families = await scrape(client)
+    prefix = "gpuclass_extender"
+    objects = f"{prefix}_cache_objects"
+    assert families[objects].type == "gauge"
+    assert sample(families, objects, objects, kind="nodes") == len(NODES)
+    assert sample(families, objects, objects, kind="pods_bound") == 1
+    assert sample(families, f"{prefix}_cache_ready", f"{prefix}_cache_ready") == 1
+    gpus = f"{prefix}_class_gpus"
+    assert sample(families, gpus, gpus, gpu_class="premium", state="capacity") == 8
+    assert sample(families, gpus, gpus, gpu_class="standard", state="capacity") == 3
+    assert sample(families, gpus, gpus, gpu_class="standard", state="free") == 1
+    assert families[f"{prefix}_policy_info"].type == "gauge"
+    assert families[f"{prefix}_policy_reloads"].type == "counter"
+
+
+async def test_metric_labels_never_carry_node_or_pod_names(client: Client) -> None:
+    await post(client, "/filter", names_args(scheduler_pod(), ALL))
+    await post(client, "/bind", bind_args(scheduler_pod(), "gpu-h100"))
+    families = await scrape(client)
+    values = {v for f in families.values() for s in f.samples for v in s.labels.values()}
+    assert not values & {*ALL, "infer-7d9f", "ml/infer-7d9f"}
+
+
+# ---- debug views -------------------------------------------------------------------------
+
+
+async def test_debug_cache_summarises_classes_and_counts(client: Client, policy: Policy) -> None:
+    response = await client.get("/debug/cache")
+    assert response.status == 200
+    body = await response.json()
+    assert body["ready"] is True
+    assert body["policyDigest"] == policy.digest
+    assert body["counts"]["nodes"] == len(NODES)
+    assert body["classes"] == {
+        "premium": {"nodes": 1, "gpus": 8.0, "freeGpus": 8.0},
+        "standard": {"nodes": 2, "gpus": 3.0, "freeGpus": 1.0},
+        "economy": {"nodes": 1, "gpus": 4.0, "freeGpus": 4.0},
+    }
+
+
+async def test_debug_cache_shows_one_nodes_features_and_pods(client: Client) -> None:
+    response = await client.get("/debug/cache", params={"node": "gpu-a100"})
+    assert response.status == 200
+    node = await response.json()
+    assert node["name"] == "gpu-a100"
+    assert node["gpuClass"] == "standard"
+    assert node["gpus"] == 2
+    assert node["freeMilliPerGpu"] == [0, 0]
+    assert node["heldMilliByWorkload"] == {"batch": 2000}
+    assert node["pods"] == [
+        {"pod": "ml/train", "workload": "batch", "gpus": 2, "milli": 1000, "assumed": False}
+    ]
+
+
+async def test_debug_cache_for_an_unknown_node_is_a_404_json(client: Client) -> None:
+    response = await client.get("/debug/cache", params={"node": "ghost"})
+    assert response.status == 404
+    assert await response.json() == {
+        "error": "NotFound",
+        "message": "node 'ghost' is not in the cache",
+    }
+
+
+POD_YAML = b"""\
+apiVersion: v1
+kind: Pod
+metadata:
+  name: infer-7d9f
+  namespace: ml
+  labels:
+    gpuclass.example.io/workload: interactive
+  creationTimestamp: 2025-03-01T10:00:00Z
+spec:
+  containers:
+  - name: main
+    image: nvcr.io/nvidia/tritonserver:24.08-py3
+    resources:
+      requests: {cpu: "4", nvidia.com/gpu: 1}
+      limits: {nvidia.com/gpu: 1}
+"""
+
+
+async def test_debug_explain_ranks_nodes_for_a_yaml_pod_like_filter_and_prioritize(
+    client: Client,
+) -> None:
+    response = await client.post("/debug/explain", data=POD_YAML)
+    assert response.status == 200
+    body = await response.json()
+    assert body["pod"] == "ml/infer-7d9f"
+    assert body["workload"] == "interactive"
+    assert body["gpus"] == 1
+    assert body["allowedClasses"] == "standard or better"
+    nodes = body["nodes"]
+    assert [n["node"] for n in nodes if n["passed"]] == ["gpu-h100", "gpu-l40s"]
+    assert [n["node"] for n in nodes[2:]] == sorted(["gpu-a100", "gpu-t4", "cpu-1"])
+    reasons = {n["node"]: (n["rule"], n["unresolvable"]) for n in nodes if not n["passed"]}
+    assert reasons == {
+        "gpu-a100": ("gpu_fit", False),
+        "gpu-t4": ("class_required", True),
+        "cpu-1": ("class_required", True),
+    }
+    priorities = await post(client, "/prioritize", names_args(scheduler_pod(), ALL))
+    scores = {p["Host"]: p["Score"] for p in priorities}
+    for node in nodes:
+        if node["passed"]:
+            assert node["score"] == scores[node["node"]]
+
+
+async def test_debug_explain_takes_a_json_pod_and_a_node_subset(client: Client) -> None:
+    response = await client.post(
+        "/debug/explain",
+        params={"nodes": "gpu-t4,gpu-h100"},
+        data=json.dumps(scheduler_pod()).encode(),
+    )
+    assert response.status == 200
+    body = await response.json()
+    assert [n["node"] for n in body["nodes"]] == ["gpu-h100", "gpu-t4"]
+    assert "below the required tier standard" in body["nodes"][1]["reason"]
+
+
+async def test_debug_explain_rejects_a_manifest_that_is_not_a_pod(client: Client) -> None:
+    response = await client.post("/debug/explain", data=b"kind: Deployment\nmetadata: {name: x}\n")
+    assert response.status == 400
+    assert await response.json() == {
+        "error": "WireError",
+        "message": "pod manifest: expected a single Pod object",
+    }
+
