@@ -21,7 +21,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.builders import example_policy, make_cache, make_node, make_pod, pod_dict  # noqa: E402
+from tests.builders import example_policy, make_cache, make_node, make_pod, pod_dict
 
 PRODUCTS = ("H100", "A100-40GB", "T4")
 
