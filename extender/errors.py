@@ -30,10 +30,6 @@ class WireError(ExtenderError):
     http_status = 400
 
 
-class BodyTooLarge(WireError):
-    http_status = 413
-
-
 class NotReady(ExtenderError):
     http_status = 503
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -112,7 +113,10 @@ def make_pod(name: str = "pod", gpus: int = 1, **kw: Any) -> Pod:
 
 
 def make_cache(
-    policy: Policy, nodes: list[Node], pods: list[Pod] = (), **kw: Any  # type: ignore[assignment]
+    policy: Policy,
+    nodes: Sequence[Node],
+    pods: Sequence[Pod] = (),
+    **kw: Any,
 ) -> ClusterCache:
     cache = ClusterCache(policy, **kw)
     cache.replace_nodes(nodes)

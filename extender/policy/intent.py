@@ -44,6 +44,8 @@ class PodIntent:
     attributes: tuple[AttributeRequirement, ...]
     tolerates_dedicated: frozenset[WorkloadName] | None  # None: tolerates every dedication
     conflicts: tuple[str, ...] = ()
+    # True when the pod asks for GPUs, even in a form we cannot read (then in `conflicts`).
+    wants_gpus: bool = True
 
     @property
     def key(self) -> str:
@@ -171,7 +173,8 @@ def pod_intent(pod: Pod, policy: Policy) -> PodIntent:
         req, min_class = defaults.required_classes, defaults.min_class
     all_excluded = set(excluded) | set(defaults.excluded_classes)
     allowed = allowed_classes(list(policy.class_names), req, min_class, all_excluded)
-    if not allowed:
+    unknown_named = any("names unknown GPU class" in c for c in conflicts)
+    if not allowed and not unknown_named:
         wishes = []
         if req is not None:
             wishes.append(f"requires {' or '.join(sorted(req)) or 'no class'}")
@@ -200,6 +203,7 @@ def pod_intent(pod: Pod, policy: Policy) -> PodIntent:
         attributes=defaults.attributes,
         tolerates_dedicated=tolerated,
         conflicts=tuple(conflicts),
+        wants_gpus=demand.gpus > 0 or bool(problems),
     )
 
 

@@ -22,6 +22,24 @@ _EXPECTED_BY_TYPE = {
     "extra_forbidden": "no such field here (check spelling and indentation)",
     "missing": "this required field",
 }
+_EXPECTED_BY_BOUND = {
+    "tuple_type": "a list",
+    "list_type": "a list",
+    "dict_type": "a mapping",
+    "string_type": "a string",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "int_type": "an integer",
+    "int_parsing": "an integer",
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+    "less_than": "a number less than {lt}",
+    "less_than_equal": "a number at most {le}",
+    "greater_than": "a number greater than {gt}",
+    "greater_than_equal": "a number at least {ge}",
+    "too_short": "at least {min_length} item(s)",
+    "string_too_long": "at most {max_length} characters",
+}
 _PATTERN_MEANING = {
     DNS_LABEL: "a lower-case DNS label: a-z, 0-9 and '-', starting and ending alphanumeric",
     LABEL_KEY: "a Kubernetes label key such as example.com/name",
@@ -108,7 +126,11 @@ def _expected(error: Any) -> str:
     if error["type"] == "string_pattern_mismatch":
         pattern = error.get("ctx", {}).get("pattern", "")
         return _PATTERN_MEANING.get(pattern, f"a string matching {pattern}")
-    return str(error["msg"]).removeprefix("Value error, ")
+    ctx = error.get("ctx", {})
+    if error["type"] in _EXPECTED_BY_BOUND:
+        return _EXPECTED_BY_BOUND[error["type"]].format(**ctx)
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return message.removeprefix("Input should be ")
 
 
 def check_references(doc: PolicyDocument) -> Iterable[PolicyIssue]:
@@ -165,7 +187,11 @@ def check_references(doc: PolicyDocument) -> Iterable[PolicyIssue]:
         allowed = allowed_classes(
             classes, spec.required_classes, spec.min_class, spec.excluded_classes
         )
-        if not allowed:
+        named = [*(spec.required_classes or ()), *spec.excluded_classes]
+        if spec.min_class is not None:
+            named.append(spec.min_class)
+        # An unknown name is already reported; the emptiness it causes is no news.
+        if not allowed and all(name in class_set for name in named):
             yield PolicyIssue(
                 base,
                 {

@@ -74,10 +74,10 @@ def check_node(
     pod: PodIntent, node: NodeFeatures | None, cluster: ClusterView, policy: Policy
 ) -> Reject | None:
     """The first rule that rejects the node, or None when it may take the pod."""
+    if not pod.wants_gpus:
+        return None  # not a GPU pod: none of our business, whatever its labels say
     if pod.conflicts:
         return Reject("pod", f"pod cannot be placed: {'; '.join(pod.conflicts)}", False)
-    if pod.demand.gpus == 0:
-        return None
     if node is None:
         return NOT_CACHED
     for _, check in FILTERS:
@@ -142,8 +142,12 @@ def score_nodes(
     cluster: ClusterView,
     policy: Policy,
 ) -> list[tuple[str, int]]:
-    """Every requested node with its integer score (0 for nodes we do not know)."""
-    return [(v.node, v.score) for v in explain_nodes(pod, names, lookup, cluster, policy, False)]
+    """Every requested node with its integer score; 0 for nodes our filter would reject.
+
+    The scheduler normally sends only nodes that passed our filter; scoring the others 0
+    keeps a prioritize-only configuration from ranking a wrong GPU class first.
+    """
+    return [(v.node, v.score) for v in explain_nodes(pod, names, lookup, cluster, policy)]
 
 
 def explain_nodes(
@@ -152,18 +156,23 @@ def explain_nodes(
     lookup: NodeLookup,
     cluster: ClusterView,
     policy: Policy,
-    with_filters: bool = True,
 ) -> list[NodeVerdict]:
-    """Per node: the reject (if filtering) or the component scores and the final integer."""
+    """Per node: the reject, or the component scores and the final integer.
+
+    Components are chosen over the nodes that pass, as the scheduler prioritizes only
+    those, so an explanation shows the scores the scheduler gets.
+    """
     unique = list(dict.fromkeys(names))
-    features = {name: lookup(name) for name in unique}
-    known = [f for f in features.values() if f is not None]
-    components = applicable_components(pod, known, policy)
+    checked = [
+        (name, node, check_node(pod, node, cluster, policy))
+        for name in unique
+        for node in [lookup(name)]
+    ]
+    passing = [node for _, node, reject in checked if node is not None and reject is None]
+    components = applicable_components(pod, passing, policy)
     weights = {name: weight for name, weight, _ in components}
     verdicts = []
-    for name in unique:
-        node = features[name]
-        reject = check_node(pod, node, cluster, policy) if with_filters else None
+    for name, node, reject in checked:
         if node is None or reject is not None:
             verdicts.append(NodeVerdict(name, reject, {}, 0))
             continue

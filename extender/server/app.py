@@ -218,7 +218,7 @@ async def metrics_handler(request: web.Request) -> web.Response:
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
     metrics = request.app[METRICS]
-    metrics.observe_cache(request.app[CACHE])
+    metrics.observe(request.app[CACHE], request.app[STORE].current.digest)
     response = web.Response(body=generate_latest(metrics.registry))
     response.headers["Content-Type"] = CONTENT_TYPE_LATEST
     return response

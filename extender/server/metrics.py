@@ -94,8 +94,10 @@ class Metrics:
             registry=r,
         )
 
-    def observe_cache(self, cache: ClusterCache) -> None:
-        """Refresh the gauges that mirror cache state (called on scrape)."""
+    def observe(self, cache: ClusterCache, policy_digest: str) -> None:
+        """Refresh the gauges that mirror policy and cache state (called on scrape)."""
+        self.policy_info.clear()
+        self.policy_info.labels(policy_digest).set(1)
         for kind, count in cache.counts().items():
             self.cache_objects.labels(kind).set(count)
         self.cache_ready.set(1 if cache.ready else 0)

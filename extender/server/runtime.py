@@ -73,8 +73,6 @@ async def reload_policy_forever(store: PolicyStore, metrics: Metrics, interval: 
                 extra={"policy": str(store.path), "issues": [str(i) for i in outcome.error.issues]},
             )
         else:
-            metrics.policy_info.clear()
-            metrics.policy_info.labels(store.current.digest).set(1)
             log.info("policy reloaded", extra={"digest": store.current.digest})
 
 
@@ -107,7 +105,6 @@ async def serve(
     store = PolicyStore.from_file(options.policy)
     cache = ClusterCache(store.current, assume_ttl=options.assume_ttl_seconds)
     metrics = Metrics()
-    metrics.policy_info.labels(store.current.digest).set(1)
 
     def apply_policy(policy: Policy) -> None:
         cache.set_policy(policy)

@@ -161,11 +161,16 @@ class ClusterCache:
         features = self._nodes.get(name)
         if features is None:
             return
-        for record in self.pods_on(name):
+        pods = self.pods_on(name)
+        for record in pods:
             self._detach(record)
         self._remove_node_totals(features)
         del self._nodes[name]
         del self._node_objects[name]
+        # Its pods stay bound to the name (as for a pod seen before its node), so they are
+        # charged again if the node comes back before their own delete events.
+        for record in pods:
+            self._attach(record)
 
     def replace_nodes(self, nodes: Iterable[Node]) -> None:
         """A full list (first sync or relist after 410): the cache then holds exactly these."""
@@ -328,8 +333,9 @@ class ClusterCache:
             if not on_node:
                 del self._pods_on[record.node]
         features = self._nodes.get(record.node)
-        if features is None or not record.devices:
-            return
+        if features is None:
+            return  # never charged: the node was not known
+        # A pod on a node without GPUs holds no devices but was still counted in `held`.
         free_before = features.free_milli
         charge(features.free, record.devices, record.demand.milli, -1)
         record.devices = ()

@@ -70,8 +70,7 @@ def test_an_unknown_workload_label_is_a_conflict() -> None:
 
     assert pod.workload == "batch"
     assert pod.conflicts == (
-        f"pod label {PREFIX}workload=training names no workload class "
-        "(known: batch, interactive)",
+        f"pod label {PREFIX}workload=training names no workload class (known: batch, interactive)",
     )
 
 
@@ -174,7 +173,11 @@ def test_a_conflict_is_collected_not_raised_and_the_pod_allows_no_class() -> Non
 
     assert pod.allowed == frozenset()
     assert pod.allowed_text == "no class"
-    assert len(pod.conflicts) == 2  # the unknown name, and nothing left to require
+    # Only the cause is reported: the empty allowed set follows from the unknown name.
+    assert pod.conflicts == (
+        f"annotation {REQUIRED} names unknown GPU class(es) gold "
+        "(known: premium, standard, economy)",
+    )
 
 
 # ---- dedication tolerations ------------------------------------------------------------

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from extender.errors import PolicyError, PolicyIssue
-from extender.policy import dump_policy, load_policy_file, load_policy_text
+from extender.policy import ClassName, WorkloadName, dump_policy, load_policy_file, load_policy_text
 from extender.policy.loader import MAX_POLICY_BYTES, allowed_classes
 from tests.builders import EXAMPLE_POLICY, example_policy
 
@@ -32,12 +32,15 @@ def test_the_example_policy_shipped_in_manifests_loads() -> None:
 
     assert policy.class_names == ("premium", "standard", "economy")
     assert set(policy.workloads) == {"interactive", "batch"}
-    assert policy.workloads["interactive"].min_class == "standard"
-    assert policy.workloads["interactive"].preferred_classes == ("premium", "standard")
-    assert policy.workloads["interactive"].packing == "spread"
+    assert policy.workloads[WorkloadName("interactive")].min_class == "standard"
+    assert policy.workloads[WorkloadName("interactive")].preferred_classes == (
+        "premium",
+        "standard",
+    )
+    assert policy.workloads[WorkloadName("interactive")].packing == "spread"
     assert policy.priority_class_workloads == {"inference-critical": "interactive"}
-    assert policy.headroom["premium"].reserve == 0.25
-    assert policy.headroom["premium"].mode == "hard"
+    assert policy.headroom[ClassName("premium")].reserve == 0.25
+    assert policy.headroom[ClassName("premium")].mode == "hard"
     assert policy.instance_types["p4de.24xlarge"] == "A100-80GB"
     assert policy.topology_keys == {"kubernetes.io/hostname"}
 

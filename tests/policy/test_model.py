@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from extender.errors import PolicyError, PolicyIssue
-from extender.policy import Policy, load_policy_text
+from extender.policy import Policy, WorkloadName, load_policy_text
 
 DELETE = object()
 
@@ -55,7 +55,7 @@ def test_a_minimal_policy_loads_with_documented_defaults(minimal_doc: dict[str, 
         2.0,
         1.0,
     )
-    batch = policy.workloads["batch"]
+    batch = policy.workloads[WorkloadName("batch")]
     assert batch.required_classes is None
     assert batch.min_class is None
     assert batch.packing == "pack"
@@ -82,8 +82,8 @@ def test_the_label_prefix_moves_every_key(minimal_doc: dict[str, Any]) -> None:
 FIELD_MISTAKES: list[tuple[tuple[str | int, ...], object, str, object, str]] = [
     (("gpuClasses", 0, "prodcts"), ["H100"], "gpuClasses[0].prodcts", ["H100"], "no such field"),
     (("weight",), {"classFit": 1}, "weight", {"classFit": 1}, "check spelling"),
-    (("weights", "classFit"), "abc", "weights.classFit", "abc", "valid number"),
-    (("gpuClasses", 0, "products"), "H100", "gpuClasses[0].products", "H100", "valid tuple"),
+    (("weights", "classFit"), "abc", "weights.classFit", "abc", "a number"),
+    (("gpuClasses", 0, "products"), "H100", "gpuClasses[0].products", "H100", "a list"),
     (("gpuClasses", 1, "name"), "Standard_1", "gpuClasses[1].name", "Standard_1", "DNS label"),
     (("gpuClasses",), [], "gpuClasses", [], "at least 1 item"),
     (("gpuClasses",), DELETE, "gpuClasses", "<absent>", "required field"),
@@ -122,7 +122,7 @@ FIELD_MISTAKES: list[tuple[tuple[str | int, ...], object, str, object, str]] = [
         [{"class": "premium", "reserve": -0.1, "for": ["interactive"]}],
         "headroom[0].reserve",
         -0.1,
-        "greater than or equal to 0",
+        "a number at least 0",
     ),
     (
         ("headroom",),
@@ -180,7 +180,7 @@ FIELD_MISTAKES: list[tuple[tuple[str | int, ...], object, str, object, str]] = [
         {"classFit": 0, "separation": 0, "headroom": 0, "dedication": 0, "packing": 0},
         "at least one weight must be positive",
     ),
-    (("weights", "packing"), -1, "weights.packing", -1, "greater than or equal to 0"),
+    (("weights", "packing"), -1, "weights.packing", -1, "a number at least 0"),
 ]
 
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import yaml
 
-from extender.policy import NodeClass, Policy, classify_node, load_policy_text
+from extender.policy import ClassName, NodeClass, Policy, classify_node, load_policy_text
 from tests.builders import example_policy
 
 CLASS = "gpuclass.example.io/class"
@@ -65,7 +65,7 @@ def test_a_node_is_classified_from_the_labels_real_clusters_carry(
     node_class = classify_node(labels, example_policy())
 
     assert (node_class.name, node_class.product, node_class.source) == (name, product, source)
-    assert node_class.rank == example_policy().rank_of[name]  # type: ignore[index]
+    assert node_class.rank == example_policy().rank(ClassName(name))
     assert node_class.finding is None
 
 
@@ -112,7 +112,7 @@ def test_an_explicit_label_that_disagrees_is_settled_by_on_conflict_and_reported
     node_class = classify_node({CLASS: "premium", GFD: "Tesla-T4"}, policy)
 
     assert (node_class.name, node_class.source) == (winner, source)
-    assert node_class.rank == policy.rank_of[winner]  # type: ignore[index]
+    assert node_class.rank == policy.rank(ClassName(winner))
     assert node_class.finding == (
         f"label {CLASS}=premium disagrees with economy derived from {GFD}=T4; "
         f"{winner} wins (onConflict: {on_conflict})"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from extender.errors import PolicyError
-from extender.policy import Policy, PolicyStore
+from extender.policy import ClassName, Policy, PolicyStore
 from tests.builders import EXAMPLE_POLICY
 
 EXAMPLE = EXAMPLE_POLICY.read_text()
@@ -42,7 +42,7 @@ def test_a_changed_valid_file_is_applied_and_listeners_hear_of_it(
     outcome = store.reload()
 
     assert (outcome.result, outcome.error) == ("applied", None)
-    assert store.current.headroom["premium"].reserve == 0.5
+    assert store.current.headroom[ClassName("premium")].reserve == 0.5
     assert heard == [store.current]
     assert store.reload().result == "unchanged"
 

@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
-import pytest
+from typing import Any
 
-from extender.policy import pod_intent
+import pytest
+import yaml
+
+from extender.policy import load_policy_text, pod_intent
 from extender.rules import class_fit
 from tests.builders import PREFIX, example_policy, make_cache, make_node, make_pod
 
 PREFERRED = f"{PREFIX}preferred-classes"
 
 
-def score(product: str | None, **pod: object) -> float:
+def score(product: str | None, **pod: Any) -> float:
     policy = example_policy()
     cache = make_cache(policy, [make_node("n1", product)])
     node = cache.node("n1")
     assert node is not None
-    return class_fit.score(pod_intent(make_pod(**pod), policy), node, cache, policy)  # type: ignore[arg-type]
+    return class_fit.score(pod_intent(make_pod(**pod), policy), node, cache, policy)
 
 
 @pytest.mark.parametrize(
@@ -67,7 +70,9 @@ def test_an_unclassified_node_scores_zero() -> None:
     assert score(None, workload="interactive") == 0.0
 
 
-def test_class_fit_applies_only_to_pods_with_preferences(example_doc: dict[str, object]) -> None:
-    policy = example_policy()
+def test_class_fit_applies_only_to_pods_with_preferences(example_doc: dict[str, Any]) -> None:
+    example_doc["workloadClasses"]["batch"]["preferredClasses"] = []
+    policy = load_policy_text(yaml.safe_dump(example_doc))
 
-    assert class_fit.applies(pod_intent(make_pod(workload="batch"), policy), [], policy)
+    assert not class_fit.applies(pod_intent(make_pod(workload="batch"), policy), [], policy)
+    assert class_fit.applies(pod_intent(make_pod(workload="interactive"), policy), [], policy)

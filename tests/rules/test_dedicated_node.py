@@ -92,9 +92,7 @@ def test_an_undedicated_node_scores_full() -> None:
     assert score(example_policy(), make_node("n1"), workload="batch") == 1.0
 
 
-def test_the_score_applies_only_when_some_candidate_is_soft_dedicated_to_another_workload() -> (
-    None
-):
+def test_the_score_applies_only_when_some_candidate_is_soft_dedicated_to_another_workload() -> None:
     policy = example_policy()
     soft = features(policy, interactive_node("soft"))
     hard = features(policy, interactive_node("hard"))

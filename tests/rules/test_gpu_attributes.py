@@ -18,7 +18,7 @@ KEY = "nvidia.com/gpu.memory"
 
 
 def req(operator: str, *values: str) -> AttributeRequirement:
-    return AttributeRequirement(key=KEY, operator=operator, values=values)  # type: ignore[arg-type]
+    return AttributeRequirement.model_validate({"key": KEY, "operator": operator, "values": values})
 
 
 @pytest.mark.parametrize(
@@ -88,7 +88,9 @@ def test_each_operator_follows_node_affinity_semantics(
     ],
     ids=["in", "notin", "exists", "doesnotexist", "gt", "lt"],
 )
-def test_a_requirement_reads_as_a_short_phrase(requirement: AttributeRequirement, text: str) -> None:
+def test_a_requirement_reads_as_a_short_phrase(
+    requirement: AttributeRequirement, text: str
+) -> None:
     assert gpu_attributes.describe(requirement) == text
 
 

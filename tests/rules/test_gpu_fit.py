@@ -32,9 +32,7 @@ def test_whole_gpu_pods_fit_while_enough_whole_gpus_are_free() -> None:
     cache = make_cache(example_policy(), [make_node("n1", "T4", 4)], [whole(3, "n1")])
 
     assert check(cache, whole(1)) is None
-    assert check(cache, whole(2)) == Reject(
-        "gpu_fit", "not enough free GPUs: needs 2 whole", True
-    )
+    assert check(cache, whole(2)) == Reject("gpu_fit", "not enough free GPUs: needs 2 whole", True)
 
 
 def test_a_partly_used_gpu_is_not_a_whole_free_gpu() -> None:

@@ -36,7 +36,7 @@ def check(cache: ClusterCache, node: str, workload: str, gpus: int = 1) -> Rejec
     return premium_headroom.check(pod, node_of(cache, node), cache, cache.policy)
 
 
-def scene(used: int, policy: Policy | None = None, extra: list[Node] = ()) -> ClusterCache:  # type: ignore[assignment]
+def scene(used: int, policy: Policy | None = None, extra: tuple[Node, ...] = ()) -> ClusterCache:
     pods = [busy("h1", used)] if used else []
     return make_cache(policy or example_policy(), [make_node("h1", "H100", 8), *extra], pods)
 
@@ -65,7 +65,7 @@ def test_the_workloads_the_reserve_is_for_are_exempt() -> None:
 
 
 def test_other_classes_have_no_reserve() -> None:
-    cache = scene(8, extra=[make_node("l1", "L40S", 8)])
+    cache = scene(8, extra=(make_node("l1", "L40S", 8),))
 
     assert check(cache, "l1", "batch") is None
 
@@ -95,7 +95,7 @@ def test_a_soft_reserve_never_filters_but_scores_zero_when_broken(soft: Policy) 
 
 
 def test_the_score_is_full_for_exempt_pods_and_other_classes(soft: Policy) -> None:
-    cache = scene(8, soft, extra=[make_node("l1", "L40S")])
+    cache = scene(8, soft, extra=(make_node("l1", "L40S"),))
     interactive = pod_intent(make_pod(workload="interactive"), soft)
     batch = pod_intent(make_pod(workload="batch"), soft)
 

@@ -22,7 +22,9 @@ def load(doc: dict[str, Any]) -> Policy:
 
 
 def running(workload: str, node: str, gpus: int = 1, name: str = "p") -> Pod:
-    return make_pod(f"{name}-{workload}-{node}", gpus, workload=workload, node=node, phase="Running")
+    return make_pod(
+        f"{name}-{workload}-{node}", gpus, workload=workload, node=node, phase="Running"
+    )
 
 
 def node_of(cache: ClusterCache, name: str) -> NodeFeatures:
@@ -107,8 +109,7 @@ def test_hard_separation_is_symmetric(hard_interactive: Policy) -> None:
 
     assert check(cache, "n1", "batch") == Reject(
         "separation",
-        "interactive pods run here and keep hard separation from batch per "
-        "kubernetes.io/hostname",
+        "interactive pods run here and keep hard separation from batch per kubernetes.io/hostname",
         True,
     )
     assert check(cache, "n2", "batch") is None

@@ -145,7 +145,10 @@ def scheduler_node(name: str, product: str | None = "H100", gpus: int = 8) -> di
             },
             "images": [
                 {
-                    "names": [f"nvcr.io/nvidia/cuda@sha256:{i:064x}", f"nvcr.io/nvidia/cuda:12.{i}"],
+                    "names": [
+                        f"nvcr.io/nvidia/cuda@sha256:{i:064x}",
+                        f"nvcr.io/nvidia/cuda:12.{i}",
+                    ],
                     "sizeBytes": 4_000_000_000 + i,
                 }
                 for i in range(3)
@@ -176,7 +179,12 @@ def full_args(pod: dict[str, Any], nodes: list[dict[str, Any]]) -> tuple[bytes, 
 def bind_args(pod: dict[str, Any], node: str) -> bytes:
     meta = pod["metadata"]
     return json.dumps(
-        {"PodName": meta["name"], "PodNamespace": meta["namespace"], "PodUID": meta["uid"], "Node": node}
+        {
+            "PodName": meta["name"],
+            "PodNamespace": meta["namespace"],
+            "PodUID": meta["uid"],
+            "Node": node,
+        }
     ).encode()
 
 
@@ -199,7 +207,7 @@ class RecordingBinder:
 
 
 def conflict(name: str, node: str) -> KubeError:
-    return KubeError(f'bind ml/{name} to {node}: 409 Conflict: pod {name} is already assigned', 409)
+    return KubeError(f"bind ml/{name} to {node}: 409 Conflict: pod {name} is already assigned", 409)
 
 
 def app_for(
@@ -210,6 +218,4 @@ def app_for(
     metrics: Metrics | None = None,
     **kw: Any,
 ) -> web.Application:
-    return create_app(
-        PolicyStore(policy), cache, metrics=metrics or Metrics(), binder=binder, **kw
-    )
+    return create_app(PolicyStore(policy), cache, metrics=metrics or Metrics(), binder=binder, **kw)

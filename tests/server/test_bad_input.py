@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from aiohttp import web
 from pytest_aiohttp import AiohttpClient
 
 from extender.policy import Policy
@@ -35,7 +36,7 @@ PROBE_POD = scheduler_pod("probe", 1)
 PROBE_NAMES = [*ALL, "ghost"]
 
 
-def make_app(policy: Policy, **kw: Any) -> Any:
+def make_app(policy: Policy, **kw: Any) -> web.Application:
     nodes = [make_node(name, product, gpus) for name, (product, gpus) in NODES.items()]
     train = make_pod("train", 2, workload="batch", node="gpu-a100", phase="Running", uid="u-train")
     return app_for(policy, make_cache(policy, nodes, [train]), binder=RecordingBinder(), **kw)
@@ -88,19 +89,22 @@ def _pod_with_gpu_quantity(value: Any) -> dict[str, Any]:
     return pod
 
 
-NAMELESS_NODE = {"metadata": {"labels": {}}, "spec": {}, "status": {}}
+NAMELESS_NODE: dict[str, Any] = {"metadata": {"labels": {}}, "spec": {}, "status": {}}
 EXPECTED = "ExtenderArgs: Expected"
+MALFORMED = "ExtenderArgs: malformed JSON: ..."
+EMPTY = "ExtenderArgs: empty body, expected a JSON object"
+W, ALLOWED, MISSING = "WireError", "405: Method Not Allowed", "404: Not Found"
 
 BAD: list[Bad] = [
-    Bad("filter-malformed", "/filter", b'{"Pod": {', 400, "WireError", "ExtenderArgs: malformed JSON: ..."),
-    Bad("filter-not-utf8", "/filter", b"\xff\xfe{}", 400, "WireError", "ExtenderArgs: malformed JSON: ..."),
-    Bad("prioritize-malformed", "/prioritize", b"{,}", 400, "WireError", "ExtenderArgs: malformed JSON: ..."),
-    Bad("bind-malformed", "/bind", b"{", 400, "WireError", "ExtenderBindingArgs: malformed JSON: ..."),
-    Bad("filter-empty", "/filter", b"", 400, "WireError", "ExtenderArgs: empty body, expected a JSON object"),
-    Bad("prioritize-empty", "/prioritize", b"", 400, "WireError", "ExtenderArgs: empty body, expected a JSON object"),
-    Bad("bind-empty", "/bind", b"", 400, "WireError", "ExtenderBindingArgs: empty body, expected a JSON object"),
-    Bad("filter-array", "/filter", b"[]", 400, "WireError", "ExtenderArgs: Expected `object`, got `array`"),
-    Bad("filter-null", "/filter", b"null", 400, "WireError", "ExtenderArgs: Expected `object`, got `null`"),
+    Bad("filter-malformed", "/filter", b'{"Pod": {', 400, W, MALFORMED),
+    Bad("filter-not-utf8", "/filter", b"\xff\xfe{}", 400, W, MALFORMED),
+    Bad("prioritize-malformed", "/prioritize", b"{,}", 400, W, MALFORMED),
+    Bad("bind-malformed", "/bind", b"{", 400, W, "ExtenderBindingArgs: malformed JSON: ..."),
+    Bad("filter-empty", "/filter", b"", 400, W, EMPTY),
+    Bad("prioritize-empty", "/prioritize", b"", 400, W, EMPTY),
+    Bad("bind-empty", "/bind", b"", 400, W, EMPTY.replace("Args", "BindingArgs")),
+    Bad("filter-array", "/filter", b"[]", 400, W, f"{EXPECTED} `object`, got `array`"),
+    Bad("filter-null", "/filter", b"null", 400, W, f"{EXPECTED} `object`, got `null`"),
     Bad(
         "names-a-string",
         "/filter",
@@ -144,7 +148,9 @@ BAD: list[Bad] = [
     Bad(
         "item-a-string",
         "/filter",
-        _obj({"Pod": PROBE_POD, "Nodes": {"items": [node_dict("gpu-h100"), "x"]}, "NodeNames": None}),
+        _obj(
+            {"Pod": PROBE_POD, "Nodes": {"items": [node_dict("gpu-h100"), "x"]}, "NodeNames": None}
+        ),
         400,
         "WireError",
         "ExtenderArgs.Nodes.items[1]: Expected `object`, got `str`",
@@ -213,11 +219,11 @@ BAD: list[Bad] = [
         "WireError",
         "pod manifest: expected a single Pod object",
     ),
-    Bad("get-filter", "/filter", b"", 405, "MethodNotAllowed", "405: Method Not Allowed", "GET"),
-    Bad("put-bind", "/bind", b"{}", 405, "MethodNotAllowed", "405: Method Not Allowed", "PUT"),
-    Bad("get-explain", "/debug/explain", b"", 405, "MethodNotAllowed", "405: Method Not Allowed", "GET"),
-    Bad("unknown-path", "/scheduler/filter", b"{}", 404, "NotFound", "404: Not Found"),
-    Bad("unknown-get", "/nope", b"", 404, "NotFound", "404: Not Found", "GET"),
+    Bad("get-filter", "/filter", b"", 405, "MethodNotAllowed", ALLOWED, "GET"),
+    Bad("put-bind", "/bind", b"{}", 405, "MethodNotAllowed", ALLOWED, "PUT"),
+    Bad("get-explain", "/debug/explain", b"", 405, "MethodNotAllowed", ALLOWED, "GET"),
+    Bad("unknown-path", "/scheduler/filter", b"{}", 404, "NotFound", MISSING),
+    Bad("unknown-get", "/nope", b"", 404, "NotFound", MISSING, "GET"),
 ]
 
 
@@ -322,7 +328,8 @@ async def test_contradictory_class_wishes_make_every_node_unresolvable(client: C
     assert answer["Error"] == ""
     reasons = answer["FailedAndUnresolvableNodes"]
     assert list(reasons) == PROBE_NAMES
-    expected = "pod cannot be placed: GPU-class wishes contradict: pod requires premium but excludes premium"
+    expected = "pod cannot be placed: GPU-class wishes contradict: pod requires premium"
+    expected += " but excludes premium"
     assert set(reasons.values()) == {expected}  # one identical reason aggregates in the event
     response = await client.post("/prioritize", data=names_args(pod, PROBE_NAMES))
     assert {p["Score"] for p in await response.json()} == {0}

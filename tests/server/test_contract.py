@@ -127,7 +127,7 @@ async def test_filter_in_full_mode_echoes_the_passed_node_objects_exactly(client
     passed = ["gpu-h100", "gpu-l40s", "gpu-new"]
     by_name = {n["metadata"]["name"]: n for n in nodes}
     assert answer["Nodes"]["items"] == [by_name[name] for name in passed]
-    for name, item in zip(ALL + ["gpu-new"], items, strict=True):
+    for name, item in zip([*ALL, "gpu-new"], items, strict=True):
         assert (item in raw) == (name in passed), name  # the request's bytes, untouched
     echoed = answer["Nodes"]["items"][0]
     assert echoed["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"] == 10250
@@ -227,7 +227,9 @@ async def test_a_failed_bind_answers_its_message_with_200_and_undoes_the_charge(
     binder.fail["infer-a"] = conflict("infer-a", "gpu-l40s")
     await post(client, "/filter", names_args(first, ["gpu-l40s"]))
     answer = await post(client, "/bind", bind_args(first, "gpu-l40s"))
-    assert answer == {"Error": "bind ml/infer-a to gpu-l40s: 409 Conflict: pod infer-a is already assigned"}
+    assert answer == {
+        "Error": "bind ml/infer-a to gpu-l40s: 409 Conflict: pod infer-a is already assigned"
+    }
     assert len(binder.calls) == 1
     after = await post(client, "/filter", names_args(second, ["gpu-l40s"]))
     assert after["NodeNames"] == ["gpu-l40s"]
@@ -366,7 +368,10 @@ async def test_metrics_expose_cache_and_policy_gauges(client: Client) -> None:
     assert sample(families, gpus, gpus, gpu_class="premium", state="capacity") == 8
     assert sample(families, gpus, gpus, gpu_class="standard", state="capacity") == 3
     assert sample(families, gpus, gpus, gpu_class="standard", state="free") == 1
-    assert families[f"{prefix}_policy_info"].type == "gauge"
+    info = f"{prefix}_policy_info"
+    assert families[info].type == "gauge"
+    [policy_sample] = families[info].samples
+    assert policy_sample.labels["digest"] == example_policy().digest
     assert families[f"{prefix}_policy_reloads"].type == "counter"
 
 
@@ -482,4 +487,3 @@ async def test_debug_explain_rejects_a_manifest_that_is_not_a_pod(client: Client
         "error": "WireError",
         "message": "pod manifest: expected a single Pod object",
     }
-

@@ -131,7 +131,9 @@ async def test_a_changed_valid_policy_takes_effect_without_restart(running: Runn
     await eventually(f"{running.url}/readyz", 200)
     # Demote T4 from economy to standard: the cached node's class must follow.
     text = running.policy.read_text()
-    text = text.replace("products: [A100, L40S, L40, A10G, A10, L4]", "products: [A100, L40S, L4, T4]")
+    text = text.replace(
+        "products: [A100, L40S, L40, A10G, A10, L4]", "products: [A100, L40S, L4, T4]"
+    )
     text = text.replace("products: [T4, V100, P100]", "products: [V100, P100]")
     running.policy.write_text(text)
     async with asyncio.timeout(5):

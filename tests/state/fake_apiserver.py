@@ -34,9 +34,7 @@ class FakeApiServer:
         self.app = web.Application()
         self.app.router.add_get("/api/v1/nodes", self._handle("nodes"))
         self.app.router.add_get("/api/v1/pods", self._handle("pods"))
-        self.app.router.add_post(
-            "/api/v1/namespaces/{namespace}/pods/{name}/binding", self._bind
-        )
+        self.app.router.add_post("/api/v1/namespaces/{namespace}/pods/{name}/binding", self._bind)
         self.app.router.add_get("/api/v1/namespaces/{namespace}/pods/{name}", self._read_pod)
         # (namespace, name) -> node, for pods bound through the binding subresource.
         self.bound: dict[tuple[str, str], str] = {}
@@ -95,7 +93,9 @@ class FakeApiServer:
             "items": page,
         }
         headers = {"X-More": "1"} if more else {}
-        return web.Response(body=orjson.dumps(body), content_type="application/json", headers=headers)
+        return web.Response(
+            body=orjson.dumps(body), content_type="application/json", headers=headers
+        )
 
     async def _watch(self, request: web.Request, state: Kind) -> web.StreamResponse:
         if not state.sessions:

@@ -121,7 +121,9 @@ async def test_a_closed_stream_resumes_from_the_last_resource_version_seen(
         [event("ADDED", node_dict("b"), "151")],
     ]
     cache = ClusterCache(example_policy())
-    await running(watch_kind(kind="nodes", api=api, cache=cache), lambda: len(nodes.watch_calls) >= 3)
+    await running(
+        watch_kind(kind="nodes", api=api, cache=cache), lambda: len(nodes.watch_calls) >= 3
+    )
     assert [c["resourceVersion"] for c in nodes.watch_calls] == ["100", "150", "151"]
     assert len(nodes.list_calls) == 1, "a plain end of stream must not relist"
     assert sorted(n.name for n in cache.nodes()) == ["a", "b"]
@@ -155,7 +157,9 @@ async def test_a_410_status_on_watch_start_relists(
     nodes.objects = [node_dict("a")]
     nodes.sessions = [410]
     cache = ClusterCache(example_policy())
-    await running(watch_kind(kind="nodes", api=api, cache=cache), lambda: len(nodes.list_calls) == 2)
+    await running(
+        watch_kind(kind="nodes", api=api, cache=cache), lambda: len(nodes.list_calls) == 2
+    )
     assert cache.node("a") is not None
 
 
@@ -170,7 +174,11 @@ async def test_an_unavailable_apiserver_is_retried_and_readiness_waits_for_it(
     errors: list[str] = []
     await running(
         watch_kind(
-            kind="nodes", api=api, cache=cache, hooks=WatchHooks(error=errors.append), backoff_max=0.05
+            kind="nodes",
+            api=api,
+            cache=cache,
+            hooks=WatchHooks(error=errors.append),
+            backoff_max=0.05,
         ),
         lambda: cache.nodes_synced,
     )

@@ -172,7 +172,9 @@ WRONG_TYPES: list[tuple[str, bytes, str]] = [
 ]
 
 
-@pytest.mark.parametrize(("body", "where"), [c[1:] for c in WRONG_TYPES], ids=[c[0] for c in WRONG_TYPES])
+@pytest.mark.parametrize(
+    ("body", "where"), [c[1:] for c in WRONG_TYPES], ids=[c[0] for c in WRONG_TYPES]
+)
 def test_a_wrong_type_is_a_wire_error_naming_the_field(body: bytes, where: str) -> None:
     with pytest.raises(WireError) as caught:
         decode_extender_args(body)
@@ -203,12 +205,14 @@ def test_an_empty_body_is_a_wire_error_saying_so() -> None:
 
 
 def test_a_node_item_without_a_name_is_a_wire_error_with_its_index() -> None:
-    nameless = {"metadata": {"labels": {}}, "spec": {}, "status": {}}
+    nameless: dict[str, Any] = {"metadata": {"labels": {}}, "spec": {}, "status": {}}
     body = _body({"Pod": {}, "Nodes": {"items": [node_dict("a"), nameless]}, "NodeNames": None})
     args = decode_extender_args(body)
     assert args.Nodes is not None
     assert args.Nodes.items is not None
-    with pytest.raises(WireError, match=r"^ExtenderArgs\.Nodes\.items\[1\]: metadata\.name is empty$"):
+    with pytest.raises(
+        WireError, match=r"^ExtenderArgs\.Nodes\.items\[1\]: metadata\.name is empty$"
+    ):
         decode_node(args.Nodes.items[1], 1)
 
 
@@ -240,7 +244,9 @@ def test_node_items_are_kept_raw_byte_for_byte() -> None:
         '{ "status" : {}, "metadata" : { "name" : "c" } , "x": 1.50}',
     ]
     body = (
-        '{"Pod": {}, "Nodes": {"metadata": {}, "items": [' + ",  ".join(items) + ']}, "NodeNames": null}'
+        '{"Pod": {}, "Nodes": {"metadata": {}, "items": ['
+        + ",  ".join(items)
+        + ']}, "NodeNames": null}'
     ).encode()
     args = decode_extender_args(body)
     assert args.Nodes is not None

@@ -1,0 +1,488 @@
+"""The cluster cache fed with watch events, relists and our own binds."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import pytest
+import yaml
+
+from extender.policy import ClassName, Policy, load_policy_text
+from extender.state import ClassUsage, ClusterCache
+from extender.wire import Node, Pod
+from tests.builders import EXAMPLE_POLICY, PREFIX, example_policy, make_cache, make_node, make_pod
+
+ZONE = "topology.kubernetes.io/zone"
+
+
+def snapshot(cache: ClusterCache) -> dict[str, Any]:
+    """Everything a rule can read, in a form two caches can be compared by."""
+    return {
+        "counts": cache.counts(),
+        "nodes": {
+            n.name: (n.gpu_class.name, n.gpu_count, sorted(n.free), dict(n.held))
+            for n in cache.nodes()
+        },
+        "classes": {c: cache.class_usage(c) for c in cache.policy.class_names},
+        "pods": {p.uid: (p.node, p.workload, p.demand) for p in cache.pods()},
+        "domains": {
+            (k, v): (cache.domain(k, v).capacity, dict(cache.domain(k, v).held))
+            for n in cache.nodes()
+            for k, v in n.domains.items()
+        },
+    }
+
+
+def bound(name: str, node: str, gpus: int = 1, workload: str = "batch", **kw: Any) -> Pod:
+    return make_pod(name, gpus, workload=workload, node=node, phase="Running", uid=name, **kw)
+
+
+def pending(name: str, gpus: int = 1, workload: str = "batch") -> Pod:
+    return make_pod(name, gpus, workload=workload, uid=name)
+
+
+def free_of(cache: ClusterCache, node: str) -> list[int]:
+    features = cache.node(node)
+    assert features is not None
+    return features.free
+
+
+def held_on(cache: ClusterCache, node: str) -> dict[str, int]:
+    features = cache.node(node)
+    assert features is not None
+    return {str(workload): milli for workload, milli in features.held.items()}
+
+
+def usage(cache: ClusterCache, name: str) -> ClassUsage:
+    return cache.class_usage(ClassName(name))
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+# ---- nodes -------------------------------------------------------------------------
+
+
+def test_an_added_node_is_classified_and_counted_in_its_class() -> None:
+    cache = ClusterCache(example_policy())
+
+    cache.upsert_node(make_node("h1", "H100", 8))
+
+    assert free_of(cache, "h1") == [1000] * 8
+    assert usage(cache, "premium") == ClassUsage(capacity=8000, free=8000, nodes=1)
+    assert usage(cache, "economy") == ClassUsage()
+    assert cache.counts()["nodes"] == 1
+
+
+def test_relabelling_a_node_moves_it_and_its_pods_to_the_new_class() -> None:
+    cache = make_cache(example_policy(), [make_node("n1", "H100", 4)], [bound("a", "n1", 1)])
+
+    cache.upsert_node(make_node("n1", "T4", 4, resource_version="2"))
+
+    node = cache.node("n1")
+    assert node is not None
+    assert node.gpu_class.name == "economy"
+    assert usage(cache, "premium") == ClassUsage()
+    assert usage(cache, "economy") == ClassUsage(capacity=4000, free=3000, nodes=1)
+    assert held_on(cache, "n1") == {"batch": 1000}
+
+
+def test_a_gpu_count_change_reallocates_the_pods_on_the_new_devices() -> None:
+    cache = make_cache(example_policy(), [make_node("n1", "T4", 8)], [bound("a", "n1", 2)])
+
+    cache.upsert_node(make_node("n1", "T4", 4, resource_version="2"))
+    assert free_of(cache, "n1") == [0, 0, 1000, 1000]
+
+    cache.upsert_node(make_node("n1", "T4", 1, resource_version="3"))
+    node = cache.node("n1")
+    assert node is not None
+    assert node.free_milli == 0  # a bound pod is a fact: the node reads full, not free
+    assert node.held == {"batch": 2000}
+    assert usage(cache, "economy").free == 0
+
+
+def test_a_deleted_node_leaves_the_cache_and_its_class() -> None:
+    cache = make_cache(example_policy(), [make_node("h1", "H100", 8)], [bound("a", "h1", 2)])
+
+    cache.delete_node("h1")
+    cache.delete_node("h1")  # a repeated delete is harmless
+
+    assert cache.node("h1") is None
+    assert usage(cache, "premium") == ClassUsage()
+    assert cache.domain("kubernetes.io/hostname", "h1").capacity == 0
+    assert cache.pod("a") is not None  # the pod's own delete event will come
+
+
+def test_a_node_deleted_and_added_again_charges_its_pods_again() -> None:
+    node = make_node("h1", "H100", 8)
+    pod = bound("a", "h1", 2)
+    cache = make_cache(example_policy(), [node], [pod])
+
+    cache.delete_node("h1")
+    cache.upsert_node(node)
+
+    assert snapshot(cache) == snapshot(make_cache(example_policy(), [node], [pod]))
+    assert held_on(cache, "h1") == {"batch": 2000}
+
+
+# ---- pods --------------------------------------------------------------------------
+
+
+def test_a_pod_is_pending_then_charged_when_bound_then_freed_when_deleted() -> None:
+    cache = make_cache(example_policy(), [make_node("n1", "T4", 4)])
+
+    cache.upsert_pod(pending("a", 2))
+    assert cache.counts()["pods_pending"] == 1
+    assert free_of(cache, "n1") == [1000] * 4
+
+    cache.upsert_pod(bound("a", "n1", 2))
+    assert cache.counts()["pods_bound"] == 1
+    assert free_of(cache, "n1") == [0, 0, 1000, 1000]
+    assert usage(cache, "economy").free == 2000
+    assert [p.uid for p in cache.pods_on("n1")] == ["a"]
+
+    cache.delete_pod("a")
+    assert free_of(cache, "n1") == [1000] * 4
+    assert cache.counts()["pods"] == 0
+    assert held_on(cache, "n1") == {}
+
+
+def test_an_unchanged_pod_update_charges_nothing_twice() -> None:
+    cache = make_cache(example_policy(), [make_node("n1", "T4", 4)], [bound("a", "n1", 2)])
+
+    cache.upsert_pod(bound("a", "n1", 2))
+
+    assert free_of(cache, "n1") == [0, 0, 1000, 1000]
+
+
+@pytest.mark.parametrize("phase", ["Succeeded", "Failed"])
+def test_a_finished_pod_is_forgotten_and_its_gpus_freed(phase: str) -> None:
+    cache = make_cache(example_policy(), [make_node("n1", "T4", 2)], [bound("a", "n1", 2)])
+
+    cache.upsert_pod(make_pod("a", 2, workload="batch", node="n1", phase=phase, uid="a"))
+
+    assert cache.pod("a") is None
+    assert free_of(cache, "n1") == [1000, 1000]
+
+
+def test_a_pod_without_gpus_is_not_tracked() -> None:
+    cache = make_cache(example_policy(), [make_node("n1")])
+
+    cache.upsert_pod(bound("cpu", "n1", 0))
+
+    assert cache.counts()["pods"] == 0
+
+
+def test_a_pod_arriving_before_its_node_is_charged_when_the_node_arrives() -> None:
+    cache = ClusterCache(example_policy())
+    cache.upsert_pod(bound("a", "n1", 3, workload="interactive"))
+
+    cache.upsert_node(make_node("n1", "L40S", 4))
+
+    assert free_of(cache, "n1") == [0, 0, 0, 1000]
+    assert held_on(cache, "n1") == {"interactive": 3000}
+    assert usage(cache, "standard").free == 1000
+
+
+def test_a_pod_whose_workload_label_changes_moves_its_gpus_to_the_new_workload() -> None:
+    cache = make_cache(example_policy(), [make_node("n1", "T4", 4)], [bound("a", "n1", 2)])
+
+    cache.upsert_pod(bound("a", "n1", 2, workload="interactive"))
+
+    assert held_on(cache, "n1") == {"interactive": 2000}
+    assert free_of(cache, "n1").count(0) == 2
+
+
+def test_shared_gpu_pods_are_charged_per_device() -> None:
+    milli = {f"{PREFIX}gpu-milli": "300"}
+    pods = [bound("a", "n1", annotations=milli), bound("b", "n1", annotations=milli)]
+
+    cache = make_cache(example_policy(), [make_node("n1", "T4", 2)], pods)
+
+    assert sorted(free_of(cache, "n1")) == [400, 1000]
+    assert held_on(cache, "n1") == {"batch": 600}
+
+
+def test_the_last_applied_annotation_is_not_kept() -> None:
+    big = {"kubectl.kubernetes.io/last-applied-configuration": "{...}", "keep": "me"}
+    cache = make_cache(example_policy(), [make_node("n1")], [bound("a", "n1", annotations=big)])
+
+    record = cache.pod("a")
+    assert record is not None
+    assert record.pod.metadata.annotations == {"keep": "me"}
+
+
+# ---- relist ------------------------------------------------------------------------
+
+
+def test_a_relist_removes_what_is_gone_and_equals_a_fresh_cache() -> None:
+    policy = example_policy()
+    cache = make_cache(
+        policy,
+        [make_node("n1", "T4", 4), make_node("n2", "H100", 8), make_node("gone", "L40S", 2)],
+        [bound("a", "n1", 2), bound("b", "n2", 1), bound("c", "gone", 2), pending("d")],
+    )
+    nodes = [make_node("n1", "T4", 4), make_node("n2", "H100", 8, resource_version="9")]
+    pods = [bound("a", "n1", 1), bound("d", "n2", 1), bound("e", "n2", 3, "interactive")]
+
+    cache.replace_nodes(nodes)
+    cache.replace_pods(pods)
+
+    assert cache.node("gone") is None
+    assert cache.pod("b") is None
+    assert cache.pod("c") is None
+    assert snapshot(cache) == snapshot(make_cache(policy, nodes, pods))
+    assert cache.ready
+
+
+def test_the_cache_is_ready_only_after_both_lists() -> None:
+    cache = ClusterCache(example_policy())
+    assert not cache.ready
+
+    cache.replace_nodes([])
+    assert not cache.ready
+
+    cache.replace_pods([])
+    assert cache.ready
+
+
+# ---- assumed pods (bind) -----------------------------------------------------------
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def binding(clock: Clock) -> ClusterCache:
+    """One T4 node with 4 GPUs and a pending 2-GPU pod 'a' seen by a filter call."""
+    cache = make_cache(example_policy(), [make_node("n1", "T4", 4)], assume_ttl=30, clock=clock)
+    cache.note_pending(pending("a", 2))
+    return cache
+
+
+def test_assume_charges_the_node_at_once(binding: ClusterCache, clock: Clock) -> None:
+    record = binding.assume("a", "n1")
+
+    assert record is not None
+    assert record.assumed_until == clock.now + 30
+    assert free_of(binding, "n1") == [0, 0, 1000, 1000]
+    assert binding.counts()["pods_assumed"] == 1
+
+
+def test_the_watch_confirming_the_binding_clears_the_assumption(binding: ClusterCache) -> None:
+    binding.assume("a", "n1")
+
+    binding.upsert_pod(bound("a", "n1", 2))
+
+    record = binding.pod("a")
+    assert record is not None
+    assert record.assumed_until is None
+    assert binding.counts()["pods_assumed"] == 0
+    assert free_of(binding, "n1") == [0, 0, 1000, 1000]
+    assert binding.expire_assumed() == []
+
+
+def test_a_late_pending_watch_event_does_not_undo_the_assumption(binding: ClusterCache) -> None:
+    binding.assume("a", "n1")
+
+    binding.upsert_pod(pending("a", 2))
+
+    record = binding.pod("a")
+    assert record is not None
+    assert (record.node, record.assumed_until is not None) == ("n1", True)
+    assert free_of(binding, "n1") == [0, 0, 1000, 1000]
+
+
+def test_a_relist_that_still_shows_the_pod_pending_keeps_the_assumption(
+    binding: ClusterCache,
+) -> None:
+    binding.assume("a", "n1")
+
+    binding.replace_pods([pending("a", 2)])
+
+    assert binding.counts()["pods_assumed"] == 1
+    assert free_of(binding, "n1") == [0, 0, 1000, 1000]
+
+
+def test_the_watch_binding_elsewhere_wins_over_the_assumption(binding: ClusterCache) -> None:
+    binding.upsert_node(make_node("n2", "T4", 4))
+    binding.assume("a", "n1")
+
+    binding.upsert_pod(bound("a", "n2", 2))
+
+    assert free_of(binding, "n1") == [1000] * 4
+    assert free_of(binding, "n2") == [0, 0, 1000, 1000]
+    assert binding.counts()["pods_assumed"] == 0
+
+
+def test_an_unconfirmed_assumption_expires_after_the_ttl(
+    binding: ClusterCache, clock: Clock
+) -> None:
+    binding.assume("a", "n1")
+
+    clock.now += 29
+    assert binding.expire_assumed() == []
+    clock.now += 1
+    expired = binding.expire_assumed()
+
+    assert [r.uid for r in expired] == ["a"]
+    assert free_of(binding, "n1") == [1000] * 4
+    record = binding.pod("a")
+    assert record is not None
+    assert (record.node, record.assumed_until) == ("", None)
+    assert binding.counts() == {
+        "nodes": 1,
+        "pods": 1,
+        "pods_bound": 0,
+        "pods_pending": 1,
+        "pods_assumed": 0,
+    }
+
+
+def test_forget_assumed_undoes_a_failed_bind(binding: ClusterCache) -> None:
+    binding.assume("a", "n1")
+
+    binding.forget_assumed("a")
+
+    assert free_of(binding, "n1") == [1000] * 4
+    assert binding.counts()["pods_assumed"] == 0
+
+
+def test_forget_assumed_leaves_a_confirmed_pod_alone(binding: ClusterCache) -> None:
+    binding.upsert_pod(bound("a", "n1", 2))
+
+    binding.forget_assumed("a")
+
+    assert free_of(binding, "n1") == [0, 0, 1000, 1000]
+
+
+def test_assuming_an_unknown_pod_does_nothing(binding: ClusterCache) -> None:
+    assert binding.assume("nobody", "n1") is None
+
+
+def test_assuming_an_already_confirmed_binding_changes_nothing(binding: ClusterCache) -> None:
+    binding.upsert_pod(bound("a", "n1", 2))
+
+    record = binding.assume("a", "n1")
+
+    assert record is not None
+    assert record.assumed_until is None
+    assert free_of(binding, "n1") == [0, 0, 1000, 1000]
+
+
+def test_note_pending_records_only_new_unbound_pods(binding: ClusterCache) -> None:
+    binding.note_pending(bound("b", "n1", 1))
+    binding.note_pending(pending("a", 3))  # already known: the watch's version stands
+
+    assert binding.pod("b") is None
+    record = binding.pod("a")
+    assert record is not None
+    assert record.demand.gpus == 2
+
+
+# ---- aggregates and policy -----------------------------------------------------------
+
+
+def zoned_policy() -> Policy:
+    doc = yaml.safe_load(EXAMPLE_POLICY.read_text())
+    doc["workloadClasses"]["interactive"]["separation"]["topologyKey"] = ZONE
+    return load_policy_text(yaml.safe_dump(doc))
+
+
+def test_class_and_domain_usage_sum_over_nodes() -> None:
+    nodes = [
+        make_node("h1", "H100", 8, labels={ZONE: "a"}),
+        make_node("h2", "H100", 8, labels={ZONE: "b"}),
+        make_node("t1", "T4", 4, labels={ZONE: "a"}),
+    ]
+    pods = [bound("x", "h1", 2), bound("y", "h2", 1, "interactive"), bound("z", "t1", 4)]
+
+    cache = make_cache(zoned_policy(), nodes, pods)
+
+    assert usage(cache, "premium") == ClassUsage(capacity=16000, free=13000, nodes=2)
+    assert usage(cache, "economy") == ClassUsage(capacity=4000, free=0, nodes=1)
+    zone_a = cache.domain(ZONE, "a")
+    assert (zone_a.capacity, zone_a.held) == (12000, {"batch": 6000})
+    assert cache.domain(ZONE, "b").held == {"interactive": 1000}
+    assert cache.domain("kubernetes.io/hostname", "h1").held == {"batch": 2000}
+    assert cache.domain(ZONE, "nowhere").capacity == 0
+
+
+def test_set_policy_recomputes_classes_workloads_and_domains() -> None:
+    nodes = [make_node("h1", "H100", 8, labels={ZONE: "a"}), make_node("l1", "L40S", 8)]
+    pods = [bound("x", "h1", 2), bound("y", "l1", 1, "interactive")]
+    cache = make_cache(example_policy(), nodes, pods)
+    doc = yaml.safe_load(EXAMPLE_POLICY.read_text())
+    doc["gpuClasses"][0]["products"].append("L40S")
+    doc["gpuClasses"][1]["products"].remove("L40S")
+    doc["workloadClasses"]["interactive"]["separation"]["topologyKey"] = ZONE
+    doc["workloadClassification"]["label"] = "acme.org/workload"  # our pods lose their label
+    policy = load_policy_text(yaml.safe_dump(doc))
+
+    cache.set_policy(policy)
+
+    assert cache.policy is policy
+    assert snapshot(cache) == snapshot(make_cache(policy, nodes, pods))
+    assert usage(cache, "premium").nodes == 2
+    assert cache.domain(ZONE, "a").held == {"batch": 2000}
+    assert held_on(cache, "l1") == {"batch": 1000}  # default workload now
+
+
+# ---- full Node objects in requests (nodeCacheCapable: false) ---------------------------
+
+
+def test_features_from_the_same_resource_version_are_the_cached_ones() -> None:
+    node = make_node("n1", "T4", 4, resource_version="7")
+    cache = make_cache(example_policy(), [node], [bound("a", "n1", 1)])
+
+    assert cache.features_from(node) is cache.node("n1")
+
+
+def test_features_from_a_newer_node_object_charge_the_cached_pods() -> None:
+    cache = make_cache(example_policy(), [make_node("n1", "T4", 4)], [bound("a", "n1", 3)])
+    newer = make_node("n1", "T4", 8, resource_version="8")
+
+    features = cache.features_from(newer)
+
+    assert features is not cache.node("n1")
+    assert features.gpu_count == 8
+    assert features.free == [0, 0, 0] + [1000] * 5
+    assert features.held == {"batch": 3000}
+    assert free_of(cache, "n1") == [0, 0, 0, 1000]  # the cache itself is untouched
+
+
+def test_features_from_an_unknown_node_start_empty() -> None:
+    cache = ClusterCache(example_policy())
+    data = msgspec.to_builtins(make_node("new", "H100", 2))
+
+    features = cache.features_from(msgspec.convert(data, Node))
+
+    assert (features.free, features.held) == ([1000, 1000], {})
+
+
+def test_a_device_plugin_restart_that_briefly_zeroes_allocatable_does_not_double_count() -> None:
+    cache = make_cache(example_policy(), [make_node("n1", "T4", 4)], [bound("a", "n1", 2)])
+
+    cache.upsert_node(make_node("n1", "T4", 0, resource_version="2"))
+    cache.upsert_node(make_node("n1", "T4", 4, resource_version="3"))
+
+    assert held_on(cache, "n1") == {"batch": 2000}
+    assert cache.domain("kubernetes.io/hostname", "n1").held == {"batch": 2000}
+    assert free_of(cache, "n1") == [0, 0, 1000, 1000]
+
+
+def test_deleting_a_pod_from_a_node_without_gpus_clears_what_it_held() -> None:
+    cache = make_cache(example_policy(), [make_node("n1", "T4", 0)], [bound("a", "n1", 1)])
+
+    cache.delete_pod("a")
+
+    assert held_on(cache, "n1") == {}
+    assert cache.domain("kubernetes.io/hostname", "n1").held == {}
