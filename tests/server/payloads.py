@@ -15,9 +15,24 @@ from extender.policy.store import PolicyStore
 from extender.server.app import create_app
 from extender.server.metrics import Metrics
 from extender.state import ClusterCache
-from tests.builders import PREFIX, node_dict, pod_dict
+from extender.wire import Node
+from tests.builders import PREFIX, make_node, node_dict, pod_dict
 
 Client = TestClient[web.Request, web.Application]
+
+
+# The fleet both server test modules use: name -> (product, GPUs).
+FLEET: dict[str, tuple[str | None, int]] = {
+    "gpu-h100": ("H100", 8),
+    "gpu-l40s": ("L40S", 1),
+    "gpu-a100": ("A100-40GB", 2),
+    "gpu-t4": ("T4", 4),
+    "cpu-1": (None, 0),
+}
+
+
+def fleet_nodes() -> list[Node]:
+    return [make_node(name, product, gpus) for name, (product, gpus) in FLEET.items()]
 
 
 def scheduler_pod(

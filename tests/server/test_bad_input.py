@@ -11,33 +11,29 @@ from aiohttp import web
 from pytest_aiohttp import AiohttpClient
 
 from extender.policy import Policy
-from tests.builders import example_policy, make_cache, make_node, make_pod, node_dict
+from tests.builders import example_policy, make_cache, make_pod, node_dict
 from tests.server.payloads import (
+    FLEET,
     Client,
     RecordingBinder,
     app_for,
     bind_args,
     classes,
+    fleet_nodes,
     full_args,
     names_args,
     scheduler_node,
     scheduler_pod,
 )
 
-NODES: dict[str, tuple[str | None, int]] = {
-    "gpu-h100": ("H100", 8),
-    "gpu-l40s": ("L40S", 1),
-    "gpu-a100": ("A100-40GB", 2),
-    "gpu-t4": ("T4", 4),
-    "cpu-1": (None, 0),
-}
+NODES = FLEET
 ALL = list(NODES)
 PROBE_POD = scheduler_pod("probe", 1)
 PROBE_NAMES = [*ALL, "ghost"]
 
 
 def make_app(policy: Policy, **kw: Any) -> web.Application:
-    nodes = [make_node(name, product, gpus) for name, (product, gpus) in NODES.items()]
+    nodes = fleet_nodes()
     train = make_pod("train", 2, workload="batch", node="gpu-a100", phase="Running", uid="u-train")
     return app_for(policy, make_cache(policy, nodes, [train]), binder=RecordingBinder(), **kw)
 

@@ -13,31 +13,27 @@ from extender.policy import Policy
 from extender.state import ClusterCache
 from tests.builders import example_policy, make_cache, make_node, make_pod
 from tests.server.payloads import (
+    FLEET,
     Client,
     RecordingBinder,
     app_for,
     bind_args,
     conflict,
+    fleet_nodes,
     full_args,
     names_args,
     scheduler_node,
     scheduler_pod,
 )
 
-# name -> (product, GPUs); gpu-a100 is full (a batch job holds both GPUs).
-NODES: dict[str, tuple[str | None, int]] = {
-    "gpu-h100": ("H100", 8),
-    "gpu-l40s": ("L40S", 1),
-    "gpu-a100": ("A100-40GB", 2),
-    "gpu-t4": ("T4", 4),
-    "cpu-1": (None, 0),
-}
+NODES = FLEET
 ALL = list(NODES)
 FILTER_KEYS = {"NodeNames", "Nodes", "FailedNodes", "FailedAndUnresolvableNodes", "Error"}
 
 
 def cluster(policy: Policy) -> ClusterCache:
-    nodes = [make_node(name, product, gpus) for name, (product, gpus) in NODES.items()]
+    """The FLEET, with gpu-a100 full: a batch job holds both its GPUs."""
+    nodes = fleet_nodes()
     train = make_pod("train", 2, workload="batch", node="gpu-a100", phase="Running", uid="u-train")
     return make_cache(policy, nodes, [train])
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -44,29 +46,34 @@ current-context: fake
     return path
 
 
+@asynccontextmanager
+async def serving(fake: FakeApiServer, directory: Path, **options: Any) -> AsyncIterator[Running]:
+    """`serve` on a free loopback port, watching `fake`, with a copy of the example policy."""
+    apiserver = TestServer(fake.app, host="127.0.0.1")
+    await apiserver.start_server()
+    policy = directory / "policy.yaml"
+    policy.write_text(EXAMPLE_POLICY.read_text())
+    port = free_port()
+    kubeconfig = kubeconfig_for(str(apiserver.make_url("")).rstrip("/"), directory / "kc")
+    serve_options = ServeOptions(policy=policy, port=port, kubeconfig=kubeconfig, **options)
+    started, stop = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(serve(serve_options, started=started, stop=stop))
+    try:
+        await asyncio.wait_for(started.wait(), 10)
+        yield Running(fake, f"http://127.0.0.1:{port}", policy)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+        await apiserver.close()
+
+
 @pytest.fixture
 async def running(tmp_path: Path) -> AsyncIterator[Running]:
     fake = FakeApiServer()
     fake.kinds["nodes"].objects = [node_dict("h100-a", "H100"), node_dict("t4-a", "T4", gpus=4)]
     fake.kinds["pods"].objects = [pod_dict("train", 2, workload="batch", node="t4-a", uid="u1")]
-    apiserver = TestServer(fake.app, host="127.0.0.1")
-    await apiserver.start_server()
-    policy = tmp_path / "policy.yaml"
-    policy.write_text(EXAMPLE_POLICY.read_text())
-    port = free_port()
-    options = ServeOptions(
-        policy=policy,
-        port=port,
-        kubeconfig=kubeconfig_for(str(apiserver.make_url("")).rstrip("/"), tmp_path / "kc"),
-        policy_poll_seconds=0.05,
-    )
-    started, stop = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(serve(options, started=started, stop=stop))
-    await asyncio.wait_for(started.wait(), 10)
-    yield Running(fake, f"http://127.0.0.1:{port}", policy)
-    stop.set()
-    await asyncio.wait_for(task, 10)
-    await apiserver.close()
+    async with serving(fake, tmp_path, policy_poll_seconds=0.05) as server:
+        yield server
 
 
 async def get(url: str) -> tuple[int, str]:
@@ -102,29 +109,12 @@ async def test_serve_becomes_ready_once_nodes_and_pods_are_listed(running: Runni
 async def test_serve_is_not_ready_while_the_apiserver_refuses_to_list(tmp_path: Path) -> None:
     fake = FakeApiServer()
     fake.kinds["nodes"].list_status = [503] * 1000
-    apiserver = TestServer(fake.app, host="127.0.0.1")
-    await apiserver.start_server()
-    policy = tmp_path / "policy.yaml"
-    policy.write_text(EXAMPLE_POLICY.read_text())
-    port = free_port()
-    options = ServeOptions(
-        policy=policy,
-        port=port,
-        kubeconfig=kubeconfig_for(str(apiserver.make_url("")).rstrip("/"), tmp_path / "kc"),
-    )
-    started, stop = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(serve(options, started=started, stop=stop))
-    try:
-        await asyncio.wait_for(started.wait(), 10)
+    async with serving(fake, tmp_path) as server:
         await asyncio.sleep(0.3)
-        status, text = await get(f"http://127.0.0.1:{port}/readyz")
+        status, text = await get(f"{server.url}/readyz")
         assert status == 503
         assert "nodes synced=False" in text
-        assert (await get(f"http://127.0.0.1:{port}/healthz"))[0] == 200
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 10)
-        await apiserver.close()
+        assert (await get(f"{server.url}/healthz"))[0] == 200
 
 
 async def test_a_changed_valid_policy_takes_effect_without_restart(running: Running) -> None:
