@@ -28,10 +28,12 @@ lint: setup
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
+# Tests that need no control plane.
 unit: setup
 	$(BIN)/python -m pytest -m "not integration"
 
-test: lint
+# Everything, including the integration tier on a local kube-apiserver + kube-scheduler.
+test: lint controlplane
 	$(BIN)/python -m pytest
 
 clean:

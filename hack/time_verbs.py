@@ -15,18 +15,21 @@ import socket
 import statistics
 import sys
 import time
+from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
 
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from extender.policy import Policy
+from extender.state import ClusterCache
 from tests.builders import example_policy, make_cache, make_node, make_pod, pod_dict
 
 PRODUCTS = ("H100", "A100-40GB", "T4")
 
 
-def build_cache(nodes: int):  # type: ignore[no-untyped-def]
+def build_cache(nodes: int) -> tuple[Policy, ClusterCache]:
     policy = example_policy()
     node_objs = [
         make_node(f"gpu-{i:05}", PRODUCTS[i % 3], gpus=8 if i % 3 != 2 else 4) for i in range(nodes)
@@ -43,7 +46,7 @@ def build_cache(nodes: int):  # type: ignore[no-untyped-def]
     return policy, make_cache(policy, node_objs, pods)
 
 
-def serve(nodes: int, port: int, ready: multiprocessing.synchronize.Event) -> None:  # type: ignore[name-defined]
+def serve(nodes: int, port: int, ready: EventType) -> None:
     import asyncio
 
     import uvloop

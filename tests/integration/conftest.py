@@ -1,0 +1,71 @@
+"""The integration tier: a real kube-apiserver and kube-scheduler calling the extender.
+
+By default the stack runs locally (hack/localcluster.py; `make controlplane` builds it).
+With GPUCLASS_E2E_KUBECONFIG set, the suite runs against that cluster instead (e.g. kind
+with manifests/ deployed), and GPUCLASS_E2E_EXTENDER_URL may point at the extender.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import localcluster  # hack/, on pytest's pythonpath
+import pytest
+
+from tests.integration.fleet import Fleet
+from tests.integration.stack import ExternalStack, LocalStack, SchedulerSettings
+
+pytestmark = pytest.mark.integration
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/integration/" in str(item.fspath):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[LocalStack | ExternalStack]:
+    external = os.environ.get("GPUCLASS_E2E_KUBECONFIG")
+    if external:
+        yield ExternalStack(Path(external), os.environ.get("GPUCLASS_E2E_EXTENDER_URL"))
+        return
+    if not localcluster.binaries_available():
+        message = "kube-apiserver/kube-scheduler not built: run `make controlplane`"
+        if os.environ.get("CI"):
+            pytest.fail(message)  # CI must run this tier, never skip it
+        pytest.skip(message)
+    with tempfile.TemporaryDirectory(prefix="gpuclass-e2e-") as workdir:
+        local = LocalStack(Path(workdir))
+        local.start()
+        try:
+            yield local
+        finally:
+            local.stop()
+
+
+@pytest.fixture
+def local(stack: LocalStack | ExternalStack) -> LocalStack:
+    """The stack, for tests that must stop, restart or reconfigure its parts."""
+    if not isinstance(stack, LocalStack):
+        pytest.skip("needs control of the scheduler and extender (local stack only)")
+    return stack
+
+
+@pytest.fixture
+def fleet(stack: LocalStack | ExternalStack) -> Iterator[Fleet]:
+    """A fresh namespace and node set; the scheduler is back to the shipped settings."""
+    if isinstance(stack, LocalStack):
+        stack.configure_scheduler(SchedulerSettings())
+        if stack.extender is None:
+            stack.start_extender()
+    created = Fleet(stack)
+    try:
+        yield created
+    finally:
+        created.cleanup()
+        if isinstance(stack, LocalStack):
+            stack.restore_policy()

@@ -1,0 +1,183 @@
+"""The system under test: kube-apiserver, kube-scheduler and the extender.
+
+LocalStack starts all three on loopback (hack/localcluster.py) and can stop, restart and
+reconfigure them. ExternalStack uses any cluster from a kubeconfig (e.g. kind) where the
+scheduler and extender are already deployed; tests that need to control them skip there.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import localcluster  # hack/, on pytest's pythonpath
+import orjson
+import yaml
+
+from extender.policy import load_policy_text
+from tests.integration.kube import Kube
+
+REPO = Path(__file__).resolve().parents[2]
+
+SCHEDULER_NAME = "gpu-scheduler"
+EXAMPLE_POLICY = REPO / "manifests" / "policy.yaml"
+SCHEDULER_CONFIG = REPO / "manifests" / "scheduler-config.yaml"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class SchedulerSettings:
+    """The extender block's knobs the tests vary; the rest is the shipped config."""
+
+    node_cache_capable: bool = True
+    ignorable: bool = False
+
+
+class ExternalStack:
+    """A cluster someone else runs; we only create and observe objects."""
+
+    controllable = False
+
+    def __init__(self, kubeconfig: Path, extender_url: str | None) -> None:
+        self.kube = Kube(kubeconfig)
+        self.extender_url = extender_url
+
+    def stop(self) -> None:
+        return None
+
+
+class LocalStack:
+    """etcd, kube-apiserver, kube-scheduler and `gpuclass-extender serve` on loopback."""
+
+    controllable = True
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.cluster = localcluster.LocalCluster(state_dir=workdir / "cluster")
+        self.port = free_port()
+        self.extender_url = f"http://127.0.0.1:{self.port}"
+        self.policy_path = workdir / "policy.yaml"
+        self.policy_path.write_text(EXAMPLE_POLICY.read_text())
+        self.extender: subprocess.Popen[bytes] | None = None
+        self.settings: SchedulerSettings | None = None
+
+    def start(self) -> None:
+        self.cluster.start()
+        self.kube = Kube(self.cluster.kubeconfig)
+        self.start_extender()
+        self.configure_scheduler(SchedulerSettings())
+
+    def stop(self) -> None:
+        self.stop_extender()
+        self.cluster.stop()
+
+    # ---- extender ------------------------------------------------------------------------
+
+    def start_extender(self) -> None:
+        log = (self.workdir / "extender.log").open("ab")
+        self.extender = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "gpuclass-extender"),
+                "serve",
+                "--policy",
+                str(self.policy_path),
+                "--kubeconfig",
+                str(self.cluster.kubeconfig),
+                "--port",
+                str(self.port),
+                "--policy-poll-seconds",
+                "0.2",
+                "--log-format",
+                "json",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.extender.poll() is not None:
+                raise RuntimeError(f"extender exited: see {self.workdir / 'extender.log'}")
+            if self.get("/readyz")[0] == 200:
+                return
+            time.sleep(0.05)
+        raise RuntimeError("extender not ready within 60 s")
+
+    def stop_extender(self) -> None:
+        if self.extender is not None and self.extender.poll() is None:
+            self.extender.terminate()
+            self.extender.wait(10)
+        self.extender = None
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        try:
+            with urllib.request.urlopen(self.extender_url + path, timeout=5) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read()
+        except OSError:
+            return 0, b""
+
+    def debug_cache(self, node: str | None = None) -> Any:
+        status, body = self.get("/debug/cache" + (f"?node={node}" if node else ""))
+        return orjson.loads(body) if status == 200 else None
+
+    # ---- scheduler and policy -----------------------------------------------------------
+
+    def configure_scheduler(self, settings: SchedulerSettings) -> None:
+        """(Re)start kube-scheduler with the shipped config and these extender knobs."""
+        if settings == self.settings:
+            return
+        config = yaml.safe_load(SCHEDULER_CONFIG.read_text())
+        extender = config["extenders"][0]
+        extender["urlPrefix"] = self.extender_url
+        extender["nodeCacheCapable"] = settings.node_cache_capable
+        extender["ignorable"] = settings.ignorable
+        path = self.workdir / "scheduler-config.yaml"
+        path.write_text(yaml.safe_dump(config))
+        self.cluster.restart_scheduler(path)
+        self.settings = settings
+
+    def use_policy(self, text: str) -> None:
+        """Swap the policy file and wait until the running extender has loaded it."""
+        digest = load_policy_text(text).digest
+        self.policy_path.write_text(text)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            cache = self.debug_cache()
+            if cache is not None and cache["policyDigest"] == digest:
+                return
+            time.sleep(0.05)
+        raise RuntimeError("the extender did not load the new policy within 15 s")
+
+    def restore_policy(self) -> None:
+        """Back to the shipped example policy, if a test changed it."""
+        if self.policy_path.read_text() != EXAMPLE_POLICY.read_text():
+            self.use_policy(EXAMPLE_POLICY.read_text())
+
+    def metric(self, name: str, **labels: str) -> float:
+        """Sum of the extender's samples `name` with these labels (from its /metrics)."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        _, body = self.get("/metrics")
+        return sum(
+            sample.value
+            for family in text_string_to_metric_families(body.decode())
+            for sample in family.samples
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
+        )
+
+    def filter_calls(self) -> float:
+        return self.metric("gpuclass_extender_requests_total", verb="filter")

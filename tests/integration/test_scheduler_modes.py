@@ -1,0 +1,95 @@
+"""How the real kube-scheduler calls us: both node modes, bind, managedResources, outages."""
+
+from __future__ import annotations
+
+import time
+
+from tests.integration.fleet import Fleet
+from tests.integration.stack import LocalStack, SchedulerSettings
+
+
+def test_full_node_objects_mode_places_and_rejects_like_names_mode(
+    local: LocalStack, fleet: Fleet
+) -> None:
+    local.configure_scheduler(SchedulerSettings(node_cache_capable=False))
+    premium = fleet.node("h100", "H100", 8)
+    fleet.node("t4", "T4", 4)
+    fleet.await_cached()
+    fleet.pod("chat", 1, workload="interactive")
+    assert fleet.bound("chat") == premium
+    fleet.pod("fill", 7, workload="interactive")
+    assert fleet.bound("fill") == premium
+    fleet.pod("more", 4, workload="interactive")  # fits only the T4 node, the wrong class
+    reason = fleet.pending_reason("more")
+    assert "1 GPU class economy (T4-15GB) is below the required tier standard" in reason
+
+
+def test_a_burst_bound_through_us_never_overcommits_a_node(local: LocalStack, fleet: Fleet) -> None:
+    nodes = [fleet.node(f"h100-{i}", "H100", 4) for i in range(2)]
+    fleet.await_cached()
+    binds = local.metric("gpuclass_extender_binds_total", result="bound")
+    for i in range(9):  # back to back, no waiting: 8 fit
+        fleet.pod(f"chat-{i}", 1, workload="interactive")
+    placed = [fleet.bound(f"chat-{i}") for i in range(8)]
+    assert sorted(placed.count(n) for n in nodes) == [4, 4]
+    assert "Insufficient nvidia.com/gpu" in fleet.pending_reason("chat-8")
+    assert local.metric("gpuclass_extender_binds_total", result="bound") == binds + 8
+    for node in nodes:  # our view agrees with the API, every binding confirmed
+        view = local.debug_cache(node)
+        assert view["heldMilliByWorkload"] == {"interactive": 4000}
+        assert not any(p["assumed"] for p in view["pods"])
+
+
+def test_a_burst_of_batch_pods_leaves_the_premium_reserve_free(fleet: Fleet) -> None:
+    # 8 premium GPUs, 2 reserved: only three 2-GPU batch pods may land. The scheduler
+    # counts GPUs, not the reserve: each of our filter calls must see the binds before it.
+    premium = fleet.node("h100", "H100", 8)
+    fleet.await_cached()
+    names = [fleet.pod(f"train-{i}", 2, "batch", {"required-classes": "premium"}) for i in range(4)]
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        placed = [fleet.get_pod(n)["spec"].get("nodeName") for n in names]
+        if placed.count(premium) == 3:
+            break
+        time.sleep(0.05)
+    assert placed.count(premium) == 3, placed
+    [waiting] = [n for n, node in zip(names, placed, strict=True) if not node]
+    assert "premium headroom reserved: 2 of 8 premium GPUs" in fleet.pending_reason(waiting)
+    fleet.still_pending(waiting, 1)
+
+
+def test_a_pod_without_gpus_never_reaches_the_extender(local: LocalStack, fleet: Fleet) -> None:
+    fleet.node("h100", "H100", 8)
+    fleet.await_cached()
+    before = local.filter_calls()
+    fleet.pod("web", 0, cpu="2")
+    fleet.bound("web")
+    assert local.filter_calls() == before
+    fleet.pod("chat", 1, workload="interactive")
+    fleet.bound("chat")
+    assert local.filter_calls() > before
+
+
+def test_pods_wait_while_a_non_ignorable_extender_is_down_and_land_when_it_returns(
+    local: LocalStack, fleet: Fleet
+) -> None:
+    premium = fleet.node("h100", "H100", 8)
+    fleet.node("t4", "T4", 4)
+    fleet.await_cached()
+    local.stop_extender()
+    fleet.pod("chat", 1, workload="interactive")
+    assert "connection refused" in fleet.pending_reason("chat")
+    fleet.still_pending("chat", 2)
+    local.start_extender()
+    assert fleet.bound("chat", timeout=40) == premium
+
+
+def test_pods_are_placed_without_an_ignorable_extender_that_is_down(
+    local: LocalStack, fleet: Fleet
+) -> None:
+    local.configure_scheduler(SchedulerSettings(ignorable=True))
+    nodes = {fleet.node("h100", "H100", 8), fleet.node("t4", "T4", 4)}
+    fleet.await_cached()
+    local.stop_extender()
+    fleet.pod("chat", 1, workload="interactive")
+    assert fleet.bound("chat") in nodes
