@@ -59,6 +59,13 @@ def _validate(args: argparse.Namespace) -> int:
     return status
 
 
+def _policy_reference(args: argparse.Namespace) -> int:
+    from extender.policy.reference import reference_markdown
+
+    print(reference_markdown(), end="")
+    return 0
+
+
 def _explain(args: argparse.Namespace) -> int:
     from extender.server.explain import explanation, explanation_table
 
@@ -127,6 +134,11 @@ def parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate-policy", help="check policy files; exit 1 on any error")
     validate.add_argument("files", type=Path, nargs="+")
     validate.set_defaults(run=_validate)
+
+    reference = sub.add_parser(
+        "policy-reference", help="print the policy reference (Markdown) from the schema"
+    )
+    reference.set_defaults(run=_policy_reference)
 
     explain = sub.add_parser("explain", help="why each node passes, fails or scores for a pod")
     explain.add_argument("pod", help="pod manifest (YAML or JSON), or - for stdin")

@@ -3,68 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import aiohttp
 import pytest
-from aiohttp.test_utils import TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
-from extender.server.runtime import ServeOptions, serve
-from tests.builders import EXAMPLE_POLICY, node_dict, pod_dict
+from tests.builders import node_dict, pod_dict
+from tests.server.serving import Running, get, serving
 from tests.state.fake_apiserver import FakeApiServer
-
-
-@dataclass
-class Running:
-    fake: FakeApiServer
-    url: str
-    policy: Path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def kubeconfig_for(server: str, path: Path) -> Path:
-    path.write_text(
-        f"""apiVersion: v1
-kind: Config
-clusters: [{{name: fake, cluster: {{server: "{server}"}}}}]
-users: [{{name: fake, user: {{token: test}}}}]
-contexts: [{{name: fake, context: {{cluster: fake, user: fake}}}}]
-current-context: fake
-"""
-    )
-    return path
-
-
-@asynccontextmanager
-async def serving(fake: FakeApiServer, directory: Path, **options: Any) -> AsyncIterator[Running]:
-    """`serve` on a free loopback port, watching `fake`, with a copy of the example policy."""
-    apiserver = TestServer(fake.app, host="127.0.0.1")
-    await apiserver.start_server()
-    policy = directory / "policy.yaml"
-    policy.write_text(EXAMPLE_POLICY.read_text())
-    port = free_port()
-    kubeconfig = kubeconfig_for(str(apiserver.make_url("")).rstrip("/"), directory / "kc")
-    serve_options = ServeOptions(policy=policy, port=port, kubeconfig=kubeconfig, **options)
-    started, stop = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(serve(serve_options, started=started, stop=stop))
-    try:
-        await asyncio.wait_for(started.wait(), 10)
-        yield Running(fake, f"http://127.0.0.1:{port}", policy)
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 10)
-        await apiserver.close()
 
 
 @pytest.fixture
@@ -74,11 +21,6 @@ async def running(tmp_path: Path) -> AsyncIterator[Running]:
     fake.kinds["pods"].objects = [pod_dict("train", 2, workload="batch", node="t4-a", uid="u1")]
     async with serving(fake, tmp_path, policy_poll_seconds=0.05) as server:
         yield server
-
-
-async def get(url: str) -> tuple[int, str]:
-    async with aiohttp.ClientSession() as session, session.get(url) as response:
-        return response.status, await response.text()
 
 
 async def eventually(url: str, status: int, timeout: float = 5.0) -> str:

@@ -1,0 +1,136 @@
+"""TLS for the Service variant: a serving certificate, and optionally only clients whose
+certificate our CA signed (the scheduler's extender tlsConfig certFile/keyFile)."""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from tests.server.serving import get, serving
+from tests.state.fake_apiserver import FakeApiServer
+
+
+@dataclass
+class Issued:
+    cert: Path
+    key: Path
+
+
+class CertificateAuthority:
+    def __init__(self, directory: Path, name: str) -> None:
+        self.directory = directory
+        self.name = name
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+        self.subject = subject
+        self.certificate = (
+            self._builder(subject, self.key.public_key())
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(self.key, hashes.SHA256())
+        )
+        self.path = directory / f"{name}.crt"
+        self.path.write_bytes(self.certificate.public_bytes(serialization.Encoding.PEM))
+
+    def _builder(
+        self, subject: x509.Name, public_key: ec.EllipticCurvePublicKey
+    ) -> x509.CertificateBuilder:
+        now = datetime.datetime.now(datetime.UTC)
+        return (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(getattr(self, "subject", subject))
+            .public_key(public_key)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+        )
+
+    def issue(self, common_name: str, *, server: bool) -> Issued:
+        key = ec.generate_private_key(ec.SECP256R1())
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+        usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
+        builder = self._builder(subject, key.public_key()).add_extension(
+            x509.ExtendedKeyUsage([usage]), critical=False
+        )
+        if server:
+            names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+        certificate = builder.sign(self.key, hashes.SHA256())
+        issued = Issued(
+            self.directory / f"{common_name}.crt", self.directory / f"{common_name}.key"
+        )
+        issued.cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+        issued.key.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        return issued
+
+
+@dataclass
+class Pki:
+    ca: CertificateAuthority
+    server: Issued
+    scheduler: Issued
+    stranger: Issued
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> Pki:
+    ca = CertificateAuthority(tmp_path, "gpuclass-ca")
+    other = CertificateAuthority(tmp_path, "other-ca")
+    return Pki(
+        ca=ca,
+        server=ca.issue("gpuclass-extender", server=True),
+        scheduler=ca.issue("kube-scheduler", server=False),
+        stranger=other.issue("stranger", server=False),
+    )
+
+
+def client_context(pki: Pki, client: Issued | None) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=str(pki.ca.path))
+    if client is not None:
+        context.load_cert_chain(client.cert, client.key)
+    return context
+
+
+async def test_serve_answers_over_tls_with_its_serving_certificate(
+    pki: Pki, tmp_path: Path
+) -> None:
+    async with serving(
+        FakeApiServer(), tmp_path, tls_cert=pki.server.cert, tls_key=pki.server.key
+    ) as server:
+        assert server.url.startswith("https://")
+        assert (await get(f"{server.url}/healthz", client_context(pki, None)))[0] == 200
+
+
+async def test_with_a_client_ca_only_the_scheduler_s_certificate_gets_an_answer(
+    pki: Pki, tmp_path: Path
+) -> None:
+    async with serving(
+        FakeApiServer(),
+        tmp_path,
+        tls_cert=pki.server.cert,
+        tls_key=pki.server.key,
+        client_ca=pki.ca.path,
+    ) as server:
+        url = f"{server.url}/healthz"
+        assert (await get(url, client_context(pki, pki.scheduler)))[0] == 200
+        for client in (None, pki.stranger):
+            with pytest.raises(aiohttp.ClientError):
+                await get(url, client_context(pki, client))
+        # Refused clients do not take the server down.
+        assert (await get(url, client_context(pki, pki.scheduler)))[0] == 200
