@@ -27,6 +27,9 @@ lint: setup
 	$(BIN)/ruff format --check extender tests hack
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	$(BIN)/hadolint Dockerfile
+	$(BIN)/shellcheck hack/*.sh .ci/run
+	$(BIN)/yamllint --strict manifests
 
 # Tests that need no control plane.
 unit: setup

@@ -23,6 +23,8 @@ import yaml
 
 HACK = Path(__file__).resolve().parent
 REPO = HACK.parent
+POLICY = REPO / "manifests" / "base" / "policy.yaml"
+SCHEDULER_CONFIG = REPO / "manifests" / "second-scheduler" / "scheduler-config.yaml"
 sys.path.insert(0, str(HACK))
 
 import localcluster  # noqa: E402
@@ -107,7 +109,7 @@ def free_port() -> int:
 
 def scheduler_config(port: int, directory: Path) -> Path:
     """The shipped KubeSchedulerConfiguration, pointed at this run's extender port."""
-    config = yaml.safe_load((REPO / "manifests" / "scheduler-config.yaml").read_text())
+    config = yaml.safe_load(SCHEDULER_CONFIG.read_text())
     config["extenders"][0]["urlPrefix"] = f"http://127.0.0.1:{port}"
     path = directory / "scheduler-config.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -183,7 +185,7 @@ def main() -> None:
             str(REPO / ".venv" / "bin" / "gpuclass-extender"),
             "serve",
             "--policy",
-            str(REPO / "manifests" / "policy.yaml"),
+            str(POLICY),
             "--kubeconfig",
             str(cluster.kubeconfig),
             "--port",
@@ -198,7 +200,7 @@ def main() -> None:
     try:
         print(f"starting gpuclass-extender on {url} ...", flush=True)
         wait_ready(url, extender)
-        print("starting kube-scheduler with manifests/scheduler-config.yaml ...", flush=True)
+        print(f"starting kube-scheduler with {SCHEDULER_CONFIG.relative_to(REPO)} ...", flush=True)
         cluster.restart_scheduler(scheduler_config(port, workdir))
         print_fleet()
         rows = []

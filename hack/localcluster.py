@@ -627,13 +627,31 @@ class LocalCluster:
         self._save_state()
         return self
 
-    def restart_scheduler(self, config: Path | str, timeout: float = 60) -> None:
-        """(Re)start kube-scheduler with this KubeSchedulerConfiguration; waits for /readyz."""
+    def restart_scheduler(
+        self,
+        config: Path | str,
+        timeout: float = 60,
+        kubeconfig: Path | str | None = None,
+        leader_elect: bool = False,
+    ) -> None:
+        """(Re)start kube-scheduler with this KubeSchedulerConfiguration; waits for /readyz.
+
+        ``kubeconfig``: the identity to run as (default: admin). Given one, the scheduler
+        also uses it for delegated authentication and authorization of its secure port, as
+        in a pod where all three use the ServiceAccount. ``leader_elect``: keep the
+        config's leaderElection (default: turned off by flag)."""
         self._check_binaries(need_scheduler=True)
         self.stop_scheduler()
+        identity = Path(kubeconfig) if kubeconfig else self.scheduler_kubeconfig
         eff = prepare_scheduler_config(
-            Path(config), self.state_dir / "scheduler-config.yaml", self.scheduler_kubeconfig
+            Path(config), self.state_dir / "scheduler-config.yaml", identity
         )
+        extra = []
+        if kubeconfig:
+            extra += [f"--authentication-kubeconfig={identity}"]
+            extra += [f"--authorization-kubeconfig={identity}"]
+        if not leader_elect:
+            extra.append("--leader-elect=false")
         port = free_port()
         self.ports["kube-scheduler"] = port
         self.scheduler_config = Path(config).resolve()
@@ -643,7 +661,7 @@ class LocalCluster:
             [
                 str(self.bin_dir / "kube-scheduler"),
                 f"--config={eff}",
-                "--leader-elect=false",
+                *extra,
                 "--bind-address=127.0.0.1",
                 f"--secure-port={port}",
                 f"--tls-cert-file={self.pki / 'scheduler.crt'}",

@@ -14,7 +14,7 @@ from extender.state import ClusterCache
 from extender.wire import Node, Pod
 
 REPO = Path(__file__).resolve().parent.parent
-EXAMPLE_POLICY = REPO / "manifests" / "policy.yaml"
+EXAMPLE_POLICY = REPO / "manifests" / "base" / "policy.yaml"
 PREFIX = "gpuclass.example.io/"
 
 # GFD product label and memory (MiB) of real GPUs.

@@ -2,7 +2,8 @@
 
 By default the stack runs locally (hack/localcluster.py; `make controlplane` builds it).
 With GPUCLASS_E2E_KUBECONFIG set, the suite runs against that cluster instead (e.g. kind
-with manifests/ deployed), and GPUCLASS_E2E_EXTENDER_URL may point at the extender.
+with manifests/second-scheduler deployed), and GPUCLASS_E2E_EXTENDER_URL may point at the
+extender.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 import localcluster  # hack/, on pytest's pythonpath
 import pytest
 
-from tests.integration.fleet import Fleet
+from tests.integration.fleet import FLEET_LABEL, Fleet
 from tests.integration.stack import ExternalStack, LocalStack, SchedulerSettings
 
 pytestmark = pytest.mark.integration
@@ -69,3 +70,18 @@ def fleet(stack: LocalStack | ExternalStack) -> Iterator[Fleet]:
         created.cleanup()
         if isinstance(stack, LocalStack):
             stack.restore_policy()
+
+
+@pytest.fixture
+def sole_gpu_fleet(fleet: Fleet) -> Fleet:
+    """The fleet, for tests of class-wide rules (headroom): no other GPU nodes may exist."""
+    nodes = fleet.kube.request("GET", "/api/v1/nodes")["items"]
+    foreign = [
+        n["metadata"]["name"]
+        for n in nodes
+        if "nvidia.com/gpu" in n.get("status", {}).get("capacity", {})
+        and n["metadata"].get("labels", {}).get(FLEET_LABEL) != fleet.id
+    ]
+    if foreign:
+        pytest.skip(f"class-wide rules need a cluster without other GPU nodes: {foreign[:5]}")
+    return fleet

@@ -124,6 +124,12 @@ class Fleet:
         spec: dict[str, Any] = {
             "schedulerName": SCHEDULER_NAME,
             "nodeSelector": {FLEET_LABEL: self.id},
+            # On a cluster with a controller-manager (kind), kubelet-less nodes soon get
+            # these taints; the pods never run, so tolerating them changes nothing else.
+            "tolerations": [
+                {"key": f"node.kubernetes.io/{taint}", "operator": "Exists"}
+                for taint in ("not-ready", "unreachable")
+            ],
             "containers": [{"name": "main", "image": "example/app:1", "resources": resources}],
         }
         if node_name:

@@ -27,8 +27,8 @@ from tests.integration.kube import Kube
 REPO = Path(__file__).resolve().parents[2]
 
 SCHEDULER_NAME = "gpu-scheduler"
-EXAMPLE_POLICY = REPO / "manifests" / "policy.yaml"
-SCHEDULER_CONFIG = REPO / "manifests" / "scheduler-config.yaml"
+EXAMPLE_POLICY = REPO / "manifests" / "base" / "policy.yaml"
+SCHEDULER_CONFIG = REPO / "manifests" / "second-scheduler" / "scheduler-config.yaml"
 
 
 def free_port() -> int:
@@ -43,6 +43,17 @@ class SchedulerSettings:
 
     node_cache_capable: bool = True
     ignorable: bool = False
+
+
+def scheduler_config(extender_url: str, settings: SchedulerSettings) -> dict[str, Any]:
+    """The shipped KubeSchedulerConfiguration (the file in the second-scheduler ConfigMap)
+    with the extender's URL and the knobs a test varies."""
+    config: dict[str, Any] = yaml.safe_load(SCHEDULER_CONFIG.read_text())
+    extender = config["extenders"][0]
+    extender["urlPrefix"] = extender_url
+    extender["nodeCacheCapable"] = settings.node_cache_capable
+    extender["ignorable"] = settings.ignorable
+    return config
 
 
 class ExternalStack:
@@ -140,11 +151,7 @@ class LocalStack:
         """(Re)start kube-scheduler with the shipped config and these extender knobs."""
         if settings == self.settings:
             return
-        config = yaml.safe_load(SCHEDULER_CONFIG.read_text())
-        extender = config["extenders"][0]
-        extender["urlPrefix"] = self.extender_url
-        extender["nodeCacheCapable"] = settings.node_cache_capable
-        extender["ignorable"] = settings.ignorable
+        config = scheduler_config(self.extender_url, settings)
         path = self.workdir / "scheduler-config.yaml"
         path.write_text(yaml.safe_dump(config))
         self.cluster.restart_scheduler(path)

@@ -38,7 +38,8 @@ def test_a_pod_requiring_a_class_without_room_stays_pending_with_our_reason(
     assert "1 Insufficient nvidia.com/gpu" in reason
 
 
-def test_batch_stays_off_premium_while_its_headroom_is_short(fleet: Fleet) -> None:
+def test_batch_stays_off_premium_while_its_headroom_is_short(sole_gpu_fleet: Fleet) -> None:
+    fleet = sole_gpu_fleet
     # 8 premium GPUs, 25% (2) kept for interactive pods; 5 are already taken.
     premium = fleet.node("h100", "H100", 8)
     fleet.await_cached()
@@ -52,7 +53,8 @@ def test_batch_stays_off_premium_while_its_headroom_is_short(fleet: Fleet) -> No
     assert fleet.bound("chat-2") == premium
 
 
-def test_batch_uses_idle_premium_when_its_own_classes_are_full(fleet: Fleet) -> None:
+def test_batch_uses_idle_premium_when_its_own_classes_are_full(sole_gpu_fleet: Fleet) -> None:
+    fleet = sole_gpu_fleet
     premium = fleet.node("h100", "H100", 8)
     economy = fleet.node("t4", "T4", 4)
     fleet.await_cached()

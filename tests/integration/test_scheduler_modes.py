@@ -40,7 +40,8 @@ def test_a_burst_bound_through_us_never_overcommits_a_node(local: LocalStack, fl
         assert not any(p["assumed"] for p in view["pods"])
 
 
-def test_a_burst_of_batch_pods_leaves_the_premium_reserve_free(fleet: Fleet) -> None:
+def test_a_burst_of_batch_pods_leaves_the_premium_reserve_free(sole_gpu_fleet: Fleet) -> None:
+    fleet = sole_gpu_fleet
     # 8 premium GPUs, 2 reserved: only three 2-GPU batch pods may land. The scheduler
     # counts GPUs, not the reserve: each of our filter calls must see the binds before it.
     premium = fleet.node("h100", "H100", 8)

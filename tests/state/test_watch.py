@@ -52,7 +52,10 @@ async def test_first_list_fills_the_cache_and_marks_nodes_synced(
     fake.kinds["nodes"].objects = [node_dict(f"n{i}") for i in range(3)]
     cache = ClusterCache(example_policy())
     assert not cache.nodes_synced
-    await running(watch_kind(kind="nodes", api=api, cache=cache), lambda: cache.nodes_synced)
+    await running(
+        watch_kind(kind="nodes", api=api, cache=cache),
+        lambda: cache.nodes_synced and bool(fake.kinds["nodes"].watch_calls),
+    )
     assert sorted(n.name for n in cache.nodes()) == ["n0", "n1", "n2"]
     assert fake.kinds["nodes"].watch_calls[0]["resourceVersion"] == "100"
     assert fake.kinds["nodes"].watch_calls[0]["allowWatchBookmarks"] in ("true", "True")
