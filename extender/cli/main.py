@@ -33,6 +33,8 @@ def _serve(args: argparse.Namespace) -> int:
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         client_ca=args.client_ca,
+        health_host=args.health_host,
+        health_port=args.health_port,
     )
     try:
         uvloop.run(serve(options))
@@ -127,6 +129,12 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--tls-cert", type=Path)
     serve.add_argument("--tls-key", type=Path)
     serve.add_argument("--client-ca", type=Path, help="require client certificates from this CA")
+    serve.add_argument(
+        "--health-port",
+        type=int,
+        help="also serve /healthz, /readyz and /metrics (only) over plain HTTP on this port",
+    )
+    serve.add_argument("--health-host", help="listen address of --health-port (default: --host)")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve.add_argument("--log-format", default="auto", choices=["auto", "json", "text"])
     serve.set_defaults(run=_serve)

@@ -334,5 +334,24 @@ def create_app(
     return app
 
 
+def create_health_app(
+    store: PolicyStore, cache: ClusterCache, *, metrics: Metrics
+) -> web.Application:
+    """Probes and metrics only, for a port kubelet and Prometheus reach without the verbs'
+    client certificate and without access to /filter, /bind or /debug."""
+    app = web.Application(middlewares=[errors_and_metrics])
+    app[STORE] = store
+    app[CACHE] = cache
+    app[METRICS] = metrics
+    app.router.add_routes(
+        [
+            web.get("/healthz", healthz, name="healthz"),
+            web.get("/readyz", readyz, name="readyz"),
+            web.get("/metrics", metrics_handler, name="metrics"),
+        ]
+    )
+    return app
+
+
 async def _no_binder(**_: str) -> None:
     raise KubeError("bind is not enabled: the extender runs without API credentials to bind")

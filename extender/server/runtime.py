@@ -17,7 +17,7 @@ from kubernetes_asyncio import client
 
 from extender.policy.compiled import Policy
 from extender.policy.store import PolicyStore
-from extender.server.app import DEFAULT_MAX_BODY, create_app
+from extender.server.app import DEFAULT_MAX_BODY, create_app, create_health_app
 from extender.server.metrics import Metrics
 from extender.state.cache import ClusterCache
 from extender.state.kube import api_client, bind_pod
@@ -41,6 +41,9 @@ class ServeOptions:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     client_ca: Path | None = None
+    # A second, plain-HTTP port with /healthz, /readyz and /metrics only (None: off).
+    health_host: str | None = None
+    health_port: int | None = None
 
 
 def guard(coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
@@ -134,9 +137,21 @@ async def serve(
     await runner.setup()
     site = web.TCPSite(runner, options.host, options.port, ssl_context=_ssl_context(options))
     await site.start()
+    runners = [runner]
+    if options.health_port is not None:
+        health = web.AppRunner(create_health_app(store, cache, metrics=metrics), access_log=None)
+        await health.setup()
+        health_host = options.health_host or options.host
+        await web.TCPSite(health, health_host, options.health_port).start()
+        runners.append(health)
     log.info(
         "serving",
-        extra={"host": options.host, "port": options.port, "policy": str(options.policy)},
+        extra={
+            "host": options.host,
+            "port": options.port,
+            "health_port": options.health_port,
+            "policy": str(options.policy),
+        },
     )
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -151,7 +166,8 @@ async def serve(
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await runner.cleanup()
+        for each in reversed(runners):
+            await each.cleanup()
         await api.close()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)

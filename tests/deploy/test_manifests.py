@@ -167,9 +167,12 @@ def test_the_scheduler_reads_that_configmap_and_calls_its_sidecar(
     extender, _ = container(objects, "extender")
     args = parser().parse_args(extender["args"])
     assert config["extenders"][0]["urlPrefix"] == f"http://127.0.0.1:{args.port}"
-    assert args.host in ("127.0.0.1", "0.0.0.0")  # reachable on loopback
+    assert args.host == "127.0.0.1"  # the verbs (/bind!) only for the scheduler beside it
     assert args.tls_cert is None  # loopback: plain HTTP
-    assert [p["containerPort"] for p in extender["ports"]] == [args.port]
+    # Only the health/metrics port is exposed, and the probes use it.
+    assert [p["containerPort"] for p in extender["ports"]] == [args.health_port]
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert extender[probe]["httpGet"]["port"] == args.health_port
 
     # The Lease it elects on is the one its Role lets it update.
     election = config["leaderElection"]
@@ -237,6 +240,11 @@ def test_the_tls_variant_serves_https_behind_its_service(rendered: dict[str, lis
     assert port["port"] == 443
     assert named[port["targetPort"]] == args.port == 8443
     assert spec["serviceAccountName"] == "gpuclass-extender"
+    # kubelet has no client certificate: probes go to the plain health port, which the
+    # Service does not expose.
+    assert named["metrics"] == args.health_port != args.port
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert extender[probe]["httpGet"]["port"] == args.health_port
 
 
 def test_the_scheduler_snippet_calls_the_service_like_the_second_scheduler(

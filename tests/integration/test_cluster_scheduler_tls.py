@@ -92,7 +92,8 @@ def test_the_documented_tls_setup_schedules_through_the_extender(
     assert args.client_ca is not None
     policy = tmp_path / "policy.yaml"
     policy.write_text(find(objects, "ConfigMap", "gpuclass-policy")["data"]["policy.yaml"])
-    port = free_port()
+    assert args.health_port == 8080
+    port, health_port = free_port(), free_port()
     # The Deployment's command line; loopback instead of 0.0.0.0, files from tmp.
     argv = [
         "serve",
@@ -108,6 +109,10 @@ def test_the_documented_tls_setup_schedules_through_the_extender(
         relocate(str(args.tls_key), certificates),
         "--client-ca",
         relocate(str(args.client_ca), certificates),
+        "--health-host",
+        "127.0.0.1",
+        "--health-port",
+        str(health_port),
         "--log-format",
         args.log_format,
         "--kubeconfig",
@@ -154,9 +159,21 @@ def test_the_documented_tls_setup_schedules_through_the_extender(
             assert time.monotonic() < deadline, f"{path} never answered 200"
             time.sleep(0.05)
 
+    def probe(path: str) -> int:
+        """What kubelet's httpGet probe on the health port sees: no client certificate."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{health_port}{path}") as response:
+                return int(response.status)
+        except urllib.error.HTTPError as exc:
+            return exc.code
+        except OSError:
+            return 0
+
     fleet = Fleet(stack)
     try:
         wait_for("/readyz")
+        assert probe("/readyz") == 200
+        assert probe("/healthz") == 200
         stack.cluster.restart_scheduler(config)
         node = fleet.node("h100", "H100")
         fleet.node("t4", "T4")

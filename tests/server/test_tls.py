@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from tests.server.serving import get, serving
+from tests.server.serving import free_port, get, serving
 from tests.state.fake_apiserver import FakeApiServer
 
 
@@ -134,3 +134,30 @@ async def test_with_a_client_ca_only_the_scheduler_s_certificate_gets_an_answer(
                 await get(url, client_context(pki, client))
         # Refused clients do not take the server down.
         assert (await get(url, client_context(pki, pki.scheduler)))[0] == 200
+
+
+async def test_the_health_port_answers_probes_and_metrics_without_a_client_certificate(
+    pki: Pki, tmp_path: Path
+) -> None:
+    health_port = free_port()
+    async with serving(
+        FakeApiServer(),
+        tmp_path,
+        tls_cert=pki.server.cert,
+        tls_key=pki.server.key,
+        client_ca=pki.ca.path,
+        health_host="127.0.0.1",
+        health_port=health_port,
+    ):
+        health = f"http://127.0.0.1:{health_port}"
+        assert (await get(f"{health}/healthz"))[0] == 200
+        assert (await get(f"{health}/readyz"))[0] in (200, 503)
+        status, metrics = await get(f"{health}/metrics")
+        assert status == 200
+        assert "gpuclass_extender_cache_ready" in metrics
+        # The verbs and debug views are not there: only the TLS port serves them.
+        for path in ("/filter", "/prioritize", "/bind"):
+            async with aiohttp.ClientSession() as session:
+                response = await session.post(f"{health}{path}", data=b"{}")
+                assert response.status == 404
+        assert (await get(f"{health}/debug/cache"))[0] == 404
