@@ -109,6 +109,8 @@ class Policy:
     headroom: dict[ClassName, HeadroomRule]
     weights: Weights
     topology_keys: frozenset[str] = field(default=frozenset())
+    # Node labels any workload's GPU attribute requirements read, in a fixed order.
+    attribute_keys: tuple[str, ...] = ()
 
     @classmethod
     def compile(cls, doc: PolicyDocument, digest: str) -> Policy:
@@ -187,6 +189,7 @@ class Policy:
                 for w in workloads.values()
                 if w.separation.mode != "off" and w.separation.avoid
             ),
+            attribute_keys=tuple(sorted({a.key for w in workloads.values() for a in w.attributes})),
         )
 
     def rank(self, name: ClassName | None) -> int | None:

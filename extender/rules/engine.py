@@ -6,7 +6,7 @@ shown to an admin is the decision the scheduler got.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 
 from extender.policy.compiled import Policy
@@ -87,6 +87,32 @@ def check_node(
     return None
 
 
+@dataclass(slots=True)
+class _Grouped:
+    """A request's nodes grouped by shape: rules run once per group, not once per node."""
+
+    names: list[str]  # unique, in request order
+    keys: list[Hashable | None]  # per name: its group, None when the node is not cached
+    members: dict[Hashable, NodeFeatures]  # group -> one node of it
+
+
+def _group(names: Sequence[str], lookup: NodeLookup) -> _Grouped:
+    unique = list(dict.fromkeys(names))  # the protocol forbids duplicates in answers
+    keys: list[Hashable | None] = []
+    members: dict[Hashable, NodeFeatures] = {}
+    for name in unique:
+        node = lookup(name)
+        if node is None:
+            keys.append(None)
+            continue
+        # Features built outside a cache have no shape: such a node is a group of its own.
+        key: Hashable = node.shape if node.shape is not None else id(node)
+        keys.append(key)
+        if key not in members:
+            members[key] = node
+    return _Grouped(unique, keys, members)
+
+
 def filter_nodes(
     pod: PodIntent,
     names: Sequence[str],
@@ -94,13 +120,14 @@ def filter_nodes(
     cluster: ClusterView,
     policy: Policy,
 ) -> FilterResult:
+    grouped = _group(names, lookup)
+    verdicts: dict[Hashable | None, Reject | None] = {
+        key: check_node(pod, node, cluster, policy) for key, node in grouped.members.items()
+    }
+    verdicts[None] = check_node(pod, None, cluster, policy)
     result = FilterResult()
-    seen: set[str] = set()
-    for name in names:
-        if name in seen:
-            continue  # the protocol forbids duplicates in the answer
-        seen.add(name)
-        reject = check_node(pod, lookup(name), cluster, policy)
+    for name, key in zip(grouped.names, grouped.keys, strict=True):
+        reject = verdicts[key]
         if reject is None:
             result.passed.append(name)
             continue
@@ -145,9 +172,23 @@ def score_nodes(
     """Every requested node with its integer score; 0 for nodes our filter would reject.
 
     The scheduler normally sends only nodes that passed our filter; scoring the others 0
-    keeps a prioritize-only configuration from ranking a wrong GPU class first.
+    keeps a prioritize-only configuration from ranking a wrong GPU class first. The same
+    numbers as explain_nodes, without an explanation per node (this is the hot path).
     """
-    return [(v.node, v.score) for v in explain_nodes(pod, names, lookup, cluster, policy)]
+    grouped = _group(names, lookup)
+    passing = {
+        key: node
+        for key, node in grouped.members.items()
+        if check_node(pod, node, cluster, policy) is None
+    }
+    components = applicable_components(pod, list(passing.values()), policy)
+    weights = {c: w for c, w, _ in components}
+    totals: dict[Hashable | None, int] = {key: 0 for key in grouped.members}
+    totals[None] = 0
+    for key, node in passing.items():
+        parts = {c: score(pod, node, cluster, policy) for c, _, score in components}
+        totals[key] = combine(parts, weights)
+    return [(name, totals[key]) for name, key in zip(grouped.names, grouped.keys, strict=True)]
 
 
 def explain_nodes(
@@ -162,20 +203,24 @@ def explain_nodes(
     Components are chosen over the nodes that pass, as the scheduler prioritizes only
     those, so an explanation shows the scores the scheduler gets.
     """
-    unique = list(dict.fromkeys(names))
-    checked = [
-        (name, node, check_node(pod, node, cluster, policy))
-        for name in unique
-        for node in [lookup(name)]
-    ]
-    passing = [node for _, node, reject in checked if node is not None and reject is None]
+    grouped = _group(names, lookup)
+    rejects: dict[Hashable | None, Reject | None] = {
+        key: check_node(pod, node, cluster, policy) for key, node in grouped.members.items()
+    }
+    rejects[None] = check_node(pod, None, cluster, policy)
+    passing = [node for key, node in grouped.members.items() if rejects[key] is None]
     components = applicable_components(pod, passing, policy)
-    weights = {name: weight for name, weight, _ in components}
+    weights = {c: w for c, w, _ in components}
+    parts_of: dict[Hashable | None, dict[str, float]] = {}
+    for key, node in grouped.members.items():
+        if rejects[key] is None:
+            parts_of[key] = {c: score(pod, node, cluster, policy) for c, _, score in components}
     verdicts = []
-    for name, node, reject in checked:
-        if node is None or reject is not None:
+    for name, key in zip(grouped.names, grouped.keys, strict=True):
+        reject = rejects[key]
+        if reject is not None or key is None:  # rejected, or unknown to a non-GPU pod
             verdicts.append(NodeVerdict(name, reject, {}, 0))
-            continue
-        parts = {c: score(pod, node, cluster, policy) for c, _, score in components}
-        verdicts.append(NodeVerdict(name, None, parts, combine(parts, weights)))
+        else:
+            parts = parts_of[key]
+            verdicts.append(NodeVerdict(name, None, parts, combine(parts, weights)))
     return verdicts

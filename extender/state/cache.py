@@ -15,6 +15,7 @@ from extender.policy.compiled import ClassName, Policy, WorkloadName
 from extender.policy.intent import GpuDemand, gpu_demand, resolve_workload
 from extender.state.devices import charge, place_anyway
 from extender.state.features import NodeFeatures, node_features
+from extender.state.shapes import ShapeTable
 from extender.wire.types import Node, Pod
 
 FINISHED_PHASES = frozenset({"Succeeded", "Failed"})
@@ -47,6 +48,7 @@ class DomainUsage:
 
     capacity: int = 0
     held: dict[WorkloadName, int] = field(default_factory=dict)
+    nodes: int = 0
 
 
 @dataclass(slots=True)
@@ -79,6 +81,7 @@ class ClusterCache:
         self._assumed: set[str] = set()
         self._domains: dict[str, dict[str, DomainUsage]] = {}
         self._classes: dict[ClassName, ClassUsage] = {}
+        self._shapes = ShapeTable()
         self.nodes_synced = False
         self.pods_synced = False
 
@@ -112,6 +115,7 @@ class ClusterCache:
             devices = place_anyway(features.free, record.demand)
             charge(features.free, devices, record.demand.milli, +1)
             _add(features.held, record.workload, record.demand.total_milli)
+        features.shape = self._shapes.shape_of(features, self._policy)
         return features
 
     def pod(self, uid: str) -> PodRecord | None:
@@ -156,6 +160,7 @@ class ClusterCache:
         self._add_node_totals(features)
         for record in pods:
             self._attach(record)
+        self._reshape(features)
 
     def delete_node(self, name: str) -> None:
         features = self._nodes.get(name)
@@ -303,6 +308,7 @@ class ClusterCache:
             self._nodes[node.metadata.name] = features
             self._node_objects[node.metadata.name] = node
             self._add_node_totals(features)
+            self._reshape(features)
         for record in records:
             demand, _ = gpu_demand(record.pod, policy)
             record.demand = demand
@@ -323,6 +329,7 @@ class ClusterCache:
         record.devices = place_anyway(features.free, record.demand)
         charge(features.free, record.devices, record.demand.milli, +1)
         self._account(features, record, +1, features.free_milli - free_before)
+        self._reshape(features)
 
     def _detach(self, record: PodRecord) -> None:
         if not record.node:
@@ -340,6 +347,10 @@ class ClusterCache:
         charge(features.free, record.devices, record.demand.milli, -1)
         record.devices = ()
         self._account(features, record, -1, features.free_milli - free_before)
+        self._reshape(features)
+
+    def _reshape(self, features: NodeFeatures) -> None:
+        features.shape = self._shapes.shape_of(features, self._policy)
 
     def _account(
         self, features: NodeFeatures, record: PodRecord, sign: int, free_delta: int
@@ -355,6 +366,7 @@ class ClusterCache:
         for key, value in features.domains.items():
             domain = self._domains.setdefault(key, {}).setdefault(value, DomainUsage())
             domain.capacity += features.capacity_milli
+            domain.nodes += 1
         if features.gpu_class.name is not None:
             usage = self._classes.setdefault(features.gpu_class.name, ClassUsage())
             usage.capacity += features.capacity_milli
@@ -366,7 +378,8 @@ class ClusterCache:
             domains = self._domains[key]
             domain = domains[value]
             domain.capacity -= features.capacity_milli
-            if domain.capacity == 0 and not any(domain.held.values()):
+            domain.nodes -= 1
+            if domain.nodes == 0:  # not capacity: nodes without GPUs are members too
                 del domains[value]
         if features.gpu_class.name is not None:
             usage = self._classes[features.gpu_class.name]

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from extender.policy.compiled import Mode, Policy, WorkloadName
 from extender.policy.intent import WHOLE_GPU
 from extender.policy.node_class import NodeClass, classify_node
 from extender.wire.quantity import QuantityError, whole_units
 from extender.wire.types import Node
+
+if TYPE_CHECKING:
+    from extender.state.shapes import NodeShape
 
 HOSTNAME_KEY = "kubernetes.io/hostname"
 
@@ -30,6 +34,8 @@ class NodeFeatures:
     # Usage, updated on pod events:
     free: list[int] = field(default_factory=list)  # per device, milli-GPU
     held: dict[WorkloadName, int] = field(default_factory=dict)  # milli-GPU per workload
+    # Interned summary of all the above that rules read; set by the cache on every change.
+    shape: NodeShape | None = None
 
     @property
     def capacity_milli(self) -> int:

@@ -1,0 +1,103 @@
+"""The engine evaluates rules once per node shape; that must equal evaluating every node.
+
+A shape has to hold every node fact a rule reads. If it ever misses one, nodes that differ
+in that fact share a verdict, and these properties fail.
+"""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from extender.policy import pod_intent
+from extender.rules.engine import (
+    applicable_components,
+    check_node,
+    combine,
+    explain_nodes,
+    filter_nodes,
+    score_nodes,
+)
+from extender.state import ClusterCache
+from extender.wire import Node, Pod
+from tests.builders import PREFIX, make_cache, make_node, make_pod
+from tests.test_properties import ZONE, pods, policies
+
+# Few distinct configurations, many nodes: shapes repeat, and usage makes them diverge.
+CONFIGS = [
+    ("H100", 8, {ZONE: "a"}),
+    ("H100", 8, {ZONE: "b"}),
+    ("A100-40GB", 8, {ZONE: "a"}),
+    ("T4", 4, {ZONE: "b", f"{PREFIX}dedicated": "interactive"}),
+    ("T4", 4, {ZONE: "b", f"{PREFIX}dedicated": "interactive", f"{PREFIX}dedicated-mode": "soft"}),
+    ("T4", 4, {ZONE: "a", f"{PREFIX}dedicated": "batch", f"{PREFIX}dedicated-mode": "soft"}),
+    ("L40S", 4, {}),  # no zone label: a domain of its own
+    (None, 0, {ZONE: "a"}),
+]
+
+
+@st.composite
+def gpu_pods(draw: st.DrawFn) -> Pod:
+    """An ordinary GPU pod of either workload: the pods whose verdicts depend on the node."""
+    annotations: dict[str, str] = {}
+    gpus = draw(st.integers(1, 3))
+    if gpus == 1 and draw(st.booleans()):
+        annotations[f"{PREFIX}gpu-milli"] = str(draw(st.sampled_from([250, 500, 1000])))
+    if draw(st.integers(0, 3)) == 0:
+        annotations[f"{PREFIX}tolerate-dedicated"] = "*"
+    workload = draw(st.sampled_from(["interactive", "batch"]))
+    return make_pod("incoming", gpus, workload=workload, annotations=annotations)
+
+
+@st.composite
+def crowded_scenes(draw: st.DrawFn) -> tuple[ClusterCache, Pod, list[str]]:
+    count = draw(st.integers(1, 14))
+    node_list: list[Node] = []
+    for i in range(count):
+        product, gpus, labels = draw(st.sampled_from(CONFIGS))
+        node_list.append(make_node(f"n{i}", product, gpus, labels=labels))
+    names = [n.metadata.name for n in node_list]
+    cache = make_cache(draw(policies), node_list, draw(pods(names, max_size=20)))
+    requested = draw(st.permutations([*names, "ghost"]))
+    return cache, draw(gpu_pods()), list(requested)
+
+
+def per_node(cache: ClusterCache, pod: Pod, names: list[str]) -> dict[str, tuple[str | None, int]]:
+    """Each node's reject reason and score, every rule run on every node (no shapes)."""
+    policy = cache.policy
+    intent = pod_intent(pod, policy)
+    rejects = {n: check_node(intent, cache.node(n), cache, policy) for n in names}
+    passing = [cache.node(n) for n in names if rejects[n] is None and cache.node(n) is not None]
+    components = applicable_components(intent, [n for n in passing if n is not None], policy)
+    weights = {c: w for c, w, _ in components}
+    out: dict[str, tuple[str | None, int]] = {}
+    for name in names:
+        node = cache.node(name)
+        reject = rejects[name]
+        if reject is not None or node is None:
+            out[name] = (reject.reason if reject else None, 0)
+            continue
+        parts = {c: fn(intent, node, cache, policy) for c, _, fn in components}
+        out[name] = (None, combine(parts, weights))
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(crowded_scenes())
+def test_filter_and_scores_per_shape_equal_those_per_node(
+    scene: tuple[ClusterCache, Pod, list[str]],
+) -> None:
+    cache, pod, names = scene
+    policy = cache.policy
+    intent = pod_intent(pod, policy)
+    expected = per_node(cache, pod, names)
+
+    result = filter_nodes(intent, names, cache.node, cache, policy)
+    reasons = {**result.failed, **result.unresolvable}
+    assert {n: reasons.get(n) for n in names} == {n: r for n, (r, _) in expected.items()}
+
+    scores = dict(score_nodes(intent, names, cache.node, cache, policy))
+    assert scores == {n: s for n, (_, s) in expected.items()}
+
+    explained = explain_nodes(intent, names, cache.node, cache, policy)
+    assert {v.node: v.score for v in explained} == scores
