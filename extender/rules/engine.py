@@ -98,19 +98,14 @@ class _Grouped:
 
 def _group(names: Sequence[str], lookup: NodeLookup) -> _Grouped:
     unique = list(dict.fromkeys(names))  # the protocol forbids duplicates in answers
-    keys: list[Hashable | None] = []
-    members: dict[Hashable, NodeFeatures] = {}
-    for name in unique:
-        node = lookup(name)
-        if node is None:
-            keys.append(None)
-            continue
-        # Features built outside a cache have no shape: such a node is a group of its own.
-        key: Hashable = node.shape if node.shape is not None else id(node)
-        keys.append(key)
-        if key not in members:
-            members[key] = node
-    return _Grouped(unique, keys, members)
+    nodes = list(map(lookup, unique))
+    # Features built outside a cache have no shape: such a node is a group of its own.
+    keys: list[Hashable | None] = [
+        None if node is None else (node.shape or id(node)) for node in nodes
+    ]
+    members: dict[Hashable | None, NodeFeatures | None] = dict(zip(keys, nodes, strict=True))
+    members.pop(None, None)
+    return _Grouped(unique, keys, members)  # type: ignore[arg-type]
 
 
 def filter_nodes(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -113,7 +114,7 @@ class _Request:
         if args.NodeNames is not None:
             self.full_nodes = False
             self.names = args.NodeNames
-            self.lookup: Callable[[str], NodeFeatures | None] = self.cache.node
+            self.lookup: Callable[[str], NodeFeatures | None] = self.cache.node_lookup
         else:
             assert args.Nodes is not None
             assert args.Nodes.items is not None
@@ -140,8 +141,12 @@ async def filter_handler(request: web.Request) -> web.Response:
     decisions = request.app[METRICS].decisions
     if result.passed:
         decisions.labels("passed", "").inc(len(result.passed))
-    for reject in result.rejects.values():
-        decisions.labels("failed" if reject.resolvable else "unresolvable", reject.rule).inc()
+    # One increment per (outcome, rule), not per node: thousands of rejects per request.
+    rejected = Counter(
+        ("failed" if r.resolvable else "unresolvable", r.rule) for r in result.rejects.values()
+    )
+    for (outcome, rule), count in rejected.items():
+        decisions.labels(outcome, rule).inc(count)
     if log.isEnabledFor(logging.DEBUG):
         log.debug(
             "filter",
