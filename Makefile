@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup controlplane lint test unit demo clean
+.PHONY: setup controlplane lint test unit demo bench clean
 
 setup: $(STAMP)
 
@@ -38,6 +38,12 @@ unit: setup
 # Everything, including the integration tier on a local kube-apiserver + kube-scheduler.
 test: lint controlplane
 	$(BIN)/python -m pytest
+
+# Benchmarks (issue 6): verb latency vs. the floor extender, in-process cost and profile,
+# memory, and kube-scheduler throughput on the local control plane; ~20 min on 2 cores.
+# Writes docs/benchmarks.md. Quick: make bench BENCH_ARGS=--quick (or --only latency,...).
+bench: controlplane
+	PYTHONPATH=hack $(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

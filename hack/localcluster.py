@@ -529,11 +529,15 @@ def apply_fake_node(
 def prepare_scheduler_config(src: Path, dst: Path, kubeconfig: Path) -> Path:
     """Copy a KubeSchedulerConfiguration (YAML or JSON) to dst with a top-level
     ``clientConnection: {kubeconfig: <kubeconfig>}``; any existing top-level
-    clientConnection block is dropped. Single YAML document only."""
+    clientConnection block is dropped (JSON input keeps its ``qps`` and ``burst``: the
+    benchmarks raise the client rate limit). Single YAML document only."""
     text = Path(src).read_text()
     if text.lstrip().startswith("{"):
         cfg = json.loads(text)
-        cfg["clientConnection"] = {"kubeconfig": str(kubeconfig)}
+        limits = {
+            k: v for k, v in (cfg.get("clientConnection") or {}).items() if k in ("qps", "burst")
+        }
+        cfg["clientConnection"] = {**limits, "kubeconfig": str(kubeconfig)}
         dst.write_text(json.dumps(cfg, indent=2) + "\n")
         return dst
     out: list[str] = []

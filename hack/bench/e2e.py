@@ -1,0 +1,420 @@
+"""Part 4: pods/s scheduled by the real kube-scheduler, with and without extenders.
+
+One LocalCluster (etcd + kube-apiserver v1.36.3 on loopback) for the whole section. Per
+size, the fake GPU nodes (bench.fixtures.node_dict: 8 GPUs each, realistic labels and
+status) are created once; then every repeat runs each configuration, in rotating order:
+
+  alone       kube-scheduler with the shipped config minus its extenders block
+  floor       + the floor extender (bench.floor), filter + prioritize
+  ours        + `gpuclass-extender serve`, filter + prioritize
+  ours+bind   + `gpuclass-extender serve`, filter + prioritize + bind (the shipped config)
+
+One run: create P pending one-GPU pods (1/3 interactive, 2/3 batch) while no scheduler
+runs; start the extender (for ours: the time to /readyz 200 is the readiness figure, with
+N nodes and P pods to list); start kube-scheduler; wait until its log (-v=2) has a
+"Successfully bound" line for every pod; rate = (P - 1) / (last - first binding). Then
+stop the scheduler and extender and delete the pods. Every config uses the shipped
+profile (percentageOfNodesToScore: 100), so all see every node.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import http.client
+import json
+import re
+import shutil
+import ssl
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import localcluster
+import yaml
+
+from bench import OUT, REPO, child_env, fixtures
+from bench.procs import Child, cpu_seconds
+from bench.stats import Spread, spread
+
+NAMESPACE = "bench"
+CONFIGS = ("alone", "floor", "ours", "ours+bind")
+SCHEDULER_CONFIG = REPO / "manifests" / "second-scheduler" / "scheduler-config.yaml"
+POLICY = REPO / "manifests" / "base" / "policy.yaml"
+_BOUND = re.compile(
+    rb'^I(\d\d)(\d\d) (\d\d):(\d\d):(\d\d)\.(\d{6}) .*"Successfully bound pod to node" '
+    rb'pod="([^"]+)" node="[^"]*" evaluatedNodes=(\d+) feasibleNodes=(\d+)',
+    re.M,
+)
+
+
+@dataclass(frozen=True)
+class E2ESettings:
+    sizes: tuple[int, ...] = (1000, 5000)
+    pods: tuple[int, ...] = (2000, 300)  # per size
+    repeats: tuple[int, ...] = (2, 2)  # per size
+    configs: tuple[str, ...] = CONFIGS
+    threads: int = 12
+    scheduler_qps: int = 5000  # as Kubernetes' scheduler_perf; 0: the default (50)
+
+
+@dataclass
+class E2ERun:
+    config: str
+    pods: int
+    bound: int
+    seconds: float  # first to last binding
+    rate: float
+    evaluated: int
+    feasible: int
+    ready_seconds: float | None = None  # our extender: start to /readyz 200
+    extender_cpu_ms_per_pod: float | None = None
+    # CPU per bound pod while the scheduler ran (ms): kube-scheduler, apiserver + etcd
+    scheduler_cpu_ms_per_pod: float = 0.0
+    apiserver_cpu_ms_per_pod: float = 0.0
+
+
+@dataclass
+class E2EResult:
+    nodes: int
+    pods: int
+    runs: list[E2ERun] = field(default_factory=list)
+
+    def rates(self, config: str) -> Spread:
+        return spread([r.rate for r in self.runs if r.config == config])
+
+    def ratio(self, config: str, reference: str) -> Spread:
+        """Per repeat: rate of `config` / rate of `reference` in the same repeat."""
+        mine = [r.rate for r in self.runs if r.config == config]
+        ref = [r.rate for r in self.runs if r.config == reference]
+        return spread([a / b for a, b in zip(mine, ref, strict=False) if b > 0])
+
+    def ready(self) -> Spread:
+        return spread([r.ready_seconds for r in self.runs if r.ready_seconds is not None])
+
+    def cpu_per_pod(self, config: str) -> Spread:
+        return spread(
+            [
+                r.extender_cpu_ms_per_pod
+                for r in self.runs
+                if r.config == config and r.extender_cpu_ms_per_pod is not None
+            ]
+        )
+
+
+class Api:
+    """Kubernetes API calls from a pool of threads, each with its own keep-alive
+    HTTPS connection (urllib would do a TLS handshake per call)."""
+
+    def __init__(self, cluster: localcluster.LocalCluster, threads: int) -> None:
+        host, port = cluster.server_url.removeprefix("https://").split(":")
+        self.host, self.port = host, int(port)
+        self.context = ssl.create_default_context(cafile=str(cluster.ca_file))
+        self.headers = {
+            "Authorization": f"Bearer {cluster.token}",
+            "Accept": "application/json",
+            "Content-Type": "application/json",
+        }
+        self.local = threading.local()
+        self.pool = ThreadPoolExecutor(threads)
+
+    def call(self, method: str, path: str, body: Any = None) -> tuple[int, bytes]:
+        data = None if body is None else json.dumps(body).encode()
+        for attempt in range(3):
+            conn = getattr(self.local, "conn", None)
+            if conn is None:
+                conn = http.client.HTTPSConnection(
+                    self.host, self.port, context=self.context, timeout=60
+                )
+                self.local.conn = conn
+            try:
+                conn.request(method, path, data, self.headers)
+                response = conn.getresponse()
+                return response.status, response.read()
+            except (OSError, http.client.HTTPException):
+                conn.close()
+                self.local.conn = None
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def many(self, calls: Iterable[tuple[str, str, Any]], ok: tuple[int, ...]) -> None:
+        for status, body in self.pool.map(lambda c: self.call(*c), calls):
+            if status not in ok:
+                raise RuntimeError(f"API call failed: HTTP {status}: {body[:300]!r}")
+
+    def close(self) -> None:
+        self.pool.shutdown()
+
+
+def e2e_node(i: int) -> dict[str, Any]:
+    node = fixtures.node_dict(i, gpus=8)
+    for key in ("uid", "resourceVersion", "creationTimestamp"):
+        node["metadata"].pop(key)
+    return {"apiVersion": "v1", "kind": "Node", **node}
+
+
+def e2e_pod(name: str, workload: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "labels": {"app": "bench", "gpuclass.example.io/workload": workload},
+        },
+        "spec": {
+            "schedulerName": "gpu-scheduler",
+            "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists"}],
+            "containers": [
+                {
+                    "name": "main",
+                    "image": "example.com/ml/app:1",
+                    "resources": {
+                        "requests": {"cpu": "1", "memory": "1Gi", "nvidia.com/gpu": "1"},
+                        "limits": {"nvidia.com/gpu": "1"},
+                    },
+                }
+            ],
+        },
+    }
+
+
+def scheduler_config(config: str, url: str, qps: int) -> dict[str, Any]:
+    """The shipped KubeSchedulerConfiguration, adapted to one benchmark configuration, with
+    the scheduler's API client limit raised to `qps` (default 50/s, burst 100: at that
+    limit every configuration binds ~50-70 pods/s and the extender makes no difference)."""
+    cfg: dict[str, Any] = yaml.safe_load(SCHEDULER_CONFIG.read_text())
+    if qps > 0:
+        cfg["clientConnection"] = {"qps": qps, "burst": qps}
+    if config == "alone":
+        del cfg["extenders"]
+        return cfg
+    extender = cfg["extenders"][0]
+    extender["urlPrefix"] = url
+    if config != "ours+bind":
+        del extender["bindVerb"]
+    return cfg
+
+
+def _get_status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+    except OSError:
+        return 0
+
+
+class OurExtender:
+    """`gpuclass-extender serve` against the local cluster, as stack.py starts it."""
+
+    def __init__(self, cluster: localcluster.LocalCluster) -> None:
+        self.port = localcluster.free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        log = (OUT / "e2e-extender.log").open("ab")
+        started = time.monotonic()
+        self.proc = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "gpuclass-extender"),
+                "serve",
+                "--policy",
+                str(POLICY),
+                "--kubeconfig",
+                str(cluster.kubeconfig),
+                "--port",
+                str(self.port),
+                "--log-format",
+                "json",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=child_env(),
+        )
+        log.close()
+        deadline = started + 300
+        while _get_status(self.url + "/readyz") != 200:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"extender exited; see {OUT / 'e2e-extender.log'}")
+            if time.monotonic() > deadline:
+                raise RuntimeError("extender not ready in 300 s")
+            time.sleep(0.01)
+        self.ready_seconds = time.monotonic() - started
+        self.pid = self.proc.pid
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+def _bindings(log: Path, offset: int, prefix: str) -> list[tuple[float, int, int]]:
+    """(time, evaluatedNodes, feasibleNodes) of this run's "Successfully bound" lines."""
+    with log.open("rb") as f:
+        f.seek(offset)
+        text = f.read()
+    year = dt.date.today().year
+    found = []
+    for m in _BOUND.finditer(text):
+        if not m.group(7).decode().startswith(prefix):
+            continue
+        month, day, hh, mm, ss, us = (int(g) for g in m.groups()[:6])
+        stamp = dt.datetime(year, month, day, hh, mm, ss, us).timestamp()
+        found.append((stamp, int(m.group(8)), int(m.group(9))))
+    return found
+
+
+def _run_one(
+    cluster: localcluster.LocalCluster,
+    api: Api,
+    nodes: int,
+    pods: int,
+    config: str,
+    tag: str,
+    qps: int,
+    say: Callable[[str], None],
+) -> E2ERun:
+    prefix = f"{NAMESPACE}/{tag}-"
+    api.many(
+        (
+            ("POST", f"/api/v1/namespaces/{NAMESPACE}/pods", e2e_pod(f"{tag}-{k}", workload))
+            for k in range(pods)
+            for workload in ["interactive" if k % 3 == 0 else "batch"]
+        ),
+        ok=(201,),
+    )
+    floor: Child | None = None
+    ours: OurExtender | None = None
+    try:
+        url = ""
+        if config == "floor":
+            floor = Child("bench.floor", "--nodes", str(nodes), log=OUT / "e2e-floor.log")
+            url = f"http://127.0.0.1:{floor.port}"
+        elif config.startswith("ours"):
+            ours = OurExtender(cluster)
+            url = ours.url
+        # JSON, so that localcluster keeps clientConnection's qps and burst.
+        path = OUT / f"scheduler-{config.replace('+', '-')}.json"
+        path.write_text(json.dumps(scheduler_config(config, url, qps), indent=2))
+        log = cluster.logs["kube-scheduler"]
+        offset = log.stat().st_size if log.exists() else 0
+        cpu_before = cpu_seconds(ours.pid) if ours else 0.0
+        control_before = _control_cpu(cluster)
+        cluster.restart_scheduler(path)
+        deadline = time.monotonic() + max(180.0, pods / 5)
+        found: list[tuple[float, int, int]] = []
+        while time.monotonic() < deadline:
+            found = _bindings(log, offset, prefix)
+            if len(found) >= pods:
+                break
+            time.sleep(0.5)
+        cpu_after = cpu_seconds(ours.pid) if ours else 0.0
+        scheduler_cpu = cpu_seconds(cluster._pids["kube-scheduler"])
+        control_after = _control_cpu(cluster)
+        cluster.stop_scheduler()
+    finally:
+        if floor is not None:
+            floor.stop()
+        if ours is not None:
+            ours.stop()
+    if len(found) < pods:
+        say(f"    only {len(found)} of {pods} pods bound before the deadline")
+    times = sorted(t for t, _, _ in found)
+    seconds = times[-1] - times[0] if len(times) > 1 else 0.0
+    run = E2ERun(
+        config=config,
+        pods=pods,
+        bound=len(found),
+        seconds=seconds,
+        rate=(len(times) - 1) / seconds if seconds > 0 else 0.0,
+        evaluated=max((e for _, e, _ in found), default=0),
+        feasible=max((f for _, _, f in found), default=0),
+        scheduler_cpu_ms_per_pod=scheduler_cpu * 1000 / max(1, len(found)),
+        apiserver_cpu_ms_per_pod=(control_after - control_before) * 1000 / max(1, len(found)),
+    )
+    if ours is not None:
+        run.ready_seconds = ours.ready_seconds
+        run.extender_cpu_ms_per_pod = (cpu_after - cpu_before) * 1000 / max(1, len(found))
+    _delete_pods(api)
+    return run
+
+
+def _control_cpu(cluster: localcluster.LocalCluster) -> float:
+    return sum(cpu_seconds(cluster._pids[c]) for c in ("etcd", "kube-apiserver"))
+
+
+def _delete_pods(api: Api) -> None:
+    status, body = api.call(
+        "DELETE",
+        f"/api/v1/namespaces/{NAMESPACE}/pods",
+        {"apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0},
+    )
+    if status != 200:
+        raise RuntimeError(f"delete pods: HTTP {status}: {body[:300]!r}")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        status, body = api.call("GET", f"/api/v1/namespaces/{NAMESPACE}/pods?limit=1")
+        if status == 200 and not json.loads(body)["items"]:
+            return
+        time.sleep(0.2)
+    raise RuntimeError("pods not deleted within 120 s")
+
+
+def run_e2e(settings: E2ESettings, say: Callable[[str], None]) -> list[E2EResult]:
+    OUT.mkdir(parents=True, exist_ok=True)
+    results: list[E2EResult] = []
+    cluster = localcluster.LocalCluster(state_dir=OUT / "cluster")
+    try:
+        started = time.monotonic()
+        cluster.start()
+        say(f"e2e: control plane up in {time.monotonic() - started:.1f} s")
+        api = Api(cluster, settings.threads)
+        api.many([("POST", "/api/v1/namespaces", {"metadata": {"name": NAMESPACE}})], ok=(201,))
+        made = 0
+        for size, pods, repeats in zip(
+            settings.sizes, settings.pods, settings.repeats, strict=True
+        ):
+            started = time.monotonic()
+            api.many((("POST", "/api/v1/nodes", e2e_node(i)) for i in range(made, size)), (201,))
+            say(f"e2e: {size - made} nodes created in {time.monotonic() - started:.1f} s")
+            made = size
+            result = E2EResult(size, pods)
+            for rep in range(repeats):
+                order = settings.configs[rep % len(settings.configs) :]
+                order += settings.configs[: rep % len(settings.configs)]
+                for config in order:
+                    tag = f"r{size}-{rep}-{config.replace('+', '-')}"
+                    run = _run_one(
+                        cluster, api, size, pods, config, tag, settings.scheduler_qps, say
+                    )
+                    result.runs.append(run)
+                    extra = (
+                        f", extender ready in {run.ready_seconds:.2f} s, "
+                        f"{run.extender_cpu_ms_per_pod:.2f} ms CPU/pod"
+                        if run.ready_seconds is not None and run.extender_cpu_ms_per_pod is not None
+                        else ""
+                    )
+                    say(
+                        f"  {size} nodes rep {rep + 1} {config:9}: {run.rate:6.1f} pods/s "
+                        f"({run.bound}/{run.pods} bound in {run.seconds:.1f} s, "
+                        f"evaluated {run.evaluated}; CPU ms/pod: scheduler "
+                        f"{run.scheduler_cpu_ms_per_pod:.2f}, apiserver+etcd "
+                        f"{run.apiserver_cpu_ms_per_pod:.2f}){extra}"
+                    )
+            results.append(result)
+        api.close()
+    finally:
+        cluster.stop()
+        shutil.rmtree(OUT / "cluster" / "etcd-data", ignore_errors=True)  # logs stay
+    return results
