@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,15 +28,14 @@ import localcluster  # noqa: E402
 
 NAMESPACE = "demo"
 PREFIX = "gpuclass.example.io/"
-GFD = "nvidia.com/gpu.product"
-FLEET: list[tuple[str, str, str, int, str]] = [
-    # name, GFD product, memory MiB, GPUs, zone
-    ("h100-0", "NVIDIA-H100-80GB-HBM3", "81559", 8, "zone-a"),
-    ("h100-1", "NVIDIA-H100-80GB-HBM3", "81559", 8, "zone-b"),
-    ("a100-0", "NVIDIA-A100-SXM4-40GB", "40960", 8, "zone-a"),
-    ("l40s-0", "NVIDIA-L40S", "46068", 4, "zone-b"),
-    ("t4-0", "Tesla-T4", "15360", 4, "zone-a"),
-    ("t4-1", "Tesla-T4", "15360", 4, "zone-b"),
+FLEET: list[tuple[str, str, int, str]] = [
+    # name, GPU (localcluster.GFD_PRODUCTS), GPUs, zone
+    ("h100-0", "H100", 8, "zone-a"),
+    ("h100-1", "H100", 8, "zone-b"),
+    ("a100-0", "A100-40GB", 8, "zone-a"),
+    ("l40s-0", "L40S", 4, "zone-b"),
+    ("t4-0", "T4", 4, "zone-a"),
+    ("t4-1", "T4", 4, "zone-b"),
 ]
 
 
@@ -101,12 +97,6 @@ PODS = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def scheduler_config(port: int, directory: Path) -> Path:
     """The shipped KubeSchedulerConfiguration, pointed at this run's extender port."""
     config = yaml.safe_load(SCHEDULER_CONFIG.read_text())
@@ -114,21 +104,6 @@ def scheduler_config(port: int, directory: Path) -> Path:
     path = directory / "scheduler-config.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
-
-
-def wait_ready(url: str, extender: subprocess.Popen[bytes], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if extender.poll() is not None:
-            raise SystemExit(f"the extender exited with code {extender.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/readyz", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise SystemExit("the extender did not become ready")
 
 
 def outcome(cluster: localcluster.LocalCluster, name: str, timeout: float = 15) -> tuple[str, str]:
@@ -167,41 +142,21 @@ def main() -> None:
     cluster = localcluster.LocalCluster(state_dir=workdir / "cluster", detached=args.keep)
     print("starting etcd and kube-apiserver ...", flush=True)
     cluster.start()
-    for name, product, memory, gpus, zone in FLEET:
-        localcluster.apply_fake_node(
-            cluster.kubeconfig,
-            name,
-            {GFD: product, "nvidia.com/gpu.memory": memory, "topology.kubernetes.io/zone": zone},
-            gpus=gpus,
-        )
+    for name, product, gpus, zone in FLEET:
+        labels = {**localcluster.gfd_labels(product, gpus), "topology.kubernetes.io/zone": zone}
+        localcluster.apply_fake_node(cluster.kubeconfig, name, labels, gpus=gpus)
     localcluster.apply_fake_node(cluster.kubeconfig, "cpu-0", {}, gpus=0)
     cluster.request("POST", "/api/v1/namespaces", {"metadata": {"name": NAMESPACE}})
 
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = (workdir / "extender.log").open("wb")
-    extender = subprocess.Popen(
-        [
-            str(REPO / ".venv" / "bin" / "gpuclass-extender"),
-            "serve",
-            "--policy",
-            str(POLICY),
-            "--kubeconfig",
-            str(cluster.kubeconfig),
-            "--port",
-            str(port),
-            "--log-format",
-            "text",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    extender = localcluster.ExtenderProcess(
+        kubeconfig=cluster.kubeconfig, policy=POLICY, log=workdir / "extender.log"
     )
+    url = extender.url
     try:
         print(f"starting gpuclass-extender on {url} ...", flush=True)
-        wait_ready(url, extender)
+        extender.start()
         print(f"starting kube-scheduler with {SCHEDULER_CONFIG.relative_to(REPO)} ...", flush=True)
-        cluster.restart_scheduler(scheduler_config(port, workdir))
+        cluster.restart_scheduler(scheduler_config(extender.port, workdir))
         print_fleet()
         rows = []
         for manifest in PODS:
@@ -222,15 +177,15 @@ def main() -> None:
             )
     finally:
         if not args.keep:
-            extender.terminate()
-            extender.wait(10)
+            extender.stop()
             cluster.stop()
 
 
 def print_fleet() -> None:
     print("\nFleet:")
-    for name, product, _, gpus, zone in FLEET:
-        print(f"  {name:<8} {gpus} x {product:<24} {zone}")
+    for name, product, gpus, zone in FLEET:
+        gfd = localcluster.GFD_PRODUCTS[product][0]
+        print(f"  {name:<8} {gpus} x {gfd:<24} {zone}")
     print("  cpu-0    no GPU")
 
 

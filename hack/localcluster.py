@@ -525,6 +525,98 @@ def apply_fake_node(
     return node_obj
 
 
+# --------------------------------------------------------------------------- GPUs and the extender
+# GPU Feature Discovery's product label and memory (MiB) of real GPUs, for fake GPU nodes.
+GFD_PRODUCTS: dict[str, tuple[str, str]] = {
+    "H100": ("NVIDIA-H100-80GB-HBM3", "81559"),
+    "A100-80GB": ("NVIDIA-A100-SXM4-80GB", "81920"),
+    "A100-40GB": ("NVIDIA-A100-SXM4-40GB", "40960"),
+    "L40S": ("NVIDIA-L40S", "46068"),
+    "T4": ("Tesla-T4", "15360"),
+}
+
+
+def gfd_labels(product: str, gpus: int) -> dict[str, str]:
+    """The labels GPU Feature Discovery puts on a node with `gpus` GPUs of `product`."""
+    gfd, memory = GFD_PRODUCTS[product]
+    return {
+        "nvidia.com/gpu.product": gfd,
+        "nvidia.com/gpu.memory": memory,
+        "nvidia.com/gpu.count": str(gpus),
+    }
+
+
+class ExtenderProcess:
+    """`gpuclass-extender serve` in a process of its own, on a loopback port."""
+
+    def __init__(
+        self,
+        *,
+        kubeconfig: Path,
+        policy: Path,
+        log: Path,
+        port: int | None = None,
+        extra_args: tuple[str, ...] = (),
+    ) -> None:
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        self.argv = [
+            str(Path(sys.executable).parent / "gpuclass-extender"),
+            "serve",
+            "--policy", str(policy),
+            "--kubeconfig", str(kubeconfig),
+            "--port", str(self.port),
+            "--log-format", "json",
+            *extra_args,
+        ]  # fmt: skip
+        self.process: subprocess.Popen[bytes] | None = None
+        self.ready_seconds = 0.0
+
+    def start(self, timeout: float = 60) -> None:
+        """Start it and wait until /readyz answers 200 (its first List is done)."""
+        started = time.monotonic()
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                self.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+        while self.status("/readyz") != 200:
+            if self.process.poll() is not None:
+                raise LocalClusterError(f"extender exited; see {self.log}:\n{_tail(self.log)}")
+            if time.monotonic() - started > timeout:
+                raise LocalClusterError(f"extender not ready in {timeout} s; see {self.log}")
+            time.sleep(0.02)
+        self.ready_seconds = time.monotonic() - started
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
+    def status(self, path: str) -> int:
+        """The HTTP status of GET path, 0 when nothing answers."""
+        try:
+            with urllib.request.urlopen(self.url + path, timeout=5) as response:
+                return int(response.status)
+        except urllib.error.HTTPError as exc:
+            return int(exc.code)
+        except OSError:
+            return 0
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        self.process = None
+
+
 # --------------------------------------------------------------------------- scheduler config
 def prepare_scheduler_config(src: Path, dst: Path, kubeconfig: Path) -> Path:
     """Copy a KubeSchedulerConfiguration (YAML or JSON) to dst with a top-level

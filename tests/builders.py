@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+from localcluster import GFD_PRODUCTS
 
 from extender.policy import Policy, load_policy_file, load_policy_text
 from extender.state import ClusterCache
@@ -17,14 +18,8 @@ REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_POLICY = REPO / "manifests" / "base" / "policy.yaml"
 PREFIX = "gpuclass.example.io/"
 
-# GFD product label and memory (MiB) of real GPUs.
-PRODUCTS: dict[str, tuple[str, str]] = {
-    "H100": ("NVIDIA-H100-80GB-HBM3", "81559"),
-    "A100-80GB": ("NVIDIA-A100-SXM4-80GB", "81920"),
-    "A100-40GB": ("NVIDIA-A100-SXM4-40GB", "40960"),
-    "L40S": ("NVIDIA-L40S", "46068"),
-    "T4": ("Tesla-T4", "15360"),
-}
+# GFD product label and memory (MiB) of real GPUs (hack/localcluster.py, on pythonpath).
+PRODUCTS = GFD_PRODUCTS
 
 _uids = itertools.count(1)
 

@@ -25,6 +25,8 @@ class ClusterView(Protocol):
 
     def class_usage(self, name: ClassName) -> ClassUsage: ...
 
+    def in_flight_of(self, uid: str, name: ClassName) -> int: ...
+
 
 def clamp01(value: float) -> float:
     return 0.0 if value < 0.0 else 1.0 if value > 1.0 else value

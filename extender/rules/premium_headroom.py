@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from extender.policy.compiled import HeadroomRule, Policy
+from extender.policy.compiled import ClassName, HeadroomRule, Policy
 from extender.policy.intent import PodIntent
 from extender.rules.base import ClusterView, Reject
 from extender.state.features import NodeFeatures
@@ -21,9 +21,26 @@ def _rule_for(pod: PodIntent, node: NodeFeatures, policy: Policy) -> HeadroomRul
 
 
 def leaves_headroom(pod: PodIntent, rule: HeadroomRule, cluster: ClusterView) -> bool:
-    """Whether the class still keeps its reserve free after this pod takes its GPUs."""
+    """Whether the class still keeps its reserve free after this pod takes its GPUs.
+
+    Pods that passed our filter onto the class but are not bound yet count as taken
+    (all but this pod's own hold).
+    """
     usage = cluster.class_usage(rule.gpu_class)
-    return usage.free - pod.demand.total_milli >= rule.reserve * usage.capacity
+    others_in_flight = usage.in_flight - cluster.in_flight_of(pod.uid, rule.gpu_class)
+    free = usage.free - others_in_flight - pod.demand.total_milli
+    return free >= rule.reserve * usage.capacity
+
+
+def reserved_classes(
+    pod: PodIntent, nodes: list[NodeFeatures], policy: Policy
+) -> frozenset[ClassName]:
+    """Classes with a reserve this pod does not belong to, among the nodes it may land on."""
+    return frozenset(
+        node.gpu_class.name
+        for node in nodes
+        if node.gpu_class.name is not None and _rule_for(pod, node, policy) is not None
+    )
 
 
 def check(

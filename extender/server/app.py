@@ -16,6 +16,7 @@ from aiohttp import web
 from extender.errors import ExtenderError, KubeError, NotReady, WireError
 from extender.policy.intent import PodIntent, pod_intent
 from extender.policy.store import PolicyStore
+from extender.rules import premium_headroom
 from extender.rules.engine import explain_nodes, filter_nodes, score_nodes
 from extender.server.explain import explanation_json
 from extender.server.metrics import Metrics
@@ -138,6 +139,11 @@ async def filter_handler(request: web.Request) -> web.Response:
         return _json(encode_filter_result(ExtenderFilterResult(None, None, {}, {}, str(exc))))
     cache.note_pending(req.pod)
     result = filter_nodes(req.intent, req.names, req.lookup, cache, req.policy)
+    if req.intent.demand.gpus and premium_headroom.applies(req.intent, [], req.policy):
+        # Until its bind arrives, the pod counts against the reserved classes it may land in.
+        passed = [node for node in map(req.lookup, result.passed) if node is not None]
+        classes = premium_headroom.reserved_classes(req.intent, passed, req.policy)
+        cache.hold_in_flight(req.intent.uid, classes, req.intent.demand.total_milli)
     decisions = request.app[METRICS].decisions
     if result.passed:
         decisions.labels("passed", "").inc(len(result.passed))

@@ -82,6 +82,7 @@ async def reload_policy_forever(store: PolicyStore, metrics: Metrics, interval: 
 async def expire_assumptions_forever(cache: ClusterCache, metrics: Metrics) -> None:
     while True:
         await asyncio.sleep(1.0)
+        cache.expire_in_flight()
         for record in cache.expire_assumed():
             metrics.assumed_expired.inc()
             log.warning("assumed binding not confirmed in time", extra={"pod": record.key})

@@ -56,6 +56,17 @@ class ClassUsage:
     capacity: int = 0
     free: int = 0
     nodes: int = 0
+    # Milli-GPUs of pods our filter let onto this class that are not bound yet.
+    in_flight: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class InFlight:
+    """A pod between our filter and its binding, held against reserved classes."""
+
+    classes: frozenset[ClassName]
+    milli: int
+    until: float
 
 
 _EMPTY_DOMAIN = DomainUsage()
@@ -82,6 +93,8 @@ class ClusterCache:
         self._domains: dict[str, dict[str, DomainUsage]] = {}
         self._classes: dict[ClassName, ClassUsage] = {}
         self._shapes = ShapeTable()
+        self._in_flight: dict[str, InFlight] = {}
+        self.in_flight_ttl = 10.0
         self.nodes_synced = False
         self.pods_synced = False
 
@@ -137,6 +150,44 @@ class ClusterCache:
 
     def class_usage(self, name: ClassName) -> ClassUsage:
         return self._classes.get(name) or ClassUsage()
+
+    def in_flight_of(self, uid: str, name: ClassName) -> int:
+        """Milli-GPUs a pod itself holds in flight against a class (0 if none)."""
+        held = self._in_flight.get(uid)
+        return held.milli if held is not None and name in held.classes else 0
+
+    # ---- pods between filter and bind ---------------------------------------------------
+
+    def hold_in_flight(self, uid: str, classes: frozenset[ClassName], milli: int) -> None:
+        """Hold a pod's GPUs against classes it may land in, until it is bound.
+
+        The scheduler binds asynchronously: the next pod's filter can come before this
+        pod's bind (protocol pitfall P7). Its own count of GPUs covers nodes, but not a
+        class-wide reserve, which only we know; so the reserve counts pods in flight.
+        """
+        self.release_in_flight(uid)
+        if not classes or milli <= 0 or not uid:
+            return
+        self._in_flight[uid] = InFlight(classes, milli, self._clock() + self.in_flight_ttl)
+        for name in classes:
+            self._classes.setdefault(name, ClassUsage()).in_flight += milli
+
+    def release_in_flight(self, uid: str) -> None:
+        held = self._in_flight.pop(uid, None)
+        if held is None:
+            return
+        for name in held.classes:
+            usage = self._classes.get(name)
+            if usage is not None:
+                usage.in_flight -= held.milli
+
+    def expire_in_flight(self) -> int:
+        """Release holds older than the TTL (pods that went elsewhere or were dropped)."""
+        now = self._clock()
+        stale = [uid for uid, held in self._in_flight.items() if held.until <= now]
+        for uid in stale:
+            self.release_in_flight(uid)
+        return len(stale)
 
     def counts(self) -> dict[str, int]:
         bound = sum(len(uids) for uids in self._pods_on.values())
@@ -207,6 +258,8 @@ class ClusterCache:
         workload = resolve_workload(pod, self._policy)[0] or self._policy.default_workload
         record = self._pods.get(uid)
         node = pod.spec.nodeName
+        if node:
+            self.release_in_flight(uid)  # bound: charged to its node from here on
         if record is not None:
             if not node and record.assumed_until is not None:
                 node = record.node  # our bind is ahead of the watch: keep the assumption
@@ -235,6 +288,7 @@ class ClusterCache:
         self._attach(record)
 
     def delete_pod(self, uid: str) -> None:
+        self.release_in_flight(uid)
         record = self._pods.pop(uid, None)
         if record is not None:
             self._detach(record)
@@ -257,6 +311,7 @@ class ClusterCache:
 
     def assume(self, uid: str, node: str) -> PodRecord | None:
         """Charge a pod to `node` now, until the watch confirms the binding or the TTL ends."""
+        self.release_in_flight(uid)  # now charged to its node instead
         record = self._pods.get(uid)
         if record is None:
             return None
@@ -308,6 +363,7 @@ class ClusterCache:
         self._pods_on.clear()
         self._domains.clear()
         self._classes.clear()
+        self._in_flight.clear()  # class names may have changed; holds are short-lived anyway
         for node in nodes:
             features = node_features(node, policy)
             self._nodes[node.metadata.name] = features
@@ -391,7 +447,7 @@ class ClusterCache:
             usage.capacity -= features.capacity_milli
             usage.free -= features.free_milli
             usage.nodes -= 1
-            if usage.nodes == 0:
+            if usage.nodes == 0 and usage.in_flight == 0:
                 del self._classes[features.gpu_class.name]
 
 

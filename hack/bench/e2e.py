@@ -25,11 +25,8 @@ import json
 import re
 import shutil
 import ssl
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -39,7 +36,7 @@ from typing import Any
 import localcluster
 import yaml
 
-from bench import OUT, REPO, child_env, fixtures
+from bench import OUT, REPO, fixtures
 from bench.procs import Child, cpu_seconds
 from bench.stats import Spread, spread
 
@@ -202,61 +199,13 @@ def scheduler_config(config: str, url: str, qps: int) -> dict[str, Any]:
     return cfg
 
 
-def _get_status(url: str) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
-        return int(exc.code)
-    except OSError:
-        return 0
-
-
-class OurExtender:
-    """`gpuclass-extender serve` against the local cluster, as stack.py starts it."""
-
-    def __init__(self, cluster: localcluster.LocalCluster) -> None:
-        self.port = localcluster.free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        log = (OUT / "e2e-extender.log").open("ab")
-        started = time.monotonic()
-        self.proc = subprocess.Popen(
-            [
-                str(Path(sys.executable).parent / "gpuclass-extender"),
-                "serve",
-                "--policy",
-                str(POLICY),
-                "--kubeconfig",
-                str(cluster.kubeconfig),
-                "--port",
-                str(self.port),
-                "--log-format",
-                "json",
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=child_env(),
-        )
-        log.close()
-        deadline = started + 300
-        while _get_status(self.url + "/readyz") != 200:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"extender exited; see {OUT / 'e2e-extender.log'}")
-            if time.monotonic() > deadline:
-                raise RuntimeError("extender not ready in 300 s")
-            time.sleep(0.01)
-        self.ready_seconds = time.monotonic() - started
-        self.pid = self.proc.pid
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+def start_ours(cluster: localcluster.LocalCluster) -> localcluster.ExtenderProcess:
+    """`gpuclass-extender serve` against the local cluster, as the integration tests start it."""
+    ours = localcluster.ExtenderProcess(
+        kubeconfig=cluster.kubeconfig, policy=POLICY, log=OUT / "e2e-extender.log"
+    )
+    ours.start(timeout=300)
+    return ours
 
 
 def _bindings(log: Path, offset: int, prefix: str) -> list[tuple[float, int, int]]:
@@ -295,21 +244,21 @@ def _run_one(
         ok=(201,),
     )
     floor: Child | None = None
-    ours: OurExtender | None = None
+    ours: localcluster.ExtenderProcess | None = None
     try:
         url = ""
         if config == "floor":
             floor = Child("bench.floor", "--nodes", str(nodes), log=OUT / "e2e-floor.log")
             url = f"http://127.0.0.1:{floor.port}"
         elif config.startswith("ours"):
-            ours = OurExtender(cluster)
+            ours = start_ours(cluster)
             url = ours.url
         # JSON, so that localcluster keeps clientConnection's qps and burst.
         path = OUT / f"scheduler-{config.replace('+', '-')}.json"
         path.write_text(json.dumps(scheduler_config(config, url, qps), indent=2))
         log = cluster.logs["kube-scheduler"]
         offset = log.stat().st_size if log.exists() else 0
-        cpu_before = cpu_seconds(ours.pid) if ours else 0.0
+        cpu_before = cpu_seconds(ours.pid) if ours and ours.pid else 0.0
         control_before = _control_cpu(cluster)
         cluster.restart_scheduler(path)
         deadline = time.monotonic() + max(180.0, pods / 5)
@@ -319,7 +268,7 @@ def _run_one(
             if len(found) >= pods:
                 break
             time.sleep(0.5)
-        cpu_after = cpu_seconds(ours.pid) if ours else 0.0
+        cpu_after = cpu_seconds(ours.pid) if ours and ours.pid else 0.0
         scheduler_cpu = cpu_seconds(cluster._pids["kube-scheduler"])
         control_after = _control_cpu(cluster)
         cluster.stop_scheduler()

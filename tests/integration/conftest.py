@@ -61,7 +61,7 @@ def fleet(stack: LocalStack | ExternalStack) -> Iterator[Fleet]:
     """A fresh namespace and node set; the scheduler is back to the shipped settings."""
     if isinstance(stack, LocalStack):
         stack.configure_scheduler(SchedulerSettings())
-        if stack.extender is None:
+        if not stack.extender_running:
             stack.start_extender()
     created = Fleet(stack)
     try:

@@ -10,18 +10,13 @@ import time
 import uuid
 from typing import Any
 
+from localcluster import gfd_labels
+
 from tests.integration.kube import ApiError, Kube
 from tests.integration.stack import SCHEDULER_NAME, ExternalStack, LocalStack
 
 PREFIX = "gpuclass.example.io/"
 FLEET_LABEL = "gpuclass-e2e/fleet"
-# GFD product label and memory (MiB) of real GPUs.
-GFD = {
-    "H100": ("NVIDIA-H100-80GB-HBM3", "81559"),
-    "A100-40GB": ("NVIDIA-A100-SXM4-40GB", "40960"),
-    "L40S": ("NVIDIA-L40S", "46068"),
-    "T4": ("Tesla-T4", "15360"),
-}
 
 
 class Fleet:
@@ -52,12 +47,7 @@ class Fleet:
             FLEET_LABEL: self.id,
         }
         if product is not None:
-            gfd, memory = GFD[product]
-            all_labels |= {
-                "nvidia.com/gpu.product": gfd,
-                "nvidia.com/gpu.memory": memory,
-                "nvidia.com/gpu.count": str(gpus),
-            }
+            all_labels |= gfd_labels(product, gpus)
         all_labels |= labels or {}
         self.kube.request(
             "POST", "/api/v1/nodes", {"metadata": {"name": full, "labels": all_labels}}

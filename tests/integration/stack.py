@@ -7,10 +7,7 @@ scheduler and extender are already deployed; tests that need to control them ski
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
-import sys
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -77,11 +74,15 @@ class LocalStack:
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
         self.cluster = localcluster.LocalCluster(state_dir=workdir / "cluster")
-        self.port = free_port()
-        self.extender_url = f"http://127.0.0.1:{self.port}"
         self.policy_path = workdir / "policy.yaml"
         self.policy_path.write_text(EXAMPLE_POLICY.read_text())
-        self.extender: subprocess.Popen[bytes] | None = None
+        self.extender = localcluster.ExtenderProcess(
+            kubeconfig=self.cluster.kubeconfig,
+            policy=self.policy_path,
+            log=workdir / "extender.log",
+            extra_args=("--policy-poll-seconds", "0.2"),
+        )
+        self.extender_url = self.extender.url
         self.settings: SchedulerSettings | None = None
 
     def start(self) -> None:
@@ -96,41 +97,15 @@ class LocalStack:
 
     # ---- extender ------------------------------------------------------------------------
 
+    @property
+    def extender_running(self) -> bool:
+        return self.extender.process is not None
+
     def start_extender(self) -> None:
-        log = (self.workdir / "extender.log").open("ab")
-        self.extender = subprocess.Popen(
-            [
-                str(Path(sys.executable).parent / "gpuclass-extender"),
-                "serve",
-                "--policy",
-                str(self.policy_path),
-                "--kubeconfig",
-                str(self.cluster.kubeconfig),
-                "--port",
-                str(self.port),
-                "--policy-poll-seconds",
-                "0.2",
-                "--log-format",
-                "json",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.extender.poll() is not None:
-                raise RuntimeError(f"extender exited: see {self.workdir / 'extender.log'}")
-            if self.get("/readyz")[0] == 200:
-                return
-            time.sleep(0.05)
-        raise RuntimeError("extender not ready within 60 s")
+        self.extender.start()
 
     def stop_extender(self) -> None:
-        if self.extender is not None and self.extender.poll() is None:
-            self.extender.terminate()
-            self.extender.wait(10)
-        self.extender = None
+        self.extender.stop()
 
     def get(self, path: str) -> tuple[int, bytes]:
         try:

@@ -7,9 +7,7 @@ the extender and kube-scheduler run under tokens of the ServiceAccounts it creat
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -31,7 +29,6 @@ from tests.integration.stack import (
     ExternalStack,
     LocalStack,
     SchedulerSettings,
-    free_port,
 )
 
 EXTENDER_SA = "gpuclass-extender"
@@ -113,32 +110,15 @@ def deployed(stack: LocalStack | ExternalStack) -> Iterator[Deployed]:
         assert deleted.returncode == 0, deleted.stderr
 
 
-class Extender:
+class Extender(localcluster.ExtenderProcess):
     """`gpuclass-extender serve` with the given kubeconfig, on its own port."""
 
     def __init__(self, kubeconfig: Path, directory: Path) -> None:
         policy = directory / "policy.yaml"
         policy.write_text(EXAMPLE_POLICY.read_text())
-        self.url = f"http://127.0.0.1:{free_port()}"
-        self.log = directory / f"extender-{kubeconfig.stem}.log"
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                [
-                    str(Path(sys.executable).parent / "gpuclass-extender"),
-                    "serve",
-                    "--policy",
-                    str(policy),
-                    "--kubeconfig",
-                    str(kubeconfig),
-                    "--port",
-                    self.url.rsplit(":", 1)[1],
-                    "--log-format",
-                    "json",
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )
+        super().__init__(
+            kubeconfig=kubeconfig, policy=policy, log=directory / f"extender-{kubeconfig.stem}.log"
+        )
 
     def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         data = orjson.dumps(body) if body is not None else None
@@ -153,15 +133,6 @@ class Extender:
         except OSError:
             return 0, None
 
-    def wait_ready(self, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, f"extender exited:\n{self.log.read_text()}"
-            if self.call("GET", "/readyz")[0] == 200:
-                return
-            time.sleep(0.05)
-        raise AssertionError(f"extender not ready in {timeout} s:\n{self.log.read_text()}")
-
     def wait_cached(self, node: str, timeout: float = 15) -> None:
         """Until the node, created after the extender listed, arrives through its watch."""
         deadline = time.monotonic() + timeout
@@ -170,11 +141,6 @@ class Extender:
                 return
             time.sleep(0.05)
         raise AssertionError(f"extender never saw node {node}:\n{self.log.read_text()}")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(10)
 
 
 @pytest.fixture
@@ -223,7 +189,7 @@ def test_the_extender_works_as_its_service_account_and_no_more(
     kubeconfig = deployed.kubeconfig(EXTENDER_SA, tmp_path)
     extender = Extender(kubeconfig, tmp_path)
     try:
-        extender.wait_ready()  # listed nodes and pods
+        extender.start()  # waits until it listed nodes and pods
         node = fleet_of.node("h100", "H100")
         extender.wait_cached(node)  # watches nodes
 
@@ -334,7 +300,7 @@ def test_the_scheduler_and_its_sidecar_work_as_the_scheduler_service_account(
     log = stack.cluster.logs["kube-scheduler"]
     offset = log.stat().st_size if log.exists() else 0
     try:
-        extender.wait_ready()
+        extender.start()
         # As in the pod: leader election on (Lease gpuclass-system/gpu-scheduler), the
         # ServiceAccount for the API and for delegated authn/authz of the secure port.
         stack.cluster.restart_scheduler(config_path, kubeconfig=kubeconfig, leader_elect=True)

@@ -483,3 +483,21 @@ async def test_debug_explain_rejects_a_manifest_that_is_not_a_pod(client: Client
         "error": "WireError",
         "message": "pod manifest: expected a single Pod object",
     }
+
+
+async def test_a_second_batch_pod_filtered_before_the_first_is_bound_respects_the_reserve(
+    aiohttp_client: AiohttpClient,
+) -> None:
+    # The scheduler binds asynchronously: pod b's filter may come before pod a's bind.
+    policy = example_policy()
+    cache = make_cache(policy, [make_node("h100-a", "H100", 8)])
+    client = await aiohttp_client(app_for(policy, cache))
+    a = scheduler_pod("a", 4, workload="batch")
+    b = scheduler_pod("b", 4, workload="batch")
+    assert (await post(client, "/filter", names_args(a, ["h100-a"])))["NodeNames"] == ["h100-a"]
+    # Its prioritize call must not count its own hold against it.
+    [score] = await post(client, "/prioritize", names_args(a, ["h100-a"]))
+    assert score["Score"] > 0
+    answer = await post(client, "/filter", names_args(b, ["h100-a"]))
+    assert answer["NodeNames"] == []
+    assert "premium headroom reserved: 2 of 8" in answer["FailedNodes"]["h100-a"]
