@@ -119,6 +119,13 @@ class ClusterCache:
     def nodes(self) -> Iterator[NodeFeatures]:
         return iter(self._nodes.values())
 
+    def cached_version(self, name: str, resource_version: str) -> NodeFeatures | None:
+        """The cached features of this exact version of a node, if the cache has it."""
+        cached = self._nodes.get(name)
+        if cached is not None and resource_version and cached.resource_version == resource_version:
+            return cached
+        return None
+
     def features_from(self, node: Node) -> NodeFeatures:
         """Features for a Node object sent in a request (nodeCacheCapable: false).
 

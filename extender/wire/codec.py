@@ -31,7 +31,7 @@ _ARGS_KEYS = {"pod": "Pod", "nodes": "Nodes", "nodenames": "NodeNames"}
 _BIND_KEYS = {k.lower(): k for k in ("PodName", "PodNamespace", "PodUID", "Node")}
 
 
-def _decode(decoder: msgspec.json.Decoder[T], body: bytes, what: str) -> T:
+def _decode(decoder: msgspec.json.Decoder[T], body: bytes | msgspec.Raw, what: str) -> T:
     try:
         return decoder.decode(body)
     except msgspec.ValidationError as exc:
@@ -75,8 +75,30 @@ def decode_extender_args(body: bytes) -> ExtenderArgs:
     return args
 
 
+class _NodeIdentityMeta(msgspec.Struct, frozen=True):
+    name: str = ""
+    resourceVersion: str = ""
+
+
+class NodeIdentity(msgspec.Struct, frozen=True):
+    """Only what tells a Node object apart: enough to reuse cached features for it."""
+
+    metadata: _NodeIdentityMeta = _NodeIdentityMeta()
+
+
+_identity_decoder = msgspec.json.Decoder(NodeIdentity)
+
+
+def decode_node_identity(raw: msgspec.Raw | bytes, index: int) -> tuple[str, str]:
+    """(name, resourceVersion) of a raw Node; a full decode skips everything else."""
+    node = _decode(_identity_decoder, raw, f"ExtenderArgs.Nodes.items[{index}]")
+    if not node.metadata.name:
+        raise WireError(f"ExtenderArgs.Nodes.items[{index}]: metadata.name is empty")
+    return node.metadata.name, node.metadata.resourceVersion
+
+
 def decode_node(raw: msgspec.Raw | bytes, index: int) -> Node:
-    node = _decode(_node_decoder, bytes(raw), f"ExtenderArgs.Nodes.items[{index}]")
+    node = _decode(_node_decoder, raw, f"ExtenderArgs.Nodes.items[{index}]")
     if not node.metadata.name:
         raise WireError(f"ExtenderArgs.Nodes.items[{index}]: metadata.name is empty")
     return node

@@ -486,3 +486,12 @@ def test_deleting_a_pod_from_a_node_without_gpus_clears_what_it_held() -> None:
 
     assert held_on(cache, "n1") == {}
     assert cache.domain("kubernetes.io/hostname", "n1").held == {}
+
+
+def test_cached_features_serve_a_request_only_for_the_same_node_version() -> None:
+    cache = make_cache(example_policy(), [make_node("h100", "H100", 8, resource_version="7")])
+    cached = cache.node("h100")
+    assert cache.cached_version("h100", "7") is cached
+    assert cache.cached_version("h100", "8") is None  # the request's object is newer
+    assert cache.cached_version("h100", "") is None  # no version: cannot tell
+    assert cache.cached_version("ghost", "7") is None
