@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Literal, NewType
 
@@ -111,6 +112,8 @@ class Policy:
     topology_keys: frozenset[str] = field(default=frozenset())
     # Node labels any workload's GPU attribute requirements read, in a fixed order.
     attribute_keys: tuple[str, ...] = ()
+    # Every node label classification or a rule reads; the cache keeps only these.
+    node_label_keys: frozenset[str] = field(default=frozenset())
 
     @classmethod
     def compile(cls, doc: PolicyDocument, digest: str) -> Policy:
@@ -190,7 +193,38 @@ class Policy:
                 if w.separation.mode != "off" and w.separation.avoid
             ),
             attribute_keys=tuple(sorted({a.key for w in workloads.values() for a in w.attributes})),
+            node_label_keys=_node_label_keys(doc, workloads),
         )
+
+    @property
+    def node_inputs(self) -> Hashable:
+        """What the node facts a cache keeps depend on: equal across two policies, the
+        facts kept under one serve the other; otherwise nodes must be read again."""
+        return (self.gpu_resource, self.node_label_keys)
+
+    @property
+    def pod_inputs(self) -> Hashable:
+        """As `node_inputs`, for the pod facts a cache keeps (GPU demand, workload label)."""
+        return (self.gpu_resource, self.keys.pod_gpu_milli, self.keys.pod_workload)
 
     def rank(self, name: ClassName | None) -> int | None:
         return None if name is None else self.rank_of.get(name)
+
+
+def _node_label_keys(
+    doc: PolicyDocument, workloads: dict[WorkloadName, WorkloadDefaults]
+) -> frozenset[str]:
+    nc = doc.node_classification
+    keys = Keys.for_document(doc)
+    return frozenset(
+        {
+            *nc.product_labels,
+            nc.instance_type_label,
+            nc.memory_label,
+            keys.node_class,
+            keys.node_dedicated,
+            keys.node_dedicated_mode,
+            *(a.key for w in workloads.values() for a in w.attributes),
+            *(w.separation.topology_key for w in workloads.values()),
+        }
+    )

@@ -110,20 +110,40 @@ def gpu_demand(pod: Pod, policy: Policy) -> tuple[GpuDemand, list[str]]:
     return GpuDemand(gpus, milli), problems
 
 
+@dataclass(frozen=True, slots=True)
+class WorkloadInputs:
+    """The parts of a pod its workload class is resolved from (hashable, so shareable)."""
+
+    label: str | None
+    priority_class: str
+    owner_kinds: tuple[str, ...]
+
+
+def workload_inputs(pod: Pod, policy: Policy) -> WorkloadInputs:
+    return WorkloadInputs(
+        label=(pod.metadata.labels or {}).get(policy.keys.pod_workload),
+        priority_class=pod.spec.priorityClassName,
+        owner_kinds=tuple(owner.kind for owner in pod.metadata.ownerReferences or ()),
+    )
+
+
 def resolve_workload(pod: Pod, policy: Policy) -> tuple[WorkloadName | None, str]:
     """The pod's workload class and where it came from; None when the label names none."""
-    labels = pod.metadata.labels or {}
-    label = labels.get(policy.keys.pod_workload)
-    if label is not None:
-        known = WorkloadName(label) if label in policy.workloads else None
+    return workload_from(workload_inputs(pod, policy), policy)
+
+
+def workload_from(inputs: WorkloadInputs, policy: Policy) -> tuple[WorkloadName | None, str]:
+    """Label first, then priorityClassName, then owner kind, then the default."""
+    if inputs.label is not None:
+        known = WorkloadName(inputs.label) if inputs.label in policy.workloads else None
         return known, f"label {policy.keys.pod_workload}"
-    by_priority = policy.priority_class_workloads.get(pod.spec.priorityClassName)
-    if pod.spec.priorityClassName and by_priority is not None:
-        return by_priority, f"priorityClassName {pod.spec.priorityClassName}"
-    for owner in pod.metadata.ownerReferences or ():
-        by_owner = policy.owner_kind_workloads.get(owner.kind)
+    by_priority = policy.priority_class_workloads.get(inputs.priority_class)
+    if inputs.priority_class and by_priority is not None:
+        return by_priority, f"priorityClassName {inputs.priority_class}"
+    for kind in inputs.owner_kinds:
+        by_owner = policy.owner_kind_workloads.get(kind)
         if by_owner is not None:
-            return by_owner, f"owner {owner.kind}"
+            return by_owner, f"owner {kind}"
     return policy.default_workload, "default"
 
 

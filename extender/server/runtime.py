@@ -110,8 +110,12 @@ async def serve(
     cache = ClusterCache(store.current, assume_ttl=options.assume_ttl_seconds)
     metrics = Metrics()
 
+    relist = {"nodes": asyncio.Event(), "pods": asyncio.Event()}
+
     def apply_policy(policy: Policy) -> None:
-        cache.set_policy(policy)
+        for kind in cache.set_policy(policy):
+            log.info("new policy reads other inputs; relisting", extra={"kind": kind})
+            relist[kind].set()
 
     store.on_change(apply_policy)
     api = await api_client(options.kubeconfig)
@@ -129,8 +133,14 @@ async def serve(
         error=lambda kind: metrics.watch_errors.labels(kind).inc(),
     )
     tasks = [
-        guard(watch_kind(kind="nodes", api=core, cache=cache, hooks=hooks), "node watch"),
-        guard(watch_kind(kind="pods", api=core, cache=cache, hooks=hooks), "pod watch"),
+        guard(
+            watch_kind(kind="nodes", api=core, cache=cache, hooks=hooks, relist=relist["nodes"]),
+            "node watch",
+        ),
+        guard(
+            watch_kind(kind="pods", api=core, cache=cache, hooks=hooks, relist=relist["pods"]),
+            "pod watch",
+        ),
         guard(reload_policy_forever(store, metrics, options.policy_poll_seconds), "policy reload"),
         guard(expire_assumptions_forever(cache, metrics), "assumption expiry"),
     ]

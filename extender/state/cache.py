@@ -7,25 +7,40 @@ per GPU class are maintained by deltas, so a rule's look-up is O(1).
 
 from __future__ import annotations
 
+import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Literal, TypeVar
+
+import msgspec
 
 from extender.policy.compiled import ClassName, Policy, WorkloadName
-from extender.policy.intent import GpuDemand, gpu_demand, resolve_workload
+from extender.policy.intent import (
+    GpuDemand,
+    WorkloadInputs,
+    gpu_demand,
+    workload_from,
+    workload_inputs,
+)
 from extender.state.devices import charge, place_anyway
-from extender.state.features import NodeFeatures, node_features
+from extender.state.features import NodeFeatures, features_of, node_facts
 from extender.state.shapes import ShapeTable
 from extender.wire.types import Node, Pod
 
 FINISHED_PHASES = frozenset({"Succeeded", "Failed"})
-# Large annotations we never read; dropping them keeps 100k cached pods small.
-_DROPPED_ANNOTATIONS = frozenset({"kubectl.kubernetes.io/last-applied-configuration"})
+
+Kind = Literal["nodes", "pods"]
+_T = TypeVar("_T", bound=Hashable)
 
 
-@dataclass(slots=True)
-class PodRecord:
-    """A GPU pod the cache accounts for: pending, bound, or assumed bound by our bind."""
+# gc=False: 100k+ records that never form cycles; the collector need not walk them.
+class PodRecord(msgspec.Struct, gc=False):
+    """A GPU pod the cache accounts for: pending, bound, or assumed bound by our bind.
+
+    Only what accounting needs is kept (not the Pod object): a cluster's pods are the
+    bulk of the cache. `inputs` lets a new policy re-derive the workload class.
+    """
 
     uid: str
     namespace: str
@@ -33,13 +48,23 @@ class PodRecord:
     node: str  # "" while pending
     workload: WorkloadName
     demand: GpuDemand
-    pod: Pod
+    inputs: WorkloadInputs
     devices: tuple[int, ...] = ()
     assumed_until: float | None = None  # set while only our bind says where it runs
 
     @property
     def key(self) -> str:
         return f"{self.namespace}/{self.name}"
+
+
+class _Interned:
+    """One shared instance per distinct value: pods of one template repeat theirs."""
+
+    def __init__(self) -> None:
+        self._values: dict[Hashable, Hashable] = {}
+
+    def __call__(self, value: _T) -> _T:
+        return self._values.setdefault(value, value)  # type: ignore[return-value]
 
 
 @dataclass(slots=True)
@@ -86,7 +111,6 @@ class ClusterCache:
         self._assume_ttl = assume_ttl
         self._clock = clock
         self._nodes: dict[str, NodeFeatures] = {}
-        self._node_objects: dict[str, Node] = {}
         self._pods: dict[str, PodRecord] = {}
         self._pods_on: dict[str, set[str]] = {}
         self._assumed: set[str] = set()
@@ -94,6 +118,9 @@ class ClusterCache:
         self._classes: dict[ClassName, ClassUsage] = {}
         self._shapes = ShapeTable()
         self._in_flight: dict[str, InFlight] = {}
+        self._interned = _Interned()
+        # False after a policy that reads other node inputs, until the nodes are relisted.
+        self._node_facts_current = True
         self.in_flight_ttl = 10.0
         self.nodes_synced = False
         self.pods_synced = False
@@ -135,7 +162,7 @@ class ClusterCache:
         cached = self._nodes.get(node.metadata.name)
         if cached is not None and cached.resource_version == node.metadata.resourceVersion:
             return cached
-        features = node_features(node, self._policy)
+        features = features_of(node_facts(node, self._policy), self._policy)
         for record in self.pods_on(node.metadata.name):
             devices = place_anyway(features.free, record.demand)
             charge(features.free, devices, record.demand.milli, +1)
@@ -212,14 +239,21 @@ class ClusterCache:
         name = node.metadata.name
         if not name:
             return
+        known = self._nodes.get(name)
+        version = node.metadata.resourceVersion
+        unchanged = known is not None and version and known.resource_version == version
+        if unchanged and self._node_facts_current:
+            return  # a relist returns every node; most have not changed
+        self._set_node(features_of(node_facts(node, self._policy), self._policy))
+
+    def _set_node(self, features: NodeFeatures) -> None:
+        name = features.name
         pods = self.pods_on(name)
         if name in self._nodes:
             for record in pods:
                 self._detach(record)
             self._remove_node_totals(self._nodes[name])
-        features = node_features(node, self._policy)
         self._nodes[name] = features
-        self._node_objects[name] = node
         self._add_node_totals(features)
         for record in pods:
             self._attach(record)
@@ -234,7 +268,6 @@ class ClusterCache:
             self._detach(record)
         self._remove_node_totals(features)
         del self._nodes[name]
-        del self._node_objects[name]
         # Its pods stay bound to the name (as for a pod seen before its node), so they are
         # charged again if the node comes back before their own delete events.
         for record in pods:
@@ -242,13 +275,17 @@ class ClusterCache:
 
     def replace_nodes(self, nodes: Iterable[Node]) -> None:
         """A full list (first sync or relist after 410): the cache then holds exactly these."""
-        fresh = {n.metadata.name: n for n in nodes if n.metadata.name}
-        for name in [n for n in self._nodes if n not in fresh]:
+        listed = set()
+        for node in nodes:
+            self.upsert_node(node)
+            listed.add(node.metadata.name)
+        self.retain_nodes(listed)
+
+    def retain_nodes(self, listed: set[str]) -> None:
+        """End of a list whose nodes were upserted: forget the rest; the nodes are synced."""
+        for name in [n for n in self._nodes if n not in listed]:
             self.delete_node(name)
-        for node in fresh.values():
-            known = self._node_objects.get(node.metadata.name)
-            if known is None or known != node:
-                self.upsert_node(node)
+        self._node_facts_current = True
         self.nodes_synced = True
 
     # ---- pods ----------------------------------------------------------------------------
@@ -262,7 +299,9 @@ class ClusterCache:
         if demand.gpus == 0 or pod.status.phase in FINISHED_PHASES:
             self.delete_pod(uid)
             return
-        workload = resolve_workload(pod, self._policy)[0] or self._policy.default_workload
+        inputs = self._interned(workload_inputs(pod, self._policy))
+        workload = workload_from(inputs, self._policy)[0] or self._policy.default_workload
+        demand = self._interned(demand)
         record = self._pods.get(uid)
         node = pod.spec.nodeName
         if node:
@@ -272,19 +311,19 @@ class ClusterCache:
                 node = record.node  # our bind is ahead of the watch: keep the assumption
             unchanged = (record.node, record.workload, record.demand) == (node, workload, demand)
             if unchanged:
-                record.pod = _slim(pod)
+                record.inputs = inputs
                 if pod.spec.nodeName == record.node:
                     self._confirm(record)
                 return
             self._detach(record)
         record = PodRecord(
             uid=uid,
-            namespace=pod.metadata.namespace,
+            namespace=sys.intern(pod.metadata.namespace),
             name=pod.metadata.name,
-            node=node,
+            node=sys.intern(node),
             workload=workload,
             demand=demand,
-            pod=_slim(pod),
+            inputs=inputs,
         )
         if node and not pod.spec.nodeName:
             record.assumed_until = self._clock() + self._assume_ttl
@@ -302,11 +341,16 @@ class ClusterCache:
             self._assumed.discard(uid)
 
     def replace_pods(self, pods: Iterable[Pod]) -> None:
-        fresh = {p.metadata.uid: p for p in pods if p.metadata.uid}
-        for uid in [u for u in self._pods if u not in fresh]:
-            self.delete_pod(uid)
-        for pod in fresh.values():
+        listed = set()
+        for pod in pods:
             self.upsert_pod(pod)
+            listed.add(pod.metadata.uid)
+        self.retain_pods(listed)
+
+    def retain_pods(self, listed: set[str]) -> None:
+        """End of a list whose pods were upserted: forget the rest; the pods are synced."""
+        for uid in [u for u in self._pods if u not in listed]:
+            self.delete_pod(uid)
         self.pods_synced = True
 
     def note_pending(self, pod: Pod) -> None:
@@ -325,7 +369,7 @@ class ClusterCache:
         if record.node == node and record.assumed_until is None:
             return record  # the watch already confirmed it
         self._detach(record)
-        record.node = node
+        record.node = sys.intern(node)
         record.assumed_until = self._clock() + self._assume_ttl
         self._assumed.add(uid)
         self._attach(record)
@@ -360,29 +404,39 @@ class ClusterCache:
 
     # ---- policy --------------------------------------------------------------------------
 
-    def set_policy(self, policy: Policy) -> None:
-        """Recompute every feature under a new policy (class rules, keys, topology keys)."""
-        self._policy = policy
+    def set_policy(self, policy: Policy) -> frozenset[Kind]:
+        """Recompute every feature under a new policy (class rules, keys, topology keys).
+
+        Returns the kinds whose kept facts the new policy cannot be applied to (it reads
+        other labels or resources): they are marked not synced and must be listed again.
+        """
+        previous, self._policy = self._policy, policy
+        relist: set[Kind] = set()
+        if policy.node_inputs != previous.node_inputs:
+            relist.add("nodes")
+        if policy.pod_inputs != previous.pod_inputs:
+            relist.add("pods")
+        facts = [features.facts for features in self._nodes.values()]
         records = list(self._pods.values())
-        nodes = list(self._node_objects.values())
         self._nodes.clear()
-        self._node_objects.clear()
         self._pods_on.clear()
         self._domains.clear()
         self._classes.clear()
         self._in_flight.clear()  # class names may have changed; holds are short-lived anyway
-        for node in nodes:
-            features = node_features(node, policy)
-            self._nodes[node.metadata.name] = features
-            self._node_objects[node.metadata.name] = node
+        for fact in facts:
+            features = features_of(fact, policy)
+            self._nodes[fact.name] = features
             self._add_node_totals(features)
             self._reshape(features)
         for record in records:
-            demand, _ = gpu_demand(record.pod, policy)
-            record.demand = demand
-            record.workload = resolve_workload(record.pod, policy)[0] or policy.default_workload
+            record.workload = workload_from(record.inputs, policy)[0] or policy.default_workload
             record.devices = ()
             self._attach(record)
+        if "nodes" in relist:
+            self.nodes_synced = self._node_facts_current = False
+        if "pods" in relist:
+            self.pods_synced = False
+        return frozenset(relist)
 
     # ---- accounting ----------------------------------------------------------------------
 
@@ -394,7 +448,7 @@ class ClusterCache:
         if features is None:
             return  # charged when the node arrives
         free_before = features.free_milli
-        record.devices = place_anyway(features.free, record.demand)
+        record.devices = self._interned(place_anyway(features.free, record.demand))
         charge(features.free, record.devices, record.demand.milli, +1)
         self._account(features, record, +1, features.free_milli - free_before)
         self._reshape(features)
@@ -464,15 +518,3 @@ def _add(counts: dict[WorkloadName, int], workload: WorkloadName, amount: int) -
         counts[workload] = value
     else:
         counts.pop(workload, None)
-
-
-def _slim(pod: Pod) -> Pod:
-    annotations = pod.metadata.annotations
-    if annotations and not _DROPPED_ANNOTATIONS.isdisjoint(annotations):
-        import msgspec
-
-        kept = {k: v for k, v in annotations.items() if k not in _DROPPED_ANNOTATIONS}
-        return msgspec.structs.replace(
-            pod, metadata=msgspec.structs.replace(pod.metadata, annotations=kept)
-        )
-    return pod

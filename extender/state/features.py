@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -9,7 +10,7 @@ from extender.policy.compiled import Mode, Policy, WorkloadName
 from extender.policy.intent import WHOLE_GPU
 from extender.policy.node_class import NodeClass, classify_node
 from extender.wire.quantity import QuantityError, whole_units
-from extender.wire.types import Node
+from extender.wire.types import Node, Quantity
 
 if TYPE_CHECKING:
     from extender.state.shapes import NodeShape
@@ -17,10 +18,41 @@ if TYPE_CHECKING:
 HOSTNAME_KEY = "kubernetes.io/hostname"
 
 
+@dataclass(frozen=True, slots=True)
+class NodeFacts:
+    """What the cache keeps of a Node object: only what the policy reads.
+
+    Features are derived from these, so a new policy that reads the same inputs
+    (`Policy.node_inputs`) is applied without reading the nodes again.
+    """
+
+    name: str
+    resource_version: str
+    labels: dict[str, str]  # only the keys in Policy.node_label_keys
+    gpu_allocatable: Quantity | None
+    unschedulable: bool
+
+
+def node_facts(node: Node, policy: Policy) -> NodeFacts:
+    # Label values repeat across a fleet (products, zones, classes): intern them.
+    labels = node.metadata.labels or {}
+    kept = {
+        sys.intern(key): sys.intern(labels[key]) for key in policy.node_label_keys if key in labels
+    }
+    return NodeFacts(
+        name=sys.intern(node.metadata.name),
+        resource_version=node.metadata.resourceVersion,
+        labels=kept,
+        gpu_allocatable=(node.status.allocatable or {}).get(policy.gpu_resource),
+        unschedulable=node.spec.unschedulable,
+    )
+
+
 @dataclass(slots=True)
 class NodeFeatures:
     """What the rules know about one node. Only ClusterCache changes the usage fields."""
 
+    facts: NodeFacts
     name: str
     resource_version: str
     labels: dict[str, str]
@@ -56,33 +88,36 @@ def domain_of(node_name: str, labels: dict[str, str], key: str) -> str:
 
 def node_features(node: Node, policy: Policy) -> NodeFeatures:
     """Static features of a node (usage starts empty; the cache charges its pods)."""
-    labels = dict(node.metadata.labels or {})
-    name = node.metadata.name
+    return features_of(node_facts(node, policy), policy)
+
+
+def features_of(facts: NodeFacts, policy: Policy) -> NodeFeatures:
+    labels = facts.labels
     findings: list[str] = []
     gpu_class = classify_node(labels, policy)
     if gpu_class.finding:
         findings.append(gpu_class.finding)
 
-    allocatable = node.status.allocatable or {}
-    raw = allocatable.get(policy.gpu_resource)
     gpu_count = 0
-    if raw is not None:
+    if facts.gpu_allocatable is not None:
         try:
-            gpu_count = whole_units(raw)
+            gpu_count = whole_units(facts.gpu_allocatable)
         except QuantityError as exc:
             findings.append(f"allocatable {policy.gpu_resource}: {exc}")
 
     dedicated_to, mode = _dedication(labels, gpu_class, policy, findings)
+    name = facts.name
     return NodeFeatures(
+        facts=facts,
         name=name,
-        resource_version=node.metadata.resourceVersion,
+        resource_version=facts.resource_version,
         labels=labels,
         gpu_class=gpu_class,
         gpu_count=gpu_count,
         dedicated_to=dedicated_to,
         dedication_mode=mode,
         domains={key: domain_of(name, labels, key) for key in policy.topology_keys},
-        unschedulable=node.spec.unschedulable,
+        unschedulable=facts.unschedulable,
         findings=tuple(findings),
         free=[WHOLE_GPU] * gpu_count,
     )

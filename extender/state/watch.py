@@ -12,19 +12,18 @@ import logging
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, TypeVar
 
 import msgspec
 from kubernetes_asyncio import client
 
 from extender.errors import KubeError, WatchGone
-from extender.state.cache import ClusterCache
+from extender.state.cache import ClusterCache, Kind
 from extender.state.kube import kube_errors
 from extender.wire.types import Node, Pod
 
 log = logging.getLogger(__name__)
 
-Kind = Literal["nodes", "pods"]
 T = TypeVar("T", Node, Pod)
 
 # Finished pods hold no GPUs; the API server filters them out for us.
@@ -81,9 +80,10 @@ class _Source(Generic[T]):
     type: type[T]
     list_call: Callable[..., Awaitable[Any]]
     selector: str | None
-    replace: Callable[[list[T]], None]
+    key: Callable[[T], str]
     upsert: Callable[[T], None]
     delete: Callable[[T], None]
+    retain: Callable[[set[str]], None]
 
 
 def _sources(api: client.CoreV1Api, cache: ClusterCache) -> dict[Kind, _Source[Any]]:
@@ -93,18 +93,20 @@ def _sources(api: client.CoreV1Api, cache: ClusterCache) -> dict[Kind, _Source[A
             Node,
             api.list_node,
             None,
-            cache.replace_nodes,
+            lambda n: n.metadata.name,
             cache.upsert_node,
             lambda n: cache.delete_node(n.metadata.name),
+            cache.retain_nodes,
         ),
         "pods": _Source(
             "pods",
             Pod,
             api.list_pod_for_all_namespaces,
             POD_FIELD_SELECTOR,
-            cache.replace_pods,
+            lambda p: p.metadata.uid,
             cache.upsert_pod,
             lambda p: cache.delete_pod(p.metadata.uid),
+            cache.retain_pods,
         ),
     }
 
@@ -116,18 +118,28 @@ async def watch_kind(
     cache: ClusterCache,
     hooks: WatchHooks = WatchHooks(),
     backoff_max: float = 10.0,
+    relist: asyncio.Event | None = None,
 ) -> None:
-    """Keep `cache` in sync with one kind, forever (until cancelled)."""
+    """Keep `cache` in sync with one kind, forever (until cancelled).
+
+    Setting `relist` makes it list again (a new policy reads what the cache did not keep).
+    """
     source = _sources(api, cache)[kind]
+    relist = relist or asyncio.Event()
     resource_version = ""
     backoff = 0.5
     while True:
         try:
+            if relist.is_set():
+                relist.clear()
+                resource_version = ""
             if not resource_version:
                 resource_version = await _list(source)
                 hooks.listed(kind)
                 log.info("listed", extra={"kind": kind, "resource_version": resource_version})
-            resource_version = await _watch(source, resource_version, hooks)
+            resource_version = await _until(
+                relist, _watch(source, resource_version, hooks), resource_version
+            )
             backoff = 0.5
         except WatchGone:
             log.info("watch expired (410 Gone); relisting", extra={"kind": kind})
@@ -147,9 +159,25 @@ def _mark_unsynced(cache: ClusterCache, kind: Kind) -> None:
         cache.pods_synced = False
 
 
+async def _until(event: asyncio.Event, watch: Awaitable[str], resource_version: str) -> str:
+    """Run a watch until it ends or `event` is set (then abandon it: a relist follows)."""
+    watching = asyncio.ensure_future(watch)
+    waiting = asyncio.ensure_future(event.wait())
+    try:
+        await asyncio.wait({watching, waiting}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiting.cancel()
+        if not watching.done():
+            watching.cancel()
+            await asyncio.gather(watching, return_exceptions=True)
+    return resource_version if watching.cancelled() else watching.result()
+
+
 async def _list(source: _Source[T]) -> str:
+    """List page by page into the cache: each page is applied and dropped, so a list of
+    150,000 pods never holds more than one page of decoded objects."""
     decoder = msgspec.json.Decoder(_List[source.type])  # type: ignore[name-defined]
-    items: list[T] = []
+    listed: set[str] = set()
     token = ""
     while True:
         kwargs: dict[str, Any] = {"limit": LIST_PAGE_SIZE, "_preload_content": False}
@@ -166,10 +194,12 @@ async def _list(source: _Source[T]) -> str:
         if status != 200:
             raise KubeError(f"list {source.kind}: HTTP {status}: {body[:300]!r}", status)
         page = decoder.decode(body)
-        items.extend(page.items or ())
+        for item in page.items or ():
+            source.upsert(item)
+            listed.add(source.key(item))
         token = page.metadata.continue_
         if not token:
-            source.replace(items)
+            source.retain(listed)
             return page.metadata.resourceVersion
 
 

@@ -422,16 +422,21 @@ def build_cache(nodes: int, policy: Policy | None = None) -> tuple[Policy, Clust
 
 
 def _fill(cache: ClusterCache, nodes: int) -> ClusterCache:
+    """Page by page, as the watch's List applies them (a page is dropped once applied)."""
     node_decoder = msgspec.json.Decoder(list[Node])
     pod_decoder = msgspec.json.Decoder(list[Pod])
-    node_objs: list[Node] = []
+    names: set[str] = set()
     for page in _pages(node_dict(i) for i in range(nodes)):
-        node_objs.extend(node_decoder.decode(page))
-    pod_objs: list[Pod] = []
+        for node in node_decoder.decode(page):
+            cache.upsert_node(node)
+            names.add(node.metadata.name)
+    cache.retain_nodes(names)
+    uids: set[str] = set()
     for page in _pages(cluster_pod_dicts(nodes)):
-        pod_objs.extend(pod_decoder.decode(page))
-    cache.replace_nodes(node_objs)
-    cache.replace_pods(pod_objs)
+        for pod in pod_decoder.decode(page):
+            cache.upsert_pod(pod)
+            uids.add(pod.metadata.uid)
+    cache.retain_pods(uids)
     return cache
 
 

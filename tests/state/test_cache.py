@@ -209,13 +209,35 @@ def test_shared_gpu_pods_are_charged_per_device() -> None:
     assert held_on(cache, "n1") == {"batch": 600}
 
 
-def test_the_last_applied_annotation_is_not_kept() -> None:
-    big = {"kubectl.kubernetes.io/last-applied-configuration": "{...}", "keep": "me"}
-    cache = make_cache(example_policy(), [make_node("n1")], [bound("a", "n1", annotations=big)])
+def test_pods_of_one_template_share_their_kept_facts() -> None:
+    """150,000 cached pods fit in memory only if per-pod records stay small."""
+    big = {"kubectl.kubernetes.io/last-applied-configuration": "{...}" * 1000}
+    pods = [bound(f"p{i}", "n1", annotations=big) for i in range(3)]
+    cache = make_cache(example_policy(), [make_node("n1")], pods)
 
-    record = cache.pod("a")
-    assert record is not None
-    assert record.pod.metadata.annotations == {"keep": "me"}
+    records = [cache.pod(f"p{i}") for i in range(3)]
+
+    assert all(r is not None for r in records)
+    first = records[0]
+    assert first is not None
+    for record in records[1:]:
+        assert record is not None
+        assert record.inputs is first.inputs
+        assert record.demand is first.demand
+    assert not hasattr(first, "pod"), "the Pod object (annotations and all) is not kept"
+
+
+def test_nodes_keep_only_the_labels_the_policy_reads() -> None:
+    policy = example_policy()
+    node = make_node("n1", "H100", 8, labels={ZONE: "a", "team": "x", "cloud.io/unused": "y"})
+    cache = make_cache(policy, [node], [])
+
+    features = cache.node("n1")
+
+    assert features is not None
+    assert set(features.labels) <= policy.node_label_keys
+    assert "nvidia.com/gpu.product" in features.labels
+    assert "team" not in features.labels
 
 
 # ---- relist ------------------------------------------------------------------------
@@ -416,24 +438,87 @@ def test_class_and_domain_usage_sum_over_nodes() -> None:
     assert cache.domain(ZONE, "nowhere").capacity == 0
 
 
-def test_set_policy_recomputes_classes_workloads_and_domains() -> None:
+def _edited_policy(edit: Any) -> Policy:
+    doc = yaml.safe_load(EXAMPLE_POLICY.read_text())
+    edit(doc)
+    return load_policy_text(yaml.safe_dump(doc))
+
+
+def test_set_policy_recomputes_classes_workloads_and_domains_from_kept_facts() -> None:
     nodes = [make_node("h1", "H100", 8, labels={ZONE: "a"}), make_node("l1", "L40S", 8)]
     pods = [bound("x", "h1", 2), bound("y", "l1", 1, "interactive")]
     cache = make_cache(example_policy(), nodes, pods)
-    doc = yaml.safe_load(EXAMPLE_POLICY.read_text())
-    doc["gpuClasses"][0]["products"].append("L40S")
-    doc["gpuClasses"][1]["products"].remove("L40S")
-    doc["workloadClasses"]["interactive"]["separation"]["topologyKey"] = ZONE
-    doc["workloadClassification"]["label"] = "acme.org/workload"  # our pods lose their label
-    policy = load_policy_text(yaml.safe_dump(doc))
 
-    cache.set_policy(policy)
+    def edit(doc: dict[str, Any]) -> None:
+        doc["gpuClasses"][0]["products"].append("L40S")
+        doc["gpuClasses"][1]["products"].remove("L40S")
+        doc["workloadClasses"]["batch"]["separation"]["mode"] = "off"
+        doc["workloadClassification"]["default"] = "interactive"
+
+    policy = _edited_policy(edit)
+
+    assert cache.set_policy(policy) == frozenset()
 
     assert cache.policy is policy
+    assert cache.ready, "nothing to read again: the kept facts serve the new policy"
     assert snapshot(cache) == snapshot(make_cache(policy, nodes, pods))
     assert usage(cache, "premium").nodes == 2
+
+
+def test_a_policy_reading_other_pod_and_node_inputs_needs_both_listed_again() -> None:
+    nodes = [make_node("h1", "H100", 8, labels={ZONE: "a"}), make_node("l1", "L40S", 8)]
+    pods = [bound("x", "h1", 2), bound("y", "l1", 1, "interactive")]
+    cache = make_cache(example_policy(), nodes, pods)
+
+    def edit(doc: dict[str, Any]) -> None:
+        doc["workloadClasses"]["interactive"]["separation"]["topologyKey"] = ZONE
+        doc["workloadClassification"]["label"] = "acme.org/workload"  # pods lose their label
+
+    policy = _edited_policy(edit)
+
+    assert cache.set_policy(policy) == frozenset({"nodes", "pods"})  # label key, zone label
+    assert not cache.ready
+
+    cache.replace_nodes(nodes)
+    cache.replace_pods(pods)
+
+    assert cache.ready
+    assert snapshot(cache) == snapshot(make_cache(policy, nodes, pods))
     assert cache.domain(ZONE, "a").held == {"batch": 2000}
     assert held_on(cache, "l1") == {"batch": 1000}  # default workload now
+
+
+def test_a_policy_reading_other_node_labels_needs_the_nodes_listed_again() -> None:
+    disk = "example.com/nvme"
+    nodes = [make_node("h1", "H100", 8, labels={disk: "yes"}), make_node("h2", "H100", 8)]
+    cache = make_cache(example_policy(), nodes, [bound("x", "h1", 2)])
+
+    def edit(doc: dict[str, Any]) -> None:
+        attrs = doc["workloadClasses"]["interactive"].setdefault("gpuAttributes", [])
+        attrs.append({"key": disk, "operator": "In", "values": ["yes"]})
+
+    policy = _edited_policy(edit)
+
+    assert cache.set_policy(policy) == frozenset({"nodes"})
+    assert not cache.ready
+
+    cache.replace_nodes(nodes)  # the same resourceVersions: read again all the same
+
+    assert cache.ready
+    h1 = cache.node("h1")
+    assert h1 is not None
+    assert h1.labels.get(disk) == "yes"
+    assert snapshot(cache) == snapshot(make_cache(policy, nodes, [bound("x", "h1", 2)]))
+
+
+def test_a_relisted_node_with_the_same_resource_version_is_not_rebuilt() -> None:
+    node = make_node("n1", "T4", 4, resource_version="7")
+    cache = make_cache(example_policy(), [node], [bound("a", "n1", 1)])
+    before = cache.node("n1")
+
+    cache.replace_nodes([make_node("n1", "T4", 4, resource_version="7")])
+
+    assert cache.node("n1") is before
 
 
 # ---- full Node objects in requests (nodeCacheCapable: false) ---------------------------

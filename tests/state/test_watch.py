@@ -152,6 +152,30 @@ async def test_a_410_gone_event_relists_and_drops_objects_deleted_meanwhile(
     assert nodes.watch_calls[-1]["resourceVersion"] == "200"
 
 
+async def test_a_relist_request_interrupts_an_idle_watch_and_lists_again(
+    apiserver: tuple[FakeApiServer, client.CoreV1Api],
+) -> None:
+    """A new policy that reads labels the cache did not keep asks for a fresh list."""
+    fake, api = apiserver
+    nodes = fake.kinds["nodes"]
+    nodes.objects = [node_dict("a")]
+    nodes.later = [([node_dict("a"), node_dict("b")], "300")]
+    cache = ClusterCache(example_policy())
+    relist = asyncio.Event()
+    task = asyncio.ensure_future(watch_kind(kind="nodes", api=api, cache=cache, relist=relist))
+    try:
+        await until(lambda: len(nodes.watch_calls) == 1)  # idle: the stream stays open
+        relist.set()
+        await until(lambda: len(nodes.watch_calls) == 2)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert len(nodes.list_calls) == 2
+    assert sorted(n.name for n in cache.nodes()) == ["a", "b"]
+    assert nodes.watch_calls[-1]["resourceVersion"] == "300"
+    assert not relist.is_set()
+
+
 async def test_a_410_status_on_watch_start_relists(
     apiserver: tuple[FakeApiServer, client.CoreV1Api],
 ) -> None:
