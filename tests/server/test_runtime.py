@@ -75,6 +75,25 @@ async def test_a_changed_valid_policy_takes_effect_without_restart(running: Runn
     assert metric(metrics, "gpuclass_extender_policy_reloads_total", result="applied") == 1
 
 
+async def test_a_policy_reading_a_new_node_label_relists_the_nodes(running: Running) -> None:
+    """The cache keeps only the labels the policy reads: a new one means a fresh list."""
+    await eventually(f"{running.url}/readyz", 200)
+    lists_before = len(running.fake.kinds["nodes"].list_calls)
+    text = running.policy.read_text()
+    running.policy.write_text(
+        text.replace(
+            "{key: nvidia.com/gpu.memory, operator: Gt",
+            "{key: example.com/new-label, operator: DoesNotExist}\n"
+            "    - {key: nvidia.com/gpu.memory, operator: Gt",
+        )
+    )
+    async with asyncio.timeout(5):
+        while len(running.fake.kinds["nodes"].list_calls) == lists_before:
+            await asyncio.sleep(0.02)
+    await eventually(f"{running.url}/readyz", 200)
+    assert len(running.fake.kinds["pods"].list_calls) == 1, "pod inputs did not change"
+
+
 async def test_a_broken_policy_is_rejected_and_counted_and_the_old_one_stays(
     running: Running,
 ) -> None:
