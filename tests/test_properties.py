@@ -121,10 +121,10 @@ def test_scores_are_integers_from_0_to_10(scene: tuple[ClusterCache, Pod, list[s
     cache, pod, names = scene
     intent = pod_intent(pod, cache.policy)
 
-    scores = score_nodes(intent, names, cache.node, cache, cache.policy)
+    scored, scores = score_nodes(intent, names, cache.node, cache, cache.policy, cache.shape_lookup)
 
-    assert all(type(score) is int and 0 <= score <= 10 for _, score in scores)
-    assert [name for name, _ in scores] == list(dict.fromkeys(names))
+    assert all(type(score) is int and 0 <= score <= 10 for score in scores)
+    assert scored == list(dict.fromkeys(names))
 
 
 @settings(max_examples=60, deadline=None)

@@ -6,8 +6,12 @@ shown to an admin is the decision the scheduler got.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
+from itertools import compress, repeat
+from operator import is_
+from typing import TypeVar
 
 from extender.policy.compiled import Policy
 from extender.policy.intent import PodIntent
@@ -50,6 +54,7 @@ MAX_SCORE = 10
 NOT_CACHED = Reject("cache", "node not yet in the extender's cache; retrying", True)
 
 NodeLookup = Callable[[str], NodeFeatures | None]
+_V = TypeVar("_V")
 
 
 @dataclass(slots=True)
@@ -57,7 +62,16 @@ class FilterResult:
     passed: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     unresolvable: dict[str, str] = field(default_factory=dict)
-    rejects: dict[str, Reject] = field(default_factory=dict)
+    # How many of the request's nodes each reject applied to (one entry per distinct reject).
+    reject_counts: dict[Reject, int] = field(default_factory=dict)
+    # Per request node: its reject or None, for `rejects`.
+    _names: list[str] = field(default_factory=list)
+    _verdicts: list[Reject | None] = field(default_factory=list)
+
+    @property
+    def rejects(self) -> dict[str, Reject]:
+        """Node name -> its reject (built on demand: the hot path needs only the counts)."""
+        return {n: r for n, r in zip(self._names, self._verdicts, strict=True) if r is not None}
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,25 +101,45 @@ def check_node(
     return None
 
 
+ShapeOf = Callable[[str], Hashable | None]
+
+
 @dataclass(slots=True)
 class _Grouped:
-    """A request's nodes grouped by shape: rules run once per group, not once per node."""
+    """A request's nodes grouped by shape: rules run once per group, not once per node.
+
+    Built with C-level passes only (dict, zip, map): at 15,000 nodes per request a
+    Python-level loop per node costs more than all the rules together.
+    """
 
     names: list[str]  # unique, in request order
     keys: list[Hashable | None]  # per name: its group, None when the node is not cached
     members: dict[Hashable, NodeFeatures]  # group -> one node of it
 
 
-def _group(names: Sequence[str], lookup: NodeLookup) -> _Grouped:
-    unique = list(dict.fromkeys(names))  # the protocol forbids duplicates in answers
-    nodes = list(map(lookup, unique))
+def _shape_key(node: NodeFeatures | None) -> Hashable | None:
     # Features built outside a cache have no shape: such a node is a group of its own.
-    keys: list[Hashable | None] = [
-        None if node is None else (node.shape or id(node)) for node in nodes
-    ]
-    members: dict[Hashable | None, NodeFeatures | None] = dict(zip(keys, nodes, strict=True))
-    members.pop(None, None)
-    return _Grouped(unique, keys, members)  # type: ignore[arg-type]
+    return None if node is None else (node.shape or id(node))
+
+
+def _group(names: Sequence[str], lookup: NodeLookup, shape_of: ShapeOf | None) -> _Grouped:
+    if shape_of is None:
+
+        def shape_of(name: str) -> Hashable | None:
+            return _shape_key(lookup(name))
+
+    # One dict both drops duplicate names (the protocol forbids them in answers) and maps
+    # each name to its group.
+    group_of = dict(zip(names, map(shape_of, names), strict=True))
+    keys = list(group_of.values())
+    one_of_each = dict(zip(keys, group_of, strict=True))
+    one_of_each.pop(None, None)
+    members = {key: lookup(name) for key, name in one_of_each.items()}
+    return _Grouped(list(group_of), keys, members)  # type: ignore[arg-type]
+
+
+def _per_node(grouped: _Grouped, value_of: dict[Hashable | None, _V]) -> list[_V]:
+    return list(map(value_of.__getitem__, grouped.keys))
 
 
 def filter_nodes(
@@ -114,24 +148,42 @@ def filter_nodes(
     lookup: NodeLookup,
     cluster: ClusterView,
     policy: Policy,
+    shape_of: ShapeOf | None = None,
 ) -> FilterResult:
-    grouped = _group(names, lookup)
+    """Split nodes into passed, failed (resolvable) and unresolvable, with reasons.
+
+    `shape_of` (name -> the node's interned shape) lets a cache skip one look-up per node.
+    """
+    grouped = _group(names, lookup, shape_of)
     verdicts: dict[Hashable | None, Reject | None] = {
         key: check_node(pod, node, cluster, policy) for key, node in grouped.members.items()
     }
     verdicts[None] = check_node(pod, None, cluster, policy)
-    result = FilterResult()
-    for name, key in zip(grouped.names, grouped.keys, strict=True):
+    per_node = _per_node(grouped, verdicts)
+    # Counted per group, then per reject: Reject hashes in Python, a shape in C.
+    counts: Counter[Reject] = Counter()
+    for key, count in Counter(grouped.keys).items():
         reject = verdicts[key]
-        if reject is None:
-            result.passed.append(name)
-            continue
-        result.rejects[name] = reject
-        if reject.resolvable:
-            result.failed[name] = reject.reason
-        else:
-            result.unresolvable[name] = reject.reason
-    return result
+        if reject is not None:
+            counts[reject] += count
+
+    def reasons(resolvable: bool) -> dict[str, str]:
+        reason_of = {
+            k: r.reason for k, r in verdicts.items() if r is not None and r.resolvable == resolvable
+        }
+        if not reason_of:
+            return {}
+        per = list(map(reason_of.get, grouped.keys))
+        return dict(zip(compress(grouped.names, per), filter(None, per), strict=True))
+
+    return FilterResult(
+        passed=list(compress(grouped.names, map(is_, per_node, repeat(None)))),
+        failed=reasons(True),
+        unresolvable=reasons(False),
+        reject_counts=counts,
+        _names=grouped.names,
+        _verdicts=per_node,
+    )
 
 
 def applicable_components(
@@ -163,14 +215,16 @@ def score_nodes(
     lookup: NodeLookup,
     cluster: ClusterView,
     policy: Policy,
-) -> list[tuple[str, int]]:
-    """Every requested node with its integer score; 0 for nodes our filter would reject.
+    shape_of: ShapeOf | None = None,
+) -> tuple[list[str], list[int]]:
+    """Every requested node (duplicates dropped) and its integer score, as two lists; 0 for
+    nodes our filter would reject.
 
     The scheduler normally sends only nodes that passed our filter; scoring the others 0
     keeps a prioritize-only configuration from ranking a wrong GPU class first. The same
     numbers as explain_nodes, without an explanation per node (this is the hot path).
     """
-    grouped = _group(names, lookup)
+    grouped = _group(names, lookup, shape_of)
     passing = {
         key: node
         for key, node in grouped.members.items()
@@ -183,7 +237,7 @@ def score_nodes(
     for key, node in passing.items():
         parts = {c: score(pod, node, cluster, policy) for c, _, score in components}
         totals[key] = combine(parts, weights)
-    return [(name, totals[key]) for name, key in zip(grouped.names, grouped.keys, strict=True)]
+    return grouped.names, _per_node(grouped, totals)
 
 
 def explain_nodes(
@@ -198,7 +252,7 @@ def explain_nodes(
     Components are chosen over the nodes that pass, as the scheduler prioritizes only
     those, so an explanation shows the scores the scheduler gets.
     """
-    grouped = _group(names, lookup)
+    grouped = _group(names, lookup, None)
     rejects: dict[Hashable | None, Reject | None] = {
         key: check_node(pod, node, cluster, policy) for key, node in grouped.members.items()
     }

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -17,7 +16,7 @@ from extender.errors import ExtenderError, KubeError, NotReady, WireError
 from extender.policy.intent import PodIntent, pod_intent
 from extender.policy.store import PolicyStore
 from extender.rules import premium_headroom
-from extender.rules.engine import explain_nodes, filter_nodes, score_nodes
+from extender.rules.engine import ShapeOf, explain_nodes, filter_nodes, score_nodes
 from extender.server.explain import explanation_json
 from extender.server.metrics import Metrics
 from extender.state.cache import ClusterCache
@@ -117,6 +116,7 @@ class _Request:
             self.full_nodes = False
             self.names = args.NodeNames
             self.lookup: Callable[[str], NodeFeatures | None] = self.cache.node_lookup
+            self.shape_of: ShapeOf | None = self.cache.shape_lookup
         else:
             assert args.Nodes is not None
             assert args.Nodes.items is not None
@@ -133,6 +133,7 @@ class _Request:
                 features[name] = cached or self.cache.features_from(decode_node(raw, i))
             self.names = list(self.raw_nodes)
             self.lookup = features.get
+            self.shape_of = None
 
 
 async def filter_handler(request: web.Request) -> web.Response:
@@ -144,7 +145,7 @@ async def filter_handler(request: web.Request) -> web.Response:
         # The protocol's Error field: the scheduler retries (or skips us if ignorable).
         return _json(encode_filter_result(ExtenderFilterResult(None, None, {}, {}, str(exc))))
     cache.note_pending(req.pod)
-    result = filter_nodes(req.intent, req.names, req.lookup, cache, req.policy)
+    result = filter_nodes(req.intent, req.names, req.lookup, cache, req.policy, req.shape_of)
     if req.intent.demand.gpus and premium_headroom.applies(req.intent, [], req.policy):
         # Until its bind arrives, the pod counts against the reserved classes it may land in.
         passed = [node for node in map(req.lookup, result.passed) if node is not None]
@@ -154,11 +155,8 @@ async def filter_handler(request: web.Request) -> web.Response:
     if result.passed:
         decisions.labels("passed", "").inc(len(result.passed))
     # One increment per (outcome, rule), not per node: thousands of rejects per request.
-    rejected = Counter(
-        ("failed" if r.resolvable else "unresolvable", r.rule) for r in result.rejects.values()
-    )
-    for (outcome, rule), count in rejected.items():
-        decisions.labels(outcome, rule).inc(count)
+    for reject, count in result.reject_counts.items():
+        decisions.labels("failed" if reject.resolvable else "unresolvable", reject.rule).inc(count)
     if log.isEnabledFor(logging.DEBUG):
         log.debug(
             "filter",
@@ -184,10 +182,13 @@ async def filter_handler(request: web.Request) -> web.Response:
 async def prioritize_handler(request: web.Request) -> web.Response:
     req = _Request(request, await _read(request))
     _require_ready(req.cache)
-    scores = score_nodes(req.intent, req.names, req.lookup, req.cache, req.policy)
+    names, scores = score_nodes(
+        req.intent, req.names, req.lookup, req.cache, req.policy, req.shape_of
+    )
     if log.isEnabledFor(logging.DEBUG):
-        log.debug("prioritize", extra={"pod": req.intent.key, "scores": scores})
-    return _json(encode_priorities([HostPriority(Host=n, Score=s) for n, s in scores]))
+        scored = dict(zip(names, scores, strict=True))
+        log.debug("prioritize", extra={"pod": req.intent.key, "scores": scored})
+    return _json(encode_priorities(list(map(HostPriority, names, scores))))
 
 
 async def bind_handler(request: web.Request) -> web.Response:

@@ -25,7 +25,7 @@ from extender.policy.intent import (
 )
 from extender.state.devices import charge, place_anyway
 from extender.state.features import NodeFeatures, features_of, node_facts
-from extender.state.shapes import ShapeTable
+from extender.state.shapes import NodeShape, ShapeTable
 from extender.wire.types import Node, Pod
 
 FINISHED_PHASES = frozenset({"Succeeded", "Failed"})
@@ -117,6 +117,7 @@ class ClusterCache:
         self._domains: dict[str, dict[str, DomainUsage]] = {}
         self._classes: dict[ClassName, ClassUsage] = {}
         self._shapes = ShapeTable()
+        self._shape_by_name: dict[str, NodeShape] = {}
         self._in_flight: dict[str, InFlight] = {}
         self._interned = _Interned()
         # False after a policy that reads other node inputs, until the nodes are relisted.
@@ -142,6 +143,11 @@ class ClusterCache:
     def node_lookup(self) -> Callable[[str], NodeFeatures | None]:
         """`node` without a Python frame per call (the verbs look up thousands per request)."""
         return self._nodes.get
+
+    @property
+    def shape_lookup(self) -> Callable[[str], NodeShape | None]:
+        """Node name -> its current shape, one C-level call per node (the engine groups by it)."""
+        return self._shape_by_name.get
 
     def nodes(self) -> Iterator[NodeFeatures]:
         return iter(self._nodes.values())
@@ -268,6 +274,7 @@ class ClusterCache:
             self._detach(record)
         self._remove_node_totals(features)
         del self._nodes[name]
+        del self._shape_by_name[name]
         # Its pods stay bound to the name (as for a pod seen before its node), so they are
         # charged again if the node comes back before their own delete events.
         for record in pods:
@@ -419,6 +426,7 @@ class ClusterCache:
         facts = [features.facts for features in self._nodes.values()]
         records = list(self._pods.values())
         self._nodes.clear()
+        self._shape_by_name.clear()
         self._pods_on.clear()
         self._domains.clear()
         self._classes.clear()
@@ -472,7 +480,8 @@ class ClusterCache:
         self._reshape(features)
 
     def _reshape(self, features: NodeFeatures) -> None:
-        features.shape = self._shapes.shape_of(features, self._policy)
+        shape = self._shapes.shape_of(features, self._policy)
+        features.shape = self._shape_by_name[features.name] = shape
 
     def _account(
         self, features: NodeFeatures, record: PodRecord, sign: int, free_delta: int

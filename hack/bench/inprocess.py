@@ -106,8 +106,9 @@ def _stages(
     assert args.Pod is not None
     pod = args.Pod
     intent = pod_intent(pod, policy)
-    result = filter_nodes(intent, names, cache.node, cache, policy)
-    scores = score_nodes(intent, names, cache.node, cache, policy)
+    shape_of = cache.shape_lookup
+    result = filter_nodes(intent, names, cache.node, cache, policy, shape_of)
+    scored, scores = score_nodes(intent, names, cache.node, cache, policy, shape_of)
 
     def encode_filter() -> bytes:
         return encode_filter_result(
@@ -120,17 +121,17 @@ def _stages(
         )
 
     def encode_scores() -> bytes:
-        return encode_priorities([HostPriority(Host=n, Score=s) for n, s in scores])
+        return encode_priorities(list(map(HostPriority, scored, scores)))
 
     return [
         ("decode (ExtenderArgs)", lambda: decode_extender_args(body)),
         ("pod_intent", lambda: pod_intent(pod, policy)),
         (
             f"filter_nodes ({len(result.passed)} of {nodes} pass)",
-            lambda: filter_nodes(intent, names, cache.node, cache, policy),
+            lambda: filter_nodes(intent, names, cache.node, cache, policy, shape_of),
         ),
         ("encode filter answer", encode_filter),
-        ("score_nodes", lambda: score_nodes(intent, names, cache.node, cache, policy)),
+        ("score_nodes", lambda: score_nodes(intent, names, cache.node, cache, policy, shape_of)),
         ("encode prioritize answer", encode_scores),
         ("filter handler (all of it)", handler(filter_handler, body)),
         ("prioritize handler (all of it)", handler(prioritize_handler, body)),

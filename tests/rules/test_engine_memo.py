@@ -92,12 +92,19 @@ def test_filter_and_scores_per_shape_equal_those_per_node(
     intent = pod_intent(pod, policy)
     expected = per_node(cache, pod, names)
 
-    result = filter_nodes(intent, names, cache.node, cache, policy)
-    reasons = {**result.failed, **result.unresolvable}
-    assert {n: reasons.get(n) for n in names} == {n: r for n, (r, _) in expected.items()}
+    # Grouped by the cache's name -> shape table (as the server does) and by look-up.
+    for shape_of in (cache.shape_lookup, None):
+        result = filter_nodes(intent, names, cache.node, cache, policy, shape_of)
+        reasons = {**result.failed, **result.unresolvable}
+        assert {n: reasons.get(n) for n in names} == {n: r for n, (r, _) in expected.items()}
+        assert {n: r.reason for n, r in result.rejects.items()} == {
+            n: r for n, (r, _) in expected.items() if r is not None
+        }
 
-    scores = dict(score_nodes(intent, names, cache.node, cache, policy))
-    assert scores == {n: s for n, (_, s) in expected.items()}
+        scores = dict(
+            zip(*score_nodes(intent, names, cache.node, cache, policy, shape_of), strict=True)
+        )
+        assert scores == {n: s for n, (_, s) in expected.items()}
 
     explained = explain_nodes(intent, names, cache.node, cache, policy)
     assert {v.node: v.score for v in explained} == scores
