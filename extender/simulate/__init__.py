@@ -27,12 +27,13 @@ from extender.simulate.protocol import (
     run_seed,
     unallocated_at,
 )
-from extender.simulate.reference import REFERENCE_POLICIES
+from extender.simulate.reference import POLICY_NAMES, REFERENCE_POLICIES, reference_policy
 from extender.simulate.trace import NodeTable, PodTable, TraceError, read_nodes, read_pods
 
 __all__ = [
     "PAPER_INFLATION",
     "PAPER_SEEDS",
+    "POLICY_NAMES",
     "REFERENCE_POLICIES",
     "Cluster",
     "NodeScorer",
@@ -51,6 +52,7 @@ __all__ = [
     "pod_requests",
     "read_nodes",
     "read_pods",
+    "reference_policy",
     "replay",
     "run_seed",
     "unallocated_at",

@@ -32,6 +32,7 @@ GpuPacking and GpuClustering, so they go to the first feasible node in that orde
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -253,30 +254,44 @@ class FgdPolicy(NodeScorer):
         return entry
 
 
-def _seeded_node_order(cluster: Cluster, rng: np.random.Generator) -> IntArray:
-    """A random rank per node for breaking ties, like the reference's node-name prefixes."""
+TieBreak = Literal["node-order", "random"]
+"""How equal node scores are decided: "node-order" as the reference's scheduler fork (the
+first node of a seeded random node order), "random" as upstream kube-scheduler."""
+
+
+def _tie_rank(cluster: Cluster, rng: np.random.Generator, ties: TieBreak) -> IntArray | None:
+    if ties == "random":
+        return None
+    # The reference prefixes node names with a seeded permutation and takes the smallest.
     return rng.permutation(len(cluster)).astype(np.int64)
 
 
-def _scorer(policy: type[NodeScorer]) -> SchedulerFactory:
+_SIMPLE: dict[str, type[NodeScorer]] = {
+    "Random": RandomPolicy,
+    "DotProd": DotProductPolicy,
+    "GpuClustering": GpuClusteringPolicy,
+    "GpuPacking": GpuPackingPolicy,
+    "BestFit": BestFitPolicy,
+}
+POLICY_NAMES = (*_SIMPLE, "FGD")
+"""The reference policies by the names the paper's tables use, in their column order."""
+
+
+def reference_policy(name: str, ties: TieBreak = "node-order") -> SchedulerFactory:
+    """A factory for the named reference policy (KeyError for an unknown name)."""
+    if name not in POLICY_NAMES:
+        raise KeyError(f"unknown policy {name!r}; known: {', '.join(POLICY_NAMES)}")
+
     def make(cluster: Cluster, trace: PodTable, rng: np.random.Generator) -> Scheduler:
-        return policy(_seeded_node_order(cluster, rng))
+        rank = _tie_rank(cluster, rng, ties)
+        if name == "FGD":
+            return FgdPolicy(FragmentationModel(typical_pods(trace), cluster), rank)
+        return _SIMPLE[name](rank)
 
     return make
 
 
-def _fgd(cluster: Cluster, trace: PodTable, rng: np.random.Generator) -> Scheduler:
-    model = FragmentationModel(typical_pods(trace), cluster)
-    return FgdPolicy(model, _seeded_node_order(cluster, rng))
-
-
 REFERENCE_POLICIES: dict[str, SchedulerFactory] = {
-    "Random": _scorer(RandomPolicy),
-    "DotProd": _scorer(DotProductPolicy),
-    "GpuClustering": _scorer(GpuClusteringPolicy),
-    "GpuPacking": _scorer(GpuPackingPolicy),
-    "BestFit": _scorer(BestFitPolicy),
-    "FGD": _fgd,
+    name: reference_policy(name) for name in POLICY_NAMES
 }
-"""Factories by the names the paper's tables use, in the tables' column order. Ties between
-equal node scores go by a seeded random node order, as in the reference's runs."""
+"""Factories as the reference ran them (ties by a seeded node order), by name."""
