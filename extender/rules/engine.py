@@ -64,6 +64,8 @@ class FilterResult:
     unresolvable: dict[str, str] = field(default_factory=dict)
     # How many of the request's nodes each reject applied to (one entry per distinct reject).
     reject_counts: dict[Reject, int] = field(default_factory=dict)
+    # One node of each group that passed: what holds class-wide facts about `passed`.
+    passed_groups: list[NodeFeatures] = field(default_factory=list)
     # Per request node: its reject or None, for `rejects`.
     _names: list[str] = field(default_factory=list)
     _verdicts: list[Reject | None] = field(default_factory=list)
@@ -181,6 +183,7 @@ def filter_nodes(
         failed=reasons(True),
         unresolvable=reasons(False),
         reject_counts=counts,
+        passed_groups=[n for k, n in grouped.members.items() if verdicts[k] is None],
         _names=grouped.names,
         _verdicts=per_node,
     )

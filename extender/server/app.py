@@ -148,8 +148,7 @@ async def filter_handler(request: web.Request) -> web.Response:
     result = filter_nodes(req.intent, req.names, req.lookup, cache, req.policy, req.shape_of)
     if req.intent.demand.gpus and premium_headroom.applies(req.intent, [], req.policy):
         # Until its bind arrives, the pod counts against the reserved classes it may land in.
-        passed = [node for node in map(req.lookup, result.passed) if node is not None]
-        classes = premium_headroom.reserved_classes(req.intent, passed, req.policy)
+        classes = premium_headroom.reserved_classes(req.intent, result.passed_groups, req.policy)
         cache.hold_in_flight(req.intent.uid, classes, req.intent.demand.total_milli)
     decisions = request.app[METRICS].decisions
     if result.passed:

@@ -100,6 +100,9 @@ def test_filter_and_scores_per_shape_equal_those_per_node(
         assert {n: r.reason for n, r in result.rejects.items()} == {
             n: r for n, (r, _) in expected.items() if r is not None
         }
+        # Class-wide holds (premium headroom) are taken from one node per passing group.
+        passed_classes = {node.gpu_class.name for node in map(cache.node, result.passed) if node}
+        assert {n.gpu_class.name for n in result.passed_groups} == passed_classes
 
         scores = dict(
             zip(*score_nodes(intent, names, cache.node, cache, policy, shape_of), strict=True)
