@@ -55,6 +55,7 @@ NOT_CACHED = Reject("cache", "node not yet in the extender's cache; retrying", T
 
 NodeLookup = Callable[[str], NodeFeatures | None]
 _V = TypeVar("_V")
+_S = TypeVar("_S", int, float)
 
 
 @dataclass(slots=True)
@@ -203,13 +204,17 @@ def applicable_components(
     return chosen
 
 
-def combine(parts: dict[str, float], weights: dict[str, float]) -> int:
-    """Weighted mean of components in [0, 1], as the extender's integer 0..10."""
+def weighted_mean(parts: dict[str, float], weights: dict[str, float]) -> float:
+    """Weighted mean of components in [0, 1], scaled to 0..10 but not rounded."""
     total = sum(weights.values())
     if total <= 0:
-        return 0
-    mean = sum(parts[c] * w for c, w in weights.items()) / total
-    return min(MAX_SCORE, max(0, int(mean * MAX_SCORE + 0.5)))
+        return 0.0
+    return sum(parts[c] * w for c, w in weights.items()) / total * MAX_SCORE
+
+
+def combine(parts: dict[str, float], weights: dict[str, float]) -> int:
+    """Weighted mean of components in [0, 1], as the extender's integer 0..10."""
+    return min(MAX_SCORE, max(0, int(weighted_mean(parts, weights) + 0.5)))
 
 
 def score_nodes(
@@ -228,6 +233,32 @@ def score_nodes(
     numbers as explain_nodes, without an explanation per node (this is the hot path).
     """
     grouped = _group(names, lookup, shape_of)
+    totals = _group_scores(pod, grouped, cluster, policy, combine, 0)
+    return grouped.names, _per_node(grouped, totals)
+
+
+def exact_scores(
+    pod: PodIntent,
+    names: Sequence[str],
+    lookup: NodeLookup,
+    cluster: ClusterView,
+    policy: Policy,
+    shape_of: ShapeOf | None = None,
+) -> tuple[list[str], list[float]]:
+    """As score_nodes, before rounding to the wire's integers (what quantising costs)."""
+    grouped = _group(names, lookup, shape_of)
+    totals = _group_scores(pod, grouped, cluster, policy, weighted_mean, 0.0)
+    return grouped.names, _per_node(grouped, totals)
+
+
+def _group_scores(
+    pod: PodIntent,
+    grouped: _Grouped,
+    cluster: ClusterView,
+    policy: Policy,
+    combined: Callable[[dict[str, float], dict[str, float]], _S],
+    rejected: _S,
+) -> dict[Hashable | None, _S]:
     passing = {
         key: node
         for key, node in grouped.members.items()
@@ -235,12 +266,12 @@ def score_nodes(
     }
     components = applicable_components(pod, list(passing.values()), policy)
     weights = {c: w for c, w, _ in components}
-    totals: dict[Hashable | None, int] = {key: 0 for key in grouped.members}
-    totals[None] = 0
+    totals: dict[Hashable | None, _S] = {key: rejected for key in grouped.members}
+    totals[None] = rejected
     for key, node in passing.items():
         parts = {c: score(pod, node, cluster, policy) for c, _, score in components}
-        totals[key] = combine(parts, weights)
-    return grouped.names, _per_node(grouped, totals)
+        totals[key] = combined(parts, weights)
+    return totals
 
 
 def explain_nodes(

@@ -202,3 +202,16 @@ def test_filters_run_unresolvable_rules_before_resolvable_ones() -> None:
         "gpu_fit",
     ]
     assert set(engine.SCORES) == {"class_fit", "separation", "headroom", "dedication", "packing"}
+
+
+def test_exact_scores_round_to_the_integer_scores(cluster: ClusterCache) -> None:
+    """The simulator measures what the wire's 0..10 integers cost with the unrounded means."""
+    names = ["h100", "l40s", "t4", "t4-full", "ghost"]
+    for workload in ("interactive", "batch"):
+        pod = intent(cluster, workload=workload)
+        rounded = score_nodes(pod, names, cluster.node, cluster, cluster.policy)
+        exact = engine.exact_scores(pod, names, cluster.node, cluster, cluster.policy)
+
+        assert exact[0] == rounded[0]
+        assert [int(s + 0.5) for s in exact[1]] == rounded[1]
+        assert any(s != int(s) for s in exact[1]), "the means are not all whole numbers"
