@@ -155,7 +155,16 @@ class Cluster:
         return fits & (self.whole_free_gpus >= pod.num_gpu)
 
     def fits_on(self, node: int, pod: PodRequest) -> bool:
-        return bool(self.feasible(pod)[node])
+        """`feasible` for one node, without computing it for all."""
+        if self.cpu_free[node] < pod.cpu_milli or self.memory_free[node] < pod.memory_mib:
+            return False
+        if pod.num_gpu == 0:
+            return True
+        if not self.model_mask(pod.gpu_spec)[node]:
+            return False
+        if pod.num_gpu == 1:
+            return bool(self.max_gpu_free[node] >= pod.gpu_milli)
+        return bool(self.whole_free_gpus[node] >= pod.num_gpu)
 
     def place(self, node: int, gpus: Sequence[int], pod: PodRequest) -> None:
         """Book `pod` on `node`, taking `gpu_milli` from each GPU index in `gpus`.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from extender.simulate import Cluster, PodRequest
@@ -122,3 +123,18 @@ def test_placing_bumps_only_that_nodes_version_and_reset_empties() -> None:
 def test_mismatched_node_columns_are_rejected() -> None:
     with pytest.raises(ValueError, match="models"):
         Cluster(["a", "b"], [1, 1], [1, 1], [1, 1], ["T4"])
+
+
+def test_the_one_node_check_agrees_with_the_vector_one() -> None:
+    rng = np.random.default_rng(3)
+    cluster = make_cluster(("T4", 2), ("G2", 8), ("V100M32", 4), ("P100", 1), cpu=20_000)
+    pods = [share(300), share(900, cpu=6_000), whole(1), whole(3), cpu_only(5_000)]
+    pods += [share(200, spec=("T4", "P100"))]
+    for _ in range(40):
+        pod = pods[rng.integers(len(pods))]
+        feasible = cluster.feasible(pod)
+        assert [cluster.fits_on(n, pod) for n in range(len(cluster))] == feasible.tolist()
+        if feasible.any():
+            node = int(rng.choice(np.flatnonzero(feasible)))
+            free = np.flatnonzero(cluster.gpu_free[node] >= max(pod.gpu_milli, 1))
+            cluster.place(node, tuple(int(g) for g in free[: pod.num_gpu]), pod)
