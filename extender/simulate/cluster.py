@@ -32,6 +32,8 @@ class PodRequest:
     num_gpu: int = 0
     gpu_milli: int = 0
     gpu_spec: tuple[str, ...] = ()
+    qos: str = ""
+    """The trace's QoS class (LS, BE, Burstable, Guaranteed); no reference policy reads it."""
 
     @property
     def total_gpu_milli(self) -> int:
@@ -53,13 +55,14 @@ class PodRequest:
 def pod_requests(pods: PodTable) -> list[PodRequest]:
     """One `PodRequest` per row of the table, in order."""
     return [
-        PodRequest(int(c), int(m), int(n), int(g), spec)
-        for c, m, n, g, spec in zip(
+        PodRequest(int(c), int(m), int(n), int(g), spec, qos)
+        for c, m, n, g, spec, qos in zip(
             pods.cpu_milli.tolist(),
             pods.memory_mib.tolist(),
             pods.num_gpu.tolist(),
             pods.gpu_milli.tolist(),
             pods.gpu_specs,
+            pods.qos,
             strict=True,
         )
     ]

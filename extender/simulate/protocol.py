@@ -17,7 +17,7 @@ Gradient Descent", USENIX ATC'23, section 6.1; the details follow the reference 
 - The headline is the unallocated GPU share at 100% arrived, median over seeds 42..51.
 
 Schedulers plug in through `Scheduler`; `NodeScorer` is the kube-scheduler shape (filter,
-score every feasible node at once as a numpy array, random choice among the best,
+score every feasible node at once as a numpy array, take the best (ties: see select_host),
 then choose GPUs inside the node).
 """
 
@@ -76,7 +76,7 @@ run's scheduling generator (for per-run draws such as a node order)."""
 
 def select_host(
     nodes: IntArray,
-    scores: IntArray,
+    scores: IntArray | FloatArray,
     rng: np.random.Generator,
     tie_rank: IntArray | None = None,
 ) -> int:
