@@ -1,0 +1,152 @@
+"""kube-scheduler with our extender, replayed: the server's own cache, filter and scores.
+
+Nothing here re-implements a rule. The trace's nodes become Node objects in a
+ClusterCache, each arriving pod becomes a Pod object, and the engine's filter_nodes and
+score_nodes (what the `/filter` and `/prioritize` handlers call) decide; the pod is then
+charged to the cache as the watch would report its binding. kube-scheduler's side is
+modelled as it merges extenders (upstream `pkg/scheduler/schedule_one.go`,
+`prioritizeNodes`): in-tree filters first, then our filter on the survivors; each
+node's score is the in-tree plugin scores plus our 0..10 score x weight x 10
+(MaxNodeScore / MaxExtenderPriority).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+
+from extender.policy.compiled import Policy
+from extender.policy.intent import WHOLE_GPU, pod_intent
+from extender.policy.node_class import class_for_product
+from extender.policy.products import normalise_product
+from extender.rules.engine import MAX_SCORE, exact_scores, filter_nodes, score_nodes
+from extender.simulate.cluster import BoolArray, Cluster, PodRequest
+from extender.simulate.kube_scheduler import (
+    DEFAULT_WEIGHTS,
+    MAX_NODE_SCORE,
+    InTreeWeights,
+    device_plugin_gpus,
+    in_tree_scores,
+)
+from extender.simulate.protocol import Placement, select_host
+from extender.state.cache import ClusterCache
+from extender.wire.types import (
+    Container,
+    Node,
+    NodeStatus,
+    ObjectMeta,
+    Pod,
+    PodSpec,
+    PodStatus,
+    Quantity,
+    ResourceRequirements,
+)
+
+HOSTNAME_LABEL = "kubernetes.io/hostname"
+EXTENDER_SCALE = MAX_NODE_SCORE // MAX_SCORE
+
+
+@dataclass(frozen=True, slots=True)
+class ExtenderProfile:
+    """How the scheduler weighs us: the extender's `weight` and the in-tree scores kept.
+
+    `exact` skips the wire's rounding to integers 0..10 (not possible in a real cluster):
+    the difference to a rounded run is what the coarse score costs.
+    """
+
+    name: str
+    weight: int = 5
+    in_tree: InTreeWeights = DEFAULT_WEIGHTS
+    exact: bool = False
+
+
+def trace_node(cluster: Cluster, index: int, policy: Policy) -> Node:
+    """The Node object a trace node would be: GFD's product label, allocatable GPUs."""
+    name = cluster.names[index]
+    labels = {HOSTNAME_LABEL: name}
+    product_labels = policy.document.node_classification.product_labels
+    if cluster.models[index] and product_labels:
+        labels[product_labels[0]] = cluster.models[index]
+    return Node(
+        metadata=ObjectMeta(name=name, resourceVersion="1", labels=labels),
+        status=NodeStatus(
+            allocatable={
+                "cpu": f"{int(cluster.cpu_capacity[index])}m",
+                "memory": f"{int(cluster.memory_capacity[index])}Mi",
+                policy.gpu_resource: int(cluster.gpu_count[index]),
+            }
+        ),
+    )
+
+
+def trace_pod(pod: PodRequest, uid: str, policy: Policy, node: str = "") -> Pod:
+    """The Pod object a trace pod would be: qos as its priorityClassName, its GPU share as
+    our gpu-milli annotation, its gpu_spec models as required classes."""
+    keys = policy.keys
+    annotations: dict[str, str] = {}
+    if pod.num_gpu == 1 and pod.gpu_milli < WHOLE_GPU:
+        annotations[keys.pod_gpu_milli] = str(pod.gpu_milli)
+    if pod.gpu_spec:
+        classes = {class_for_product(normalise_product(model), policy) for model in pod.gpu_spec}
+        annotations[keys.pod_required_classes] = ",".join(sorted(c for c in classes if c))
+    limits: dict[str, Quantity] = {policy.gpu_resource: pod.num_gpu} if pod.num_gpu else {}
+    return Pod(
+        metadata=ObjectMeta(name=uid, namespace="trace", uid=uid, annotations=annotations),
+        spec=PodSpec(
+            nodeName=node,
+            priorityClassName=pod.qos,
+            containers=[Container(name="main", resources=ResourceRequirements(limits=limits))],
+        ),
+        status=PodStatus(phase="Running" if node else "Pending"),
+    )
+
+
+class ExtenderScheduler:
+    """The scheduler profile `profile` calling our extender with `policy`."""
+
+    def __init__(self, cluster: Cluster, policy: Policy, profile: ExtenderProfile) -> None:
+        self.name = profile.name
+        self.policy = policy
+        self.profile = profile
+        self.cache = ClusterCache(policy)
+        for index in range(len(cluster)):
+            self.cache.upsert_node(trace_node(cluster, index, policy))
+        self.cache.retain_nodes(set(cluster.names))
+        self.cache.retain_pods(set())
+        self._names = np.array(cluster.names, dtype=object)
+        self._index = {name: i for i, name in enumerate(cluster.names)}
+        self._uids = (f"pod-{i}" for i in itertools.count())
+
+    def decide(
+        self, cluster: Cluster, pod: PodRequest, feasible: BoolArray, rng: np.random.Generator
+    ) -> Placement | None:
+        uid = next(self._uids)
+        passed, ours = self.filter_and_score(
+            trace_pod(pod, uid, self.policy), self._names[feasible].tolist()
+        )
+        if not passed:
+            return None
+        nodes = np.fromiter(map(self._index.__getitem__, passed), np.int64, len(passed))
+        scores = in_tree_scores(cluster, pod, nodes, self.profile.in_tree) + (
+            np.asarray(ours, dtype=np.float64) * self.profile.weight * EXTENDER_SCALE
+        )
+        node = select_host(nodes, scores, rng)
+        gpus = device_plugin_gpus(cluster, pod, node)
+        # What the watch would deliver once the pod is bound.
+        self.cache.upsert_pod(trace_pod(pod, uid, self.policy, node=cluster.names[node]))
+        return Placement(node, gpus)
+
+    def filter_and_score(
+        self, pod: Pod, candidates: list[str]
+    ) -> tuple[list[str], list[int] | list[float]]:
+        """Our filter over the nodes the in-tree filters left, then our scores of those that
+        passed: what `/filter` then `/prioritize` would answer."""
+        cache, policy = self.cache, self.policy
+        lookup, shape_of = cache.node_lookup, cache.shape_lookup
+        intent = pod_intent(pod, policy)
+        passed = filter_nodes(intent, candidates, lookup, cache, policy, shape_of).passed
+        if self.profile.exact:
+            return exact_scores(intent, passed, lookup, cache, policy, shape_of)
+        return score_nodes(intent, passed, lookup, cache, policy, shape_of)

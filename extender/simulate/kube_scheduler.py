@@ -1,0 +1,123 @@
+"""A model of the default kube-scheduler's own scoring for the trace's pods.
+
+The in-tree score plugins that tell these pods' nodes apart (upstream v1.36,
+`pkg/scheduler/framework/plugins/noderesources`), with their default weights:
+
+- NodeResourcesFit, strategy LeastAllocated over cpu and memory (weight 1 each): per
+  resource `(allocatable - requested) * 100 / allocatable`, then the weighted mean;
+- NodeResourcesBalancedAllocation over cpu and memory: `(1 - std of the requested
+  fractions) * 100`.
+
+Requested includes the incoming pod; a container without a CPU or memory request counts as
+100m / 200 MiB (the scheduler's non-zero defaults). Both plugins have weight 1 in the
+default profile; the other default score plugins (taints, affinity, topology spread,
+image locality) give every trace node the same score, so they are left out. Scores are
+integers, as in Go. GPUs are not scored by default: `nvidia.com/gpu` is an extended
+resource, absent from the default scoring resources.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from extender.policy.intent import GpuDemand
+from extender.simulate.cluster import Cluster, PodRequest
+from extender.simulate.protocol import NodeScorer
+from extender.simulate.trace import IntArray
+from extender.state.devices import pick_devices
+
+MAX_NODE_SCORE = 100
+NON_ZERO_CPU_MILLI = 100
+NON_ZERO_MEMORY_MIB = 200
+
+
+@dataclass(frozen=True, slots=True)
+class InTreeWeights:
+    """Score-plugin weights of a scheduler profile (0 disables a plugin's score)."""
+
+    least_allocated: int = 1
+    balanced_allocation: int = 1
+
+
+DEFAULT_WEIGHTS = InTreeWeights()
+
+
+def _requested_after(cluster: Cluster, pod: PodRequest, nodes: IntArray) -> tuple[IntArray, ...]:
+    cpu = max(pod.cpu_milli, NON_ZERO_CPU_MILLI)
+    memory = max(pod.memory_mib, NON_ZERO_MEMORY_MIB)
+    cpu_used = cluster.cpu_capacity[nodes] - cluster.cpu_free[nodes] + cpu
+    memory_used = cluster.memory_capacity[nodes] - cluster.memory_free[nodes] + memory
+    return cpu_used, memory_used
+
+
+def least_allocated(cluster: Cluster, pod: PodRequest, nodes: IntArray) -> IntArray:
+    """NodeResourcesFit with LeastAllocated: prefers the emptiest nodes (spreads)."""
+    cpu_used, memory_used = _requested_after(cluster, pod, nodes)
+    parts = []
+    for used, capacity in (
+        (cpu_used, cluster.cpu_capacity[nodes]),
+        (memory_used, cluster.memory_capacity[nodes]),
+    ):
+        safe = np.maximum(capacity, 1)
+        part = np.where(
+            (capacity > 0) & (used <= capacity), (capacity - used) * MAX_NODE_SCORE // safe, 0
+        )
+        parts.append(part)
+    scores: IntArray = (parts[0] + parts[1]) // 2
+    return scores
+
+
+def balanced_allocation(cluster: Cluster, pod: PodRequest, nodes: IntArray) -> IntArray:
+    """NodeResourcesBalancedAllocation: prefers nodes whose cpu and memory fill evenly."""
+    cpu_used, memory_used = _requested_after(cluster, pod, nodes)
+    cpu_fraction = np.minimum(cpu_used / np.maximum(cluster.cpu_capacity[nodes], 1), 1.0)
+    memory_fraction = np.minimum(memory_used / np.maximum(cluster.memory_capacity[nodes], 1), 1.0)
+    std = np.abs(cpu_fraction - memory_fraction) / 2
+    scores: IntArray = ((1.0 - std) * MAX_NODE_SCORE).astype(np.int64)
+    return scores
+
+
+def in_tree_scores(
+    cluster: Cluster, pod: PodRequest, nodes: IntArray, weights: InTreeWeights
+) -> IntArray:
+    """The profile's in-tree score for each node: plugin scores (0..100) times weights."""
+    total = np.zeros(len(nodes), dtype=np.int64)
+    if weights.least_allocated:
+        total += weights.least_allocated * least_allocated(cluster, pod, nodes)
+    if weights.balanced_allocation:
+        total += weights.balanced_allocation * balanced_allocation(cluster, pod, nodes)
+    return total
+
+
+def device_plugin_gpus(cluster: Cluster, pod: PodRequest, node: int) -> tuple[int, ...]:
+    """The GPUs a pod gets on its node: the extender cache's model of the device plugin
+    (whole GPUs first-free; a shared GPU best-fit), so both sides agree on where it is."""
+    if pod.num_gpu == 0:
+        return ()
+    free = cluster.gpu_free[node, : int(cluster.gpu_count[node])].tolist()
+    chosen = pick_devices(free, GpuDemand(pod.num_gpu, pod.gpu_milli))
+    if chosen is None:  # feasible() said it fits: a disagreement is a bug
+        raise AssertionError(f"pod {pod} was found feasible on node {node} but fits no GPUs")
+    return chosen
+
+
+class DefaultScheduler(NodeScorer):
+    """`default`: the default profile's scores; ties broken at random, as upstream does."""
+
+    name = "default"
+
+    def __init__(self, weights: InTreeWeights = DEFAULT_WEIGHTS) -> None:
+        super().__init__(tie_rank=None)
+        self.weights = weights
+
+    def score(
+        self, cluster: Cluster, pod: PodRequest, nodes: IntArray, rng: np.random.Generator
+    ) -> IntArray:
+        return in_tree_scores(cluster, pod, nodes, self.weights)
+
+    def pick_gpus(
+        self, cluster: Cluster, pod: PodRequest, node: int, rng: np.random.Generator
+    ) -> tuple[int, ...]:
+        return device_plugin_gpus(cluster, pod, node)
