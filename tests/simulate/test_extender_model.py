@@ -47,7 +47,8 @@ def test_trace_pods_map_onto_workloads_shares_and_required_classes() -> None:
     assert (ls.workload, ls.demand.gpus, ls.demand.milli) == ("interactive", 1, 300)
     assert (be.workload, be.demand.gpus, be.demand.milli) == ("batch", 2, 1000)
     assert be.allowed == {"v100m16", "v100m32"}
-    assert not ls.conflicts and not be.conflicts
+    assert not ls.conflicts
+    assert not be.conflicts
 
 
 def test_trace_nodes_are_classed_by_their_gpu_model() -> None:
@@ -89,8 +90,10 @@ def test_the_default_model_spreads_and_the_extender_keeps_interactive_off_batch_
     ours.cache.upsert_pod(trace_pod(batch, "be", policy, "node-0"))
     our_choice = ours.decide(cluster, interactive, feasible, rng)
 
-    assert default_choice is not None and default_choice.node == 0  # the emptier CPU
-    assert our_choice is not None and our_choice.node == 1  # away from the batch pod
+    assert default_choice is not None
+    assert default_choice.node == 0
+    assert our_choice is not None
+    assert our_choice.node == 1
 
 
 async def test_the_server_answers_the_simulators_state_with_the_simulators_scores(
