@@ -35,72 +35,13 @@ from extender.simulate import (
     read_pods,
     run_seed,
 )
+from extender.simulate.published import PUBLISHED
 from extender.simulate.reference import POLICY_NAMES, TieBreak, reference_policy
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "openb"
 NODE_FILE = "openb_node_list_gpu_node.csv"
 TRACES = ("default", "gpushare40", "gpushare100", "multigpu20", "cpu050", "gpuspec10", "gpuspec20")
 CHECKED_POLICIES = ("Random", "BestFit", "FGD")
-
-# Unallocated GPU % at 100% arrived, median of seeds 42..51 (shared/data/README.md).
-PUBLISHED: dict[str, dict[str, float]] = {
-    "default": {
-        "Random": 13.75,
-        "DotProd": 9.44,
-        "GpuClustering": 8.42,
-        "GpuPacking": 8.19,
-        "BestFit": 7.09,
-        "FGD": 4.77,
-    },
-    "gpushare40": {
-        "Random": 15.04,
-        "DotProd": 10.66,
-        "GpuClustering": 10.18,
-        "GpuPacking": 10.19,
-        "BestFit": 8.53,
-        "FGD": 6.05,
-    },
-    "gpushare100": {
-        "Random": 21.07,
-        "DotProd": 17.93,
-        "GpuClustering": 17.70,
-        "GpuPacking": 17.78,
-        "BestFit": 15.40,
-        "FGD": 13.36,
-    },
-    "multigpu20": {
-        "Random": 13.16,
-        "DotProd": 8.19,
-        "GpuClustering": 6.62,
-        "GpuPacking": 6.49,
-        "BestFit": 6.27,
-        "FGD": 4.47,
-    },
-    "cpu050": {
-        "Random": 11.02,
-        "DotProd": 6.94,
-        "GpuClustering": 6.52,
-        "GpuPacking": 6.47,
-        "BestFit": 6.42,
-        "FGD": 5.00,
-    },
-    "gpuspec10": {
-        "Random": 13.69,
-        "DotProd": 9.75,
-        "GpuClustering": 8.06,
-        "GpuPacking": 7.77,
-        "BestFit": 6.88,
-        "FGD": 5.30,
-    },
-    "gpuspec20": {
-        "Random": 13.91,
-        "DotProd": 11.68,
-        "GpuClustering": 10.87,
-        "GpuPacking": 10.65,
-        "BestFit": 11.53,
-        "FGD": 5.31,
-    },
-}
 
 
 @dataclass(frozen=True, slots=True)

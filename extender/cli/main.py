@@ -1,4 +1,4 @@
-"""The `gpuclass-extender` command: serve, validate-policy, explain."""
+"""The `gpuclass-extender` command: serve, validate-policy, explain, simulate."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 
 from extender import logs
+from extender.cli import simulate
 from extender.errors import ExtenderError, PolicyError
 from extender.policy.loader import load_policy_file
 
@@ -156,6 +157,8 @@ def parser() -> argparse.ArgumentParser:
     explain.add_argument("--nodes", help="comma-separated node names (default: all)")
     explain.add_argument("--output", "-o", default="table", choices=["table", "json"])
     explain.set_defaults(run=_explain)
+
+    simulate.add_parser(sub)
     return top
 
 

@@ -19,10 +19,11 @@ resource, absent from the default scoring resources.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
-from extender.policy.intent import GpuDemand
+from extender.policy.intent import WHOLE_GPU, GpuDemand
 from extender.simulate.cluster import Cluster, PodRequest
 from extender.simulate.protocol import NodeScorer
 from extender.simulate.trace import IntArray
@@ -33,47 +34,75 @@ NON_ZERO_CPU_MILLI = 100
 NON_ZERO_MEMORY_MIB = 200
 
 
+FitStrategy = Literal["LeastAllocated", "MostAllocated"]
+GPU = "gpu"
+"""Stands for the policy's GPU resource in a profile's scoring resources."""
+
+
 @dataclass(frozen=True, slots=True)
 class InTreeWeights:
-    """Score-plugin weights of a scheduler profile (0 disables a plugin's score)."""
+    """Score-plugin weights of a scheduler profile (0 disables a plugin's score), and how
+    NodeResourcesFit scores: its strategy over (resource, weight) pairs."""
 
-    least_allocated: int = 1
+    fit: int = 1
+    fit_strategy: FitStrategy = "LeastAllocated"
+    fit_resources: tuple[tuple[str, int], ...] = (("cpu", 1), ("memory", 1))
     balanced_allocation: int = 1
 
 
 DEFAULT_WEIGHTS = InTreeWeights()
 
 
-def _requested_after(cluster: Cluster, pod: PodRequest, nodes: IntArray) -> tuple[IntArray, ...]:
-    cpu = max(pod.cpu_milli, NON_ZERO_CPU_MILLI)
-    memory = max(pod.memory_mib, NON_ZERO_MEMORY_MIB)
-    cpu_used = cluster.cpu_capacity[nodes] - cluster.cpu_free[nodes] + cpu
-    memory_used = cluster.memory_capacity[nodes] - cluster.memory_free[nodes] + memory
-    return cpu_used, memory_used
+def _used_and_capacity(
+    cluster: Cluster, pod: PodRequest, nodes: IntArray, resource: str
+) -> tuple[IntArray, IntArray]:
+    """A resource's request on each node once the pod is there, and the node's allocatable."""
+    if resource == "cpu":
+        capacity = cluster.cpu_capacity[nodes]
+        return capacity - cluster.cpu_free[nodes] + max(pod.cpu_milli, NON_ZERO_CPU_MILLI), capacity
+    if resource == "memory":
+        capacity = cluster.memory_capacity[nodes]
+        used = capacity - cluster.memory_free[nodes] + max(pod.memory_mib, NON_ZERO_MEMORY_MIB)
+        return used, capacity
+    # The GPU resource, in milli-GPU, as a sharing-aware device plugin would advertise it.
+    capacity = cluster.gpu_count[nodes] * WHOLE_GPU
+    used = capacity - cluster.gpu_free_total[nodes] + pod.total_gpu_milli
+    return used, capacity
+
+
+def resource_fit(
+    cluster: Cluster,
+    pod: PodRequest,
+    nodes: IntArray,
+    strategy: FitStrategy = "LeastAllocated",
+    resources: tuple[tuple[str, int], ...] = DEFAULT_WEIGHTS.fit_resources,
+) -> IntArray:
+    """NodeResourcesFit's score: LeastAllocated prefers the emptiest nodes (spreads),
+    MostAllocated the fullest (packs); weighted mean over the resources."""
+    total = np.zeros(len(nodes), dtype=np.int64)
+    weights = 0
+    for resource, weight in resources:
+        used, capacity = _used_and_capacity(cluster, pod, nodes, resource)
+        safe = np.maximum(capacity, 1)
+        left = (capacity - used) if strategy == "LeastAllocated" else used
+        part = np.where((capacity > 0) & (used <= capacity), left * MAX_NODE_SCORE // safe, 0)
+        total += weight * part
+        weights += weight
+    scores: IntArray = total // max(weights, 1)
+    return scores
 
 
 def least_allocated(cluster: Cluster, pod: PodRequest, nodes: IntArray) -> IntArray:
-    """NodeResourcesFit with LeastAllocated: prefers the emptiest nodes (spreads)."""
-    cpu_used, memory_used = _requested_after(cluster, pod, nodes)
-    parts = []
-    for used, capacity in (
-        (cpu_used, cluster.cpu_capacity[nodes]),
-        (memory_used, cluster.memory_capacity[nodes]),
-    ):
-        safe = np.maximum(capacity, 1)
-        part = np.where(
-            (capacity > 0) & (used <= capacity), (capacity - used) * MAX_NODE_SCORE // safe, 0
-        )
-        parts.append(part)
-    scores: IntArray = (parts[0] + parts[1]) // 2
-    return scores
+    """NodeResourcesFit with the default LeastAllocated strategy over cpu and memory."""
+    return resource_fit(cluster, pod, nodes)
 
 
 def balanced_allocation(cluster: Cluster, pod: PodRequest, nodes: IntArray) -> IntArray:
     """NodeResourcesBalancedAllocation: prefers nodes whose cpu and memory fill evenly."""
-    cpu_used, memory_used = _requested_after(cluster, pod, nodes)
-    cpu_fraction = np.minimum(cpu_used / np.maximum(cluster.cpu_capacity[nodes], 1), 1.0)
-    memory_fraction = np.minimum(memory_used / np.maximum(cluster.memory_capacity[nodes], 1), 1.0)
+    cpu_used, cpu_capacity = _used_and_capacity(cluster, pod, nodes, "cpu")
+    memory_used, memory_capacity = _used_and_capacity(cluster, pod, nodes, "memory")
+    cpu_fraction = np.minimum(cpu_used / np.maximum(cpu_capacity, 1), 1.0)
+    memory_fraction = np.minimum(memory_used / np.maximum(memory_capacity, 1), 1.0)
     std = np.abs(cpu_fraction - memory_fraction) / 2
     scores: IntArray = ((1.0 - std) * MAX_NODE_SCORE).astype(np.int64)
     return scores
@@ -84,8 +113,9 @@ def in_tree_scores(
 ) -> IntArray:
     """The profile's in-tree score for each node: plugin scores (0..100) times weights."""
     total = np.zeros(len(nodes), dtype=np.int64)
-    if weights.least_allocated:
-        total += weights.least_allocated * least_allocated(cluster, pod, nodes)
+    if weights.fit:
+        fit = resource_fit(cluster, pod, nodes, weights.fit_strategy, weights.fit_resources)
+        total += weights.fit * fit
     if weights.balanced_allocation:
         total += weights.balanced_allocation * balanced_allocation(cluster, pod, nodes)
     return total

@@ -1,0 +1,150 @@
+"""What `simulate` tells a person: a table per trace, a Markdown report and PNG plots."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from extender.simulate.protocol import Spread
+from extender.simulate.published import PUBLISHED
+from extender.simulate.runner import RunResult
+
+
+def fmt(spread: Spread, digits: int = 2) -> str:
+    """`median [min-max]`, or the median alone when every seed agrees."""
+    if spread.low == spread.high:
+        return f"{spread.median:.{digits}f}"
+    return f"{spread.median:.{digits}f} [{spread.low:.{digits}f}-{spread.high:.{digits}f}]"
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """One model on one trace, over its seeds."""
+
+    trace: str
+    model: str
+    seeds: int
+    unallocated: Spread
+    colocated: Spread
+    preferred: Spread
+    failed: Spread
+    seconds: Spread
+    curve: tuple[float, ...]  # median allocation % at each arrived percent
+
+    @property
+    def published_fgd(self) -> float | None:
+        return PUBLISHED.get(self.trace, {}).get("FGD")
+
+    @property
+    def published(self) -> float | None:
+        """The paper's median for this very policy, when it is one of the references."""
+        name = {n.lower(): n for n in PUBLISHED.get(self.trace, {})}.get(self.model)
+        return PUBLISHED[self.trace][name] if name else None
+
+
+def summarise(results: Sequence[RunResult]) -> list[Summary]:
+    """Per (trace, model), in the order they first appear."""
+    groups: dict[tuple[str, str], list[RunResult]] = {}
+    for result in results:
+        groups.setdefault((result.trace, result.model), []).append(result)
+    summaries = []
+    for (trace, model), runs in groups.items():
+        curves = np.array([r.curve for r in runs], dtype=np.float64)
+        with warnings.catch_warnings():  # a percent no arrival rounded to stays NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
+            median_curve = np.nanmedian(curves, axis=0)
+        summaries.append(
+            Summary(
+                trace=trace,
+                model=model,
+                seeds=len(runs),
+                unallocated=Spread.of([r.unallocated_pct for r in runs]),
+                colocated=Spread.of([r.colocated_pct for r in runs]),
+                preferred=Spread.of([r.preferred_pct for r in runs]),
+                failed=Spread.of([float(r.failed) for r in runs]),
+                seconds=Spread.of([r.seconds for r in runs]),
+                curve=tuple(float(x) for x in median_curve),
+            )
+        )
+    return summaries
+
+
+HEADER = (
+    "| model | unallocated GPU % at 100% arrived | published | interactive GPUs co-located "
+    "with batch % | interactive on a preferred class % | failed pods | s/seed |"
+)
+
+
+def table(summaries: Sequence[Summary]) -> str:
+    """Markdown tables, one per trace, medians over seeds with [min-max]."""
+    lines: list[str] = []
+    for trace in dict.fromkeys(s.trace for s in summaries):
+        rows = [s for s in summaries if s.trace == trace]
+        fgd = rows[0].published_fgd
+        lines.append(
+            f"**{trace}** ({rows[0].seeds} seeds"
+            + (f"; FGD's published median {fgd:.2f}" if fgd is not None else "")
+            + ")"
+        )
+        lines.append("")
+        lines.append(HEADER)
+        lines.append("|---|---|---|---|---|---|---|")
+        for s in rows:
+            published = f"{s.published:.2f}" if s.published is not None else "-"
+            lines.append(
+                f"| {s.model} | {fmt(s.unallocated)} | {published} | {fmt(s.colocated, 1)} "
+                f"| {fmt(s.preferred, 1)} | {fmt(s.failed, 0)} | {fmt(s.seconds, 1)} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot(summaries: Sequence[Summary], directory: Path) -> list[Path]:
+    """Per trace: allocation ratio vs arrived GPU % (a line per model), and co-location per
+    model (bars). Returns the files written."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for trace in dict.fromkeys(s.trace for s in summaries):
+        rows = [s for s in summaries if s.trace == trace]
+        figure, (curves, bars) = plt.subplots(1, 2, figsize=(13, 4.8), width_ratios=[3, 2])
+        for s in rows:
+            x = np.arange(len(s.curve))
+            curves.plot(x, s.curve, label=s.model, linewidth=1.2)
+        top = len(rows[0].curve) - 1
+        curves.plot([0, 100, top], [0, 100, 100], color="grey", linestyle=":", linewidth=0.8)
+        curves.set_xlabel("arrived GPU request, % of cluster GPUs")
+        curves.set_ylabel("GPUs allocated, %")
+        curves.set_xlim(60, top)
+        curves.set_ylim(55, 100)
+        curves.axvline(100, color="grey", linewidth=0.6)
+        curves.legend(fontsize=7, loc="lower right")
+        curves.set_title(f"{trace}: allocation (median of seeds)")
+        names = [s.model for s in rows]
+        bars.barh(names, [s.colocated.median for s in rows], color="tab:orange")
+        bars.set_xlabel("interactive GPUs on nodes with batch pods, %")
+        bars.invert_yaxis()
+        bars.tick_params(axis="y", labelsize=7)
+        bars.set_title("co-location")
+        figure.tight_layout()
+        path = directory / f"{trace}.png"
+        figure.savefig(path, dpi=110)
+        plt.close(figure)
+        written.append(path)
+    return written
+
+
+def markdown(summaries: Sequence[Summary], images: Sequence[Path], relative_to: Path) -> str:
+    parts = [table(summaries)]
+    for image in images:
+        parts.append(f"![{image.stem}]({image.relative_to(relative_to).as_posix()})")
+        parts.append("")
+    return "\n".join(parts)

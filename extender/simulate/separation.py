@@ -1,0 +1,106 @@
+"""Our own quality measures beside the paper's: how well interactive and batch pods are kept
+apart, and how often interactive pods get the GPU class they prefer.
+
+- co-location: the share of interactive pods' GPU milli that sits on a node also holding
+  batch pods' GPUs (at the end of a run; pods never leave in the paper's protocol);
+- preferred class: of the interactive GPU pods that arrived while a node of one of their
+  preferred classes could take them (fits, and allowed by their required classes), the
+  share placed on a preferred class.
+
+A wrapper around any `Scheduler` observes its decisions, so every model, ours or a
+reference, is measured the same way. Workload classes come from the policy (the trace's
+qos as priorityClassName), as the extender itself would resolve them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from extender.policy.compiled import ClassName, Policy, WorkloadName
+from extender.policy.node_class import class_for_product
+from extender.policy.products import normalise_product
+from extender.simulate.cluster import BoolArray, Cluster, PodRequest
+from extender.simulate.protocol import Placement, Scheduler
+from extender.simulate.trace import IntArray
+
+INTERACTIVE_QOS = "LS"
+BATCH_QOS = "BE"
+
+
+@dataclass(frozen=True, slots=True)
+class SeparationOutcome:
+    colocated_pct: float
+    """Interactive GPU milli on nodes that also hold batch GPU milli, % of all interactive."""
+    preferred_pct: float
+    """Interactive pods placed on a preferred class, % of those that had room there."""
+    preferred_had_room: int
+
+
+class SeparationObserver:
+    """Wraps a scheduler; counts where interactive and batch pods' GPUs end up."""
+
+    def __init__(self, inner: Scheduler, cluster: Cluster, policy: Policy) -> None:
+        self.inner = inner
+        self.policy = policy
+        self.interactive = policy.priority_class_workloads.get(INTERACTIVE_QOS)
+        self.batch = policy.priority_class_workloads.get(BATCH_QOS)
+        classes = [
+            class_for_product(normalise_product(model), policy) if model else None
+            for model in cluster.models
+        ]
+        self.class_names = tuple(sorted({c for c in classes if c is not None}))
+        index = {name: i for i, name in enumerate(self.class_names)}
+        self.node_class: IntArray = np.array(
+            [-1 if c is None else index[c] for c in classes], dtype=np.int64
+        )
+        self.interactive_milli = np.zeros(len(cluster), dtype=np.int64)
+        self.batch_milli = np.zeros(len(cluster), dtype=np.int64)
+        self.had_room = 0
+        self.on_preferred = 0
+        self._preferred = self._class_mask(
+            policy.workloads[self.interactive].preferred_classes if self.interactive else ()
+        )
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    def _class_mask(self, names: tuple[ClassName, ...] | frozenset[ClassName]) -> BoolArray:
+        wanted = {self.class_names.index(n) for n in names if n in self.class_names}
+        return np.isin(self.node_class, sorted(wanted))
+
+    def workload_of(self, pod: PodRequest) -> WorkloadName:
+        return self.policy.priority_class_workloads.get(pod.qos, self.policy.default_workload)
+
+    def decide(
+        self, cluster: Cluster, pod: PodRequest, feasible: BoolArray, rng: np.random.Generator
+    ) -> Placement | None:
+        choice = self.inner.decide(cluster, pod, feasible, rng)
+        if pod.num_gpu == 0:
+            return choice
+        workload = self.workload_of(pod)
+        if workload == self.interactive and self._preferred.any():
+            allowed = self._preferred
+            if pod.gpu_spec:
+                allowed = allowed & cluster.model_mask(pod.gpu_spec)
+            if (feasible & allowed).any():
+                self.had_room += 1
+                if choice is not None and allowed[choice.node]:
+                    self.on_preferred += 1
+        if choice is not None:
+            if workload == self.interactive:
+                self.interactive_milli[choice.node] += pod.total_gpu_milli
+            elif workload == self.batch:
+                self.batch_milli[choice.node] += pod.total_gpu_milli
+        return choice
+
+    def outcome(self) -> SeparationOutcome:
+        total = int(self.interactive_milli.sum())
+        shared = int(self.interactive_milli[self.batch_milli > 0].sum())
+        return SeparationOutcome(
+            colocated_pct=100.0 * shared / total if total else 0.0,
+            preferred_pct=100.0 * self.on_preferred / self.had_room if self.had_room else 100.0,
+            preferred_had_room=self.had_room,
+        )

@@ -1,0 +1,180 @@
+"""Model registry, scheduler profiles read from a KubeSchedulerConfiguration, our separation
+measures, and the report a person reads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from extender.cli.main import main
+from extender.simulate import PodRequest
+from extender.simulate.kube_scheduler import GPU, DefaultScheduler
+from extender.simulate.models import (
+    MODEL_NAMES,
+    REFERENCE_MODELS,
+    SECOND_SCHEDULER_CONFIG,
+    ProfileError,
+    model_factory,
+    profile_from_config,
+)
+from extender.simulate.protocol import Placement
+from extender.simulate.reference import POLICY_NAMES
+from extender.simulate.report import summarise, table
+from extender.simulate.runner import RunResult
+from extender.simulate.separation import SeparationObserver
+from tests.simulate.builders import make_cluster, pod_table, share, whole
+from tests.simulate.test_extender_model import openb_policy
+
+CONFIG = """
+apiVersion: kubescheduler.config.k8s.io/v1
+kind: KubeSchedulerConfiguration
+profiles:
+- schedulerName: gpu-scheduler
+  plugins:
+    score:
+      disabled: [{name: NodeResourcesBalancedAllocation}]
+      enabled: [{name: NodeResourcesFit, weight: 3}]
+  pluginConfig:
+  - name: NodeResourcesFit
+    args:
+      scoringStrategy:
+        type: MostAllocated
+        resources: [{name: nvidia.com/gpu, weight: 4}, {name: cpu, weight: 1}]
+extenders:
+- {urlPrefix: "http://127.0.0.1:8888", weight: 7}
+"""
+
+
+def test_a_profile_is_read_from_a_scheduler_configuration(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(CONFIG)
+
+    profile = profile_from_config(path, "nvidia.com/gpu")
+
+    assert profile.extender_weight == 7
+    assert profile.in_tree.fit == 3
+    assert profile.in_tree.balanced_allocation == 0
+    assert profile.in_tree.fit_strategy == "MostAllocated"
+    assert profile.in_tree.fit_resources == ((GPU, 4), ("cpu", 1))
+
+
+def test_the_shipped_second_scheduler_profile_is_readable() -> None:
+    profile = profile_from_config(SECOND_SCHEDULER_CONFIG, "nvidia.com/gpu")
+
+    assert profile.extender_weight >= 1
+
+
+def test_a_profile_the_model_cannot_represent_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(CONFIG.replace("MostAllocated", "RequestedToCapacityRatio"))
+
+    with pytest.raises(ProfileError, match="RequestedToCapacityRatio is not modelled"):
+        profile_from_config(path, "nvidia.com/gpu")
+
+
+def test_every_model_name_builds_a_scheduler() -> None:
+    policy = openb_policy()
+    cluster = make_cluster(("G2", 8), ("T4", 2))
+    rng = np.random.default_rng(0)
+
+    for name in MODEL_NAMES:
+        trace = pod_table([whole(1), share(300)])
+        scheduler = model_factory(name, policy)(cluster, trace, rng)
+        assert scheduler.name.lower() == name
+    assert tuple(n.lower() for n in POLICY_NAMES) == REFERENCE_MODELS
+
+
+def test_co_location_counts_interactive_gpus_on_nodes_with_batch_gpus() -> None:
+    policy = openb_policy()
+    cluster = make_cluster(("G2", 8), ("G2", 8), ("V100M32", 8))
+    choices = iter([0, 0, 1, 2])
+
+    class Fixed:
+        name = "fixed"
+
+        def decide(self, *_: object) -> Placement:
+            node = next(choices)
+            return Placement(node, (int(np.flatnonzero(cluster.gpu_free[node] == 1000)[0]),))
+
+    observer = SeparationObserver(Fixed(), cluster, policy)
+    rng = np.random.default_rng(0)
+    for qos in ("BE", "LS", "LS", "LS"):  # batch, then interactive on 0 (shared), 1, 2
+        pod = PodRequest(1_000, 1_024, 1, 1000, (), qos)
+        choice = observer.decide(cluster, pod, cluster.feasible(pod), rng)
+        assert choice is not None
+        cluster.place(choice.node, choice.gpus, pod)
+
+    outcome = observer.outcome()
+
+    assert outcome.colocated_pct == pytest.approx(100 / 3)
+    # The V100M32 node (preferred) had room for all three; only the last went there.
+    assert outcome.preferred_had_room == 3
+    assert outcome.preferred_pct == pytest.approx(100 / 3)
+
+
+def test_the_default_model_is_the_default_profile() -> None:
+    scheduler = DefaultScheduler()
+
+    assert scheduler.weights.fit_strategy == "LeastAllocated"
+
+
+def test_the_report_summarises_seeds_with_their_spread() -> None:
+    runs = [
+        RunResult("fgd", "default", seed, u, (50.0,) * 131, 10_000, 100, c, 90.0, 1.0)
+        for seed, u, c in ((42, 4.0, 10.0), (43, 5.0, 20.0), (44, 6.0, 30.0))
+    ]
+
+    text = table(summarise(runs))
+
+    assert "| fgd | 5.00 [4.00-6.00] | 4.77 | 20.0 [10.0-30.0] |" in text
+    assert "FGD's published median 4.77" in text
+
+
+def test_simulate_rejects_an_unknown_model_before_running(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        main(
+            ["simulate", "--nodes", "n.csv", "--pods", "p.csv", "--policy", "x", "--models", "nope"]
+        )
+
+    assert "unknown model(s) nope" in capsys.readouterr().err
+
+
+NODES_CSV = """sn,cpu_milli,memory_mib,gpu,model
+n0,64000,262144,8,G2
+n1,64000,262144,8,G2
+n2,96000,393216,8,V100M32
+n3,32000,131072,2,T4
+"""
+
+
+def _pods_csv() -> str:
+    header = "name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,qos,pod_phase,creation_time,"
+    rows = [header + "deletion_time,scheduled_time"]
+    for i in range(24):
+        qos, gpus, milli = ("LS", 1, 500) if i % 3 == 0 else ("BE", 1 + i % 2, 1000)
+        rows.append(f"p{i},4000,8192,{gpus},{milli},,{qos},Running,{i},{i + 100},{i}")
+    return "\n".join(rows) + "\n"
+
+
+def test_simulate_prints_a_table_and_writes_a_report_with_plots(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    nodes, pods, report = tmp_path / "nodes.csv", tmp_path / "tiny.csv", tmp_path / "report"
+    nodes.write_text(NODES_CSV)
+    pods.write_text(_pods_csv())
+    policy = "manifests/examples/openb-policy.yaml"
+    argv = ["simulate", "--nodes", str(nodes), "--pods", str(pods), "--policy", policy]
+
+    status = main([*argv, "--models", "default,default+extender,fgd", "--seeds", "42-43"])
+    status_with_report = main([*argv, "--models", "fgd", "--seeds", "42", "--report", str(report)])
+
+    out, err = capsys.readouterr()
+    assert (status, status_with_report) == (0, 0)
+    assert "| default+extender |" in out
+    assert "[6/6] tiny fgd seed 43" in err
+    assert (report / "tiny.png").stat().st_size > 10_000
+    assert "![tiny](tiny.png)" in (report / "report.md").read_text()
