@@ -22,8 +22,11 @@ PRODUCTS = ["H100", "A100-80GB", "A100-40GB", "L40S", "T4", "RTX-6000", None]
 WORKLOADS = ["interactive", "batch", None, "training"]  # training: an unknown label
 
 
-def _variant(zone: bool, hard: bool) -> Policy:
+def _variant(zone: bool, hard: bool, fragmentation: bool = False) -> Policy:
     doc = yaml.safe_load(EXAMPLE_POLICY.read_text())
+    if fragmentation:
+        doc["workloadClasses"]["batch"]["packing"] = "fragmentation"
+        del doc["headroom"]
     sep = doc["workloadClasses"]["interactive"]["separation"]
     if zone:
         sep["topologyKey"] = ZONE
@@ -33,7 +36,13 @@ def _variant(zone: bool, hard: bool) -> Policy:
     return load_policy_text(yaml.safe_dump(doc))
 
 
-POLICIES = [example_policy(), _variant(True, False), _variant(False, True), _variant(True, True)]
+POLICIES = [
+    example_policy(),
+    _variant(True, False),
+    _variant(False, True),
+    _variant(True, True),
+    _variant(False, False, fragmentation=True),
+]
 policies = st.sampled_from(POLICIES)
 
 

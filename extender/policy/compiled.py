@@ -64,7 +64,7 @@ class WorkloadDefaults:
     preferred_classes: tuple[ClassName, ...]
     attributes: tuple[AttributeRequirement, ...]
     separation: SeparationRule
-    packing: Literal["pack", "spread"]
+    packing: Literal["pack", "spread", "fragmentation"]
 
 
 @dataclass(frozen=True, slots=True)

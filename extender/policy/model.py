@@ -129,8 +129,10 @@ class WorkloadClassSpec(_Model):
     """Requirements on node labels (hard)."""
     separation: Separation = Separation()
     """Which workload classes to keep away from."""
-    packing: Literal["pack", "spread"] = "pack"
-    """`pack`: fullest node first (fewer fragments); `spread`: emptiest first."""
+    packing: Literal["pack", "spread", "fragmentation"] = "pack"
+    """`pack`: fullest node first; `spread`: emptiest first; `fragmentation`: the node
+    where the pod leaves the least free GPU capacity the cluster's typical pods could
+    not use (FGD, USENIX ATC'23)."""
 
 
 class WorkloadClassification(_Model):

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Protocol
 
 from extender.policy.compiled import ClassName
-from extender.state.cache import ClassUsage, DomainUsage
+from extender.state.cache import ClassUsage, DemandMix, DomainUsage
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +27,10 @@ class ClusterView(Protocol):
     def class_usage(self, name: ClassName) -> ClassUsage: ...
 
     def in_flight_of(self, uid: str, name: ClassName) -> int: ...
+
+    def rule_memo(self, key: Hashable) -> dict[Hashable, object]: ...
+
+    def demand_mix(self) -> DemandMix: ...
 
 
 def clamp01(value: float) -> float:

@@ -105,6 +105,81 @@ def check_node(
 
 
 ShapeOf = Callable[[str], Hashable | None]
+_MISSING = object()
+_MAX_MEMO_ENTRIES = 50_000
+
+
+def _intent_key(pod: PodIntent, policy: Policy) -> Hashable:
+    """What of a pod the rules read: equal keys get equal verdicts on equal shapes."""
+    key = (
+        pod.workload,
+        pod.demand,
+        pod.allowed,
+        pod.preferred,
+        pod.attributes,
+        pod.tolerates_dedicated,
+        pod.conflicts,
+        pod.wants_gpus,
+    )
+    # Headroom subtracts the pod's own in-flight hold, looked up by uid.
+    return (*key, pod.uid) if policy.headroom else key
+
+
+class _Rules:
+    """One pod's verdicts and component scores per group of nodes.
+
+    Memoised across calls when the groups are a cache's interned shapes (`memoise`): the
+    cache empties the memo when a cluster-wide fact a rule reads changes.
+    """
+
+    def __init__(self, pod: PodIntent, cluster: ClusterView, policy: Policy, memoise: bool):
+        self.pod, self.cluster, self.policy = pod, cluster, policy
+        self.memo = cluster.rule_memo(_intent_key(pod, policy)) if memoise else None
+        if self.memo is not None and len(self.memo) > _MAX_MEMO_ENTRIES:
+            self.memo.clear()
+
+    def check(self, key: Hashable, node: NodeFeatures) -> Reject | None:
+        if self.memo is None:
+            return check_node(self.pod, node, self.cluster, self.policy)
+        verdict = self.memo.get(key, _MISSING)
+        if verdict is _MISSING:
+            verdict = self.memo[key] = check_node(self.pod, node, self.cluster, self.policy)
+        return verdict  # type: ignore[return-value]
+
+    def part(self, key: Hashable, node: NodeFeatures, component: str, score: ScoreFn) -> float:
+        if self.memo is None:
+            return score(self.pod, node, self.cluster, self.policy)
+        memo_key = (key, component)
+        value = self.memo.get(memo_key, _MISSING)
+        if value is _MISSING:
+            value = self.memo[memo_key] = score(self.pod, node, self.cluster, self.policy)
+        return value  # type: ignore[return-value]
+
+    def verdicts(self, grouped: _Grouped) -> dict[Hashable | None, Reject | None]:
+        verdicts: dict[Hashable | None, Reject | None] = {
+            key: self.check(key, node) for key, node in grouped.members.items()
+        }
+        verdicts[None] = check_node(self.pod, None, self.cluster, self.policy)
+        return verdicts
+
+    def totals(
+        self,
+        grouped: _Grouped,
+        verdicts: dict[Hashable | None, Reject | None],
+        combined: Callable[[dict[str, float], dict[str, float]], _S],
+        rejected: _S,
+    ) -> dict[Hashable | None, _S]:
+        """Per group: the combined score of the components that apply, `rejected` for
+        groups our filter rejects."""
+        passing = {k: n for k, n in grouped.members.items() if verdicts[k] is None}
+        components = applicable_components(self.pod, list(passing.values()), self.policy)
+        weights = {c: w for c, w, _ in components}
+        totals: dict[Hashable | None, _S] = {key: rejected for key in grouped.members}
+        totals[None] = rejected
+        for key, node in passing.items():
+            parts = {c: self.part(key, node, c, score) for c, _, score in components}
+            totals[key] = combined(parts, weights)
+        return totals
 
 
 @dataclass(slots=True)
@@ -158,10 +233,13 @@ def filter_nodes(
     `shape_of` (name -> the node's interned shape) lets a cache skip one look-up per node.
     """
     grouped = _group(names, lookup, shape_of)
-    verdicts: dict[Hashable | None, Reject | None] = {
-        key: check_node(pod, node, cluster, policy) for key, node in grouped.members.items()
-    }
-    verdicts[None] = check_node(pod, None, cluster, policy)
+    verdicts = _Rules(pod, cluster, policy, shape_of is not None).verdicts(grouped)
+    return _filter_result(grouped, verdicts)
+
+
+def _filter_result(
+    grouped: _Grouped, verdicts: dict[Hashable | None, Reject | None]
+) -> FilterResult:
     per_node = _per_node(grouped, verdicts)
     # Counted per group, then per reject: Reject hashes in Python, a shape in C.
     counts: Counter[Reject] = Counter()
@@ -233,7 +311,8 @@ def score_nodes(
     numbers as explain_nodes, without an explanation per node (this is the hot path).
     """
     grouped = _group(names, lookup, shape_of)
-    totals = _group_scores(pod, grouped, cluster, policy, combine, 0)
+    rules = _Rules(pod, cluster, policy, shape_of is not None)
+    totals = rules.totals(grouped, rules.verdicts(grouped), combine, 0)
     return grouped.names, _per_node(grouped, totals)
 
 
@@ -247,31 +326,32 @@ def exact_scores(
 ) -> tuple[list[str], list[float]]:
     """As score_nodes, before rounding to the wire's integers (what quantising costs)."""
     grouped = _group(names, lookup, shape_of)
-    totals = _group_scores(pod, grouped, cluster, policy, weighted_mean, 0.0)
+    rules = _Rules(pod, cluster, policy, shape_of is not None)
+    totals = rules.totals(grouped, rules.verdicts(grouped), weighted_mean, 0.0)
     return grouped.names, _per_node(grouped, totals)
 
 
-def _group_scores(
+def filter_and_score(
     pod: PodIntent,
-    grouped: _Grouped,
+    names: Sequence[str],
+    lookup: NodeLookup,
     cluster: ClusterView,
     policy: Policy,
-    combined: Callable[[dict[str, float], dict[str, float]], _S],
-    rejected: _S,
-) -> dict[Hashable | None, _S]:
-    passing = {
-        key: node
-        for key, node in grouped.members.items()
-        if check_node(pod, node, cluster, policy) is None
-    }
-    components = applicable_components(pod, list(passing.values()), policy)
-    weights = {c: w for c, w, _ in components}
-    totals: dict[Hashable | None, _S] = {key: rejected for key in grouped.members}
-    totals[None] = rejected
-    for key, node in passing.items():
-        parts = {c: score(pod, node, cluster, policy) for c, _, score in components}
-        totals[key] = combined(parts, weights)
-    return totals
+    shape_of: ShapeOf | None = None,
+    exact: bool = False,
+) -> tuple[FilterResult, list[int] | list[float]]:
+    """filter_nodes, then the scores of the nodes that passed (score_nodes, or exact_scores
+    when `exact`): what kube-scheduler gets from /filter then /prioritize, in one pass."""
+    grouped = _group(names, lookup, shape_of)
+    rules = _Rules(pod, cluster, policy, shape_of is not None)
+    verdicts = rules.verdicts(grouped)
+    result = _filter_result(grouped, verdicts)
+    passed = list(map(is_, _per_node(grouped, verdicts), repeat(None)))
+    if exact:
+        exact_totals = rules.totals(grouped, verdicts, weighted_mean, 0.0)
+        return result, list(compress(_per_node(grouped, exact_totals), passed))
+    totals = rules.totals(grouped, verdicts, combine, 0)
+    return result, list(compress(_per_node(grouped, totals), passed))
 
 
 def explain_nodes(

@@ -21,7 +21,7 @@ from extender.policy.compiled import Policy
 from extender.policy.intent import WHOLE_GPU, pod_intent
 from extender.policy.node_class import class_for_product
 from extender.policy.products import normalise_product
-from extender.rules.engine import MAX_SCORE, exact_scores, filter_nodes, score_nodes
+from extender.rules.engine import MAX_SCORE, filter_and_score
 from extender.simulate.cluster import BoolArray, Cluster, PodRequest
 from extender.simulate.kube_scheduler import (
     DEFAULT_WEIGHTS,
@@ -143,10 +143,14 @@ class ExtenderScheduler:
     ) -> tuple[list[str], list[int] | list[float]]:
         """Our filter over the nodes the in-tree filters left, then our scores of those that
         passed: what `/filter` then `/prioritize` would answer."""
-        cache, policy = self.cache, self.policy
-        lookup, shape_of = cache.node_lookup, cache.shape_lookup
-        intent = pod_intent(pod, policy)
-        passed = filter_nodes(intent, candidates, lookup, cache, policy, shape_of).passed
-        if self.profile.exact:
-            return exact_scores(intent, passed, lookup, cache, policy, shape_of)
-        return score_nodes(intent, passed, lookup, cache, policy, shape_of)
+        cache = self.cache
+        result, scores = filter_and_score(
+            pod_intent(pod, self.policy),
+            candidates,
+            cache.node_lookup,
+            cache,
+            self.policy,
+            cache.shape_lookup,
+            exact=self.profile.exact,
+        )
+        return result.passed, scores

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal, TypeVar
@@ -24,7 +25,7 @@ from extender.policy.intent import (
     workload_inputs,
 )
 from extender.state.devices import charge, place_anyway
-from extender.state.features import NodeFeatures, features_of, node_facts
+from extender.state.features import HOSTNAME_KEY, NodeFeatures, features_of, node_facts
 from extender.state.shapes import NodeShape, ShapeTable
 from extender.wire.types import Node, Pod
 
@@ -120,6 +121,10 @@ class ClusterCache:
         self._shape_by_name: dict[str, NodeShape] = {}
         self._in_flight: dict[str, InFlight] = {}
         self._interned = _Interned()
+        self._memos: dict[Hashable, dict[Hashable, object]] = {}
+        self._demands: Counter[GpuDemand] = Counter()
+        self._mix: DemandMix = ()
+        self._mix_changes = 0  # pod changes since `_mix` was taken
         # False after a policy that reads other node inputs, until the nodes are relisted.
         self._node_facts_current = True
         self.in_flight_ttl = 10.0
@@ -196,6 +201,45 @@ class ClusterCache:
         held = self._in_flight.get(uid)
         return held.milli if held is not None and name in held.classes else 0
 
+    def demand_mix(self) -> DemandMix:
+        """The GPU demands of the cluster's pods (bound and pending), most common first,
+        with their share of pods: the workload that fragmentation-aware packing keeps
+        room for. The most common cover 95% of pods (FGD's "typical pods"); the snapshot
+        is retaken after pods change by a twentieth, so a verdict holds between retakes.
+        """
+        stale = self._mix_changes > max(_MIX_MIN_CHANGES, sum(self._demands.values()) // 20)
+        if stale or (self._mix_changes and not self._mix):
+            self._mix = _typical(self._demands)
+            self._mix_changes = 0
+            self._aggregates_changed()
+        return self._mix
+
+    def _count_demand(self, demand: GpuDemand, sign: int) -> None:
+        self._demands[demand] += sign
+        if self._demands[demand] <= 0:
+            del self._demands[demand]
+        self._mix_changes += 1
+
+    def rule_memo(self, key: Hashable) -> dict[Hashable, object]:
+        """A scratch dict for the rules engine, emptied whenever something a rule reads
+        beyond a node's shape changes: the class usage headroom rules read, the usage of
+        domains shared by several nodes, in-flight holds, the policy. Keyed by node shape,
+        it lets equal pods (replicas, jobs, a trace's repeats) reuse verdicts across calls.
+        """
+        memo = self._memos.get(key)
+        if memo is None:
+            if len(self._memos) >= _MAX_MEMOS:
+                self._memos.clear()
+            memo = self._memos[key] = {}
+        return memo
+
+    def _aggregates_changed(self, features: NodeFeatures | None = None) -> None:
+        """A cluster-wide fact rules read changed (None: not tied to one node's domains)."""
+        if not self._memos:
+            return
+        if features is None or self._policy.headroom or _in_shared_domain(features):
+            self._memos.clear()
+
     # ---- pods between filter and bind ---------------------------------------------------
 
     def hold_in_flight(self, uid: str, classes: frozenset[ClassName], milli: int) -> None:
@@ -209,6 +253,7 @@ class ClusterCache:
         if not classes or milli <= 0 or not uid:
             return
         self._in_flight[uid] = InFlight(classes, milli, self._clock() + self.in_flight_ttl)
+        self._aggregates_changed()
         for name in classes:
             self._classes.setdefault(name, ClassUsage()).in_flight += milli
 
@@ -216,6 +261,7 @@ class ClusterCache:
         held = self._in_flight.pop(uid, None)
         if held is None:
             return
+        self._aggregates_changed()
         for name in held.classes:
             usage = self._classes.get(name)
             if usage is not None:
@@ -323,6 +369,7 @@ class ClusterCache:
                     self._confirm(record)
                 return
             self._detach(record)
+            self._count_demand(record.demand, -1)
         record = PodRecord(
             uid=uid,
             namespace=sys.intern(pod.metadata.namespace),
@@ -332,6 +379,7 @@ class ClusterCache:
             demand=demand,
             inputs=inputs,
         )
+        self._count_demand(demand, +1)
         if node and not pod.spec.nodeName:
             record.assumed_until = self._clock() + self._assume_ttl
             self._assumed.add(uid)
@@ -344,6 +392,7 @@ class ClusterCache:
         self.release_in_flight(uid)
         record = self._pods.pop(uid, None)
         if record is not None:
+            self._count_demand(record.demand, -1)
             self._detach(record)
             self._assumed.discard(uid)
 
@@ -418,6 +467,7 @@ class ClusterCache:
         other labels or resources): they are marked not synced and must be listed again.
         """
         previous, self._policy = self._policy, policy
+        self._memos.clear()
         relist: set[Kind] = set()
         if policy.node_inputs != previous.node_inputs:
             relist.add("nodes")
@@ -487,6 +537,7 @@ class ClusterCache:
         self, features: NodeFeatures, record: PodRecord, sign: int, free_delta: int
     ) -> None:
         total = sign * record.demand.total_milli
+        self._aggregates_changed(features)
         _add(features.held, record.workload, total)
         for key, value in features.domains.items():
             _add(self._domains[key][value].held, record.workload, total)
@@ -494,6 +545,7 @@ class ClusterCache:
             self._classes[features.gpu_class.name].free += free_delta
 
     def _add_node_totals(self, features: NodeFeatures) -> None:
+        self._aggregates_changed(features)
         for key, value in features.domains.items():
             domain = self._domains.setdefault(key, {}).setdefault(value, DomainUsage())
             domain.capacity += features.capacity_milli
@@ -505,6 +557,7 @@ class ClusterCache:
             usage.nodes += 1
 
     def _remove_node_totals(self, features: NodeFeatures) -> None:
+        self._aggregates_changed(features)
         for key, value in features.domains.items():
             domains = self._domains[key]
             domain = domains[value]
@@ -519,6 +572,36 @@ class ClusterCache:
             usage.nodes -= 1
             if usage.nodes == 0 and usage.in_flight == 0:
                 del self._classes[features.gpu_class.name]
+
+
+_MAX_MEMOS = 1024
+_MIX_MIN_CHANGES = 20
+_MIX_COVERAGE = 0.95
+DemandMix = tuple[tuple[GpuDemand, float], ...]
+
+
+def _typical(demands: Counter[GpuDemand]) -> DemandMix:
+    """The most common demands covering 95% of pods, with weights summing to 1."""
+    total = sum(demands.values())
+    kept: list[tuple[GpuDemand, int]] = []
+    covered = 0
+    for demand, count in sorted(
+        demands.items(), key=lambda item: (-item[1], -item[0].gpus, -item[0].milli)
+    ):
+        if covered >= _MIX_COVERAGE * total:
+            break
+        kept.append((demand, count))
+        covered += count
+    return tuple((demand, count / covered) for demand, count in kept)
+
+
+def _in_shared_domain(features: NodeFeatures) -> bool:
+    """Whether the node belongs to a topology domain other nodes share (zone, rack...).
+
+    Its own hostname domain, or a domain it alone makes up because it lacks the label, is
+    described by the node's own usage, which its shape holds already.
+    """
+    return any(k != HOSTNAME_KEY and k in features.labels for k in features.domains)
 
 
 def _add(counts: dict[WorkloadName, int], workload: WorkloadName, amount: int) -> None:

@@ -6,6 +6,7 @@ in that fact share a verdict, and these properties fail.
 
 from __future__ import annotations
 
+import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -15,6 +16,7 @@ from extender.rules.engine import (
     check_node,
     combine,
     explain_nodes,
+    filter_and_score,
     filter_nodes,
     score_nodes,
 )
@@ -111,3 +113,75 @@ def test_filter_and_scores_per_shape_equal_those_per_node(
 
     explained = explain_nodes(intent, names, cache.node, cache, policy)
     assert {v.node: v.score for v in explained} == scores
+
+
+def _assert_memoised_equals_per_node(cache: ClusterCache, pod: Pod, names: list[str]) -> None:
+    policy = cache.policy
+    intent = pod_intent(pod, policy)
+    expected = per_node(cache, pod, names)
+    shape_of = cache.shape_lookup
+
+    result = filter_nodes(intent, names, cache.node, cache, policy, shape_of)
+    reasons = {**result.failed, **result.unresolvable}
+    assert {n: reasons.get(n) for n in names} == {n: r for n, (r, _) in expected.items()}
+    scored = dict(
+        zip(*score_nodes(intent, names, cache.node, cache, policy, shape_of), strict=True)
+    )
+    assert scored == {n: s for n, (_, s) in expected.items()}
+
+    both, passed_scores = filter_and_score(intent, names, cache.node, cache, policy, shape_of)
+    assert both.passed == result.passed
+    assert passed_scores == [scored[n] for n in result.passed]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    crowded_scenes(),
+    st.lists(
+        st.tuples(
+            st.sampled_from(["bind", "delete", "hold", "hold-own", "release", "renode"]),
+            st.integers(0, 100),
+            gpu_pods(),
+        ),
+        min_size=1,
+        max_size=10,
+    ),
+)
+def test_verdicts_memoised_across_calls_follow_the_cluster_as_it_changes(
+    scene: tuple[ClusterCache, Pod, list[str]],
+    steps: list[tuple[str, int, Pod]],
+) -> None:
+    """The memo (per pod and shape, across requests) never serves a stale verdict: every
+    change to what a rule reads beyond a shape empties it."""
+    cache, pod, names = scene
+    # The same pod spec under another uid: its own in-flight hold is not the first pod's.
+    twin = msgspec.structs.replace(
+        pod, metadata=msgspec.structs.replace(pod.metadata, uid="twin", name="twin")
+    )
+    nodes = [n for n in names if n != "ghost"]
+    own_uid = pod.metadata.uid
+    for step, (op, i, other) in enumerate(steps):
+        _assert_memoised_equals_per_node(cache, pod, names)
+        _assert_memoised_equals_per_node(cache, twin, names)
+        node = nodes[i % len(nodes)]
+        uid = f"step-{step}"
+        if op == "bind":
+            spec = msgspec.structs.replace(other.spec, nodeName=node)
+            meta = msgspec.structs.replace(other.metadata, uid=uid, name=uid)
+            status = msgspec.structs.replace(other.status, phase="Running")
+            cache.upsert_pod(Pod(metadata=meta, spec=spec, status=status))
+        elif op == "delete":
+            uids = [p.uid for p in cache.pods()]
+            if uids:
+                cache.delete_pod(uids[i % len(uids)])
+        elif op in ("hold", "hold-own"):
+            classes = frozenset(cache.policy.class_names[: 1 + i % 2])
+            cache.hold_in_flight(own_uid if op == "hold-own" else uid, classes, 1000 * (1 + i % 3))
+        elif op == "release":
+            cache.release_in_flight(own_uid)
+        else:
+            product, gpus, labels = CONFIGS[i % len(CONFIGS)]
+            cache.upsert_node(
+                make_node(node, product, gpus, labels=labels, resource_version=f"v{step}")
+            )
+    _assert_memoised_equals_per_node(cache, pod, names)

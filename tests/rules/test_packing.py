@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
-from extender.policy import pod_intent
+from extender.policy import Policy, load_policy_text, pod_intent
+from extender.policy.intent import GpuDemand
 from extender.rules import packing
 from extender.state import ClusterCache
-from tests.builders import example_policy, make_cache, make_node, make_pod
+from tests.builders import EXAMPLE_POLICY, PREFIX, example_policy, make_cache, make_node, make_pod
 
 
 @pytest.fixture
@@ -68,3 +70,74 @@ def test_strategies_are_picked_by_name(
     strategy: str, used_after: int, capacity: int, expected: float
 ) -> None:
     assert packing.STRATEGIES[strategy](used_after, capacity) == expected
+
+
+# ---- fragmentation (FGD) -----------------------------------------------------------------
+
+HALF = GpuDemand(1, 500)
+WHOLE = GpuDemand(1)
+TWO = GpuDemand(2)
+
+
+@pytest.mark.parametrize(
+    ("free", "demand", "expected"),
+    [
+        ([1000, 1000, 300, 0], HALF, 300),  # 300 free cannot hold a half share
+        ([1000, 600], HALF, 0),
+        ([1000, 1000, 300], WHOLE, 300),  # a partly used GPU is useless to whole pods
+        ([1000, 300, 200], TWO, 1500),  # too few whole GPUs: everything is a fragment
+        ([0, 0], WHOLE, 0),
+    ],
+)
+def test_unusable_capacity_is_what_a_demand_cannot_take(
+    free: list[int], demand: GpuDemand, expected: int
+) -> None:
+    assert packing.unusable(free, demand) == expected
+
+
+def test_a_shared_pod_fills_a_fragment_rather_than_break_a_whole_gpu() -> None:
+    mix = ((WHOLE, 0.5), (HALF, 0.5))
+    broken = make_node("broken", "L40S", 2)
+    fresh = make_node("fresh", "L40S", 2)
+    half = make_pod(
+        "half", 1, workload="batch", node="broken", phase="Running", annotations=_share(500)
+    )
+    waiting = make_pod("whole", 1, workload="batch")  # pending: counts in the mix too
+    cache = make_cache(_fragmentation_policy(), [broken, fresh], [half, waiting])
+    node_broken, node_fresh = cache.node("broken"), cache.node("fresh")
+    assert node_broken is not None
+    assert node_fresh is not None
+    assert dict(cache.demand_mix()) == dict(mix)
+
+    into_fragment = packing.fragment_growth(node_broken, HALF, mix)
+    into_whole = packing.fragment_growth(node_fresh, HALF, mix)
+
+    assert into_fragment == pytest.approx(-250.0)  # half of the mix could not use the 500
+    assert into_whole == pytest.approx(250.0)  # whole pods lose the GPU it breaks
+    pod = pod_intent(make_pod(gpus=1, workload="batch", annotations=_share(500)), cache.policy)
+    assert packing.score(pod, node_broken, cache, cache.policy) > packing.score(
+        pod, node_fresh, cache, cache.policy
+    )
+
+
+def test_the_typical_demands_come_from_the_cluster_pods() -> None:
+    pods = [make_pod(f"w{i}", 1, workload="batch", node="n", phase="Running") for i in range(30)]
+    pods += [
+        make_pod(f"s{i}", 1, workload="batch", annotations=_share(250), uid=f"s{i}")
+        for i in range(10)
+    ]
+    cache = make_cache(_fragmentation_policy(), [make_node("n", "L40S", 8)], pods)
+
+    mix = dict(cache.demand_mix())
+
+    assert mix == {WHOLE: pytest.approx(0.75), GpuDemand(1, 250): pytest.approx(0.25)}
+
+
+def _share(milli: int) -> dict[str, str]:
+    return {f"{PREFIX}gpu-milli": str(milli)}
+
+
+def _fragmentation_policy() -> Policy:
+    doc = yaml.safe_load(EXAMPLE_POLICY.read_text())
+    doc["workloadClasses"]["batch"]["packing"] = "fragmentation"
+    return load_policy_text(yaml.safe_dump(doc))
