@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup controlplane lint test unit demo bench clean
+.PHONY: setup controlplane lint test unit demo bench quality clean
 
 setup: $(STAMP)
 
@@ -44,6 +44,14 @@ test: lint controlplane
 # Writes docs/benchmarks.md. Quick: make bench BENCH_ARGS=--quick (or --only latency,...).
 bench: controlplane
 	PYTHONPATH=hack $(BIN)/python -m bench $(BENCH_ARGS)
+
+# Scheduling quality on the shipped openb traces, every model, seeds 42..51 (docs/quality.md).
+OPENB := ../shared/data/openb
+TRACES := default gpushare40 gpushare100 multigpu20 cpu050 gpuspec10 gpuspec20
+quality: $(STAMP)
+	$(BIN)/gpuclass-extender simulate --nodes $(OPENB)/openb_node_list_gpu_node.csv \
+	  $(foreach t,$(TRACES),--pods $(OPENB)/openb_pod_list_$(t).csv) \
+	  --policy manifests/examples/openb-policy.yaml --jobs 2 --report docs/quality.md $(QUALITY_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

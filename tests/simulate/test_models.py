@@ -163,7 +163,7 @@ def _pods_csv() -> str:
 def test_simulate_prints_a_table_and_writes_a_report_with_plots(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    nodes, pods, report = tmp_path / "nodes.csv", tmp_path / "tiny.csv", tmp_path / "report"
+    nodes, pods, report = tmp_path / "nodes.csv", tmp_path / "tiny.csv", tmp_path / "quality.md"
     nodes.write_text(NODES_CSV)
     pods.write_text(_pods_csv())
     policy = "manifests/examples/openb-policy.yaml"
@@ -176,5 +176,5 @@ def test_simulate_prints_a_table_and_writes_a_report_with_plots(
     assert (status, status_with_report) == (0, 0)
     assert "| default+extender |" in out
     assert "[6/6] tiny fgd seed 43" in err
-    assert (report / "tiny.png").stat().st_size > 10_000
-    assert "![tiny](tiny.png)" in (report / "report.md").read_text()
+    assert (tmp_path / "quality" / "tiny.png").stat().st_size > 10_000
+    assert "![tiny](quality/tiny.png)" in report.read_text()
