@@ -62,6 +62,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "extender-profile-exact, random, bestfit, dotprod, gpupacking, gpuclustering, fgd",
     )
     simulate.add_argument("--seeds", type=seeds, default="42-51", help="default 42-51")
+    simulate.add_argument(
+        "--scheduler-config",
+        type=Path,
+        help="KubeSchedulerConfiguration for extender-profile (default: the shipped "
+        "manifests/second-scheduler/scheduler-config.yaml)",
+    )
     simulate.add_argument("--jobs", type=int, default=1, help="parallel processes")
     simulate.add_argument(
         "--report",
@@ -73,17 +79,18 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def run(args: argparse.Namespace) -> int:
-    from extender.simulate.models import MODEL_NAMES, OUR_MODELS
+    from extender.simulate.models import MODEL_NAMES, OUR_MODELS, SECOND_SCHEDULER_CONFIG
     from extender.simulate.report import markdown, plot, summarise, table
     from extender.simulate.runner import Task, run_all
 
     command = " ".join(["gpuclass-extender", *sys.argv[1:]]) if sys.argv[1:] else "simulate"
     args.models = args.models or MODEL_NAMES
-    for path in (args.nodes, args.policy, *args.pods):
+    for path in (args.nodes, args.policy, *args.pods, *filter(None, [args.scheduler_config])):
         if not path.is_file():
             raise ExtenderError(f"{path}: no such file")
+    config = args.scheduler_config or SECOND_SCHEDULER_CONFIG
     tasks = [
-        Task(model, args.nodes, pods, args.policy, seed)
+        Task(model, args.nodes, pods, args.policy, seed, config)
         for pods in args.pods
         for model in args.models
         for seed in args.seeds
@@ -110,7 +117,8 @@ def run(args: argparse.Namespace) -> int:
             f"- command: `{command}`\n"
             f"- models: {', '.join(args.models)} (ours: "
             f"{', '.join(m for m in args.models if m in OUR_MODELS) or 'none'})\n"
-            f"- seeds: {', '.join(map(str, args.seeds))}; policy: `{args.policy}`\n"
+            f"- seeds: {', '.join(map(str, args.seeds))}; policy: `{args.policy}`; "
+            f"extender-profile: `{config}`\n"
             f"- took {time.perf_counter() - started:.0f} s with {args.jobs} process(es)\n\n"
             + markdown(summaries, images, args.report.parent)
         )

@@ -13,7 +13,7 @@ import numpy as np
 from extender.policy.compiled import Policy
 from extender.policy.loader import load_policy_file
 from extender.simulate.cluster import Cluster
-from extender.simulate.models import model_factory
+from extender.simulate.models import SECOND_SCHEDULER_CONFIG, model_factory
 from extender.simulate.protocol import Scheduler, run_seed
 from extender.simulate.separation import SeparationObserver
 from extender.simulate.trace import NodeTable, PodTable, read_nodes, read_pods
@@ -28,6 +28,8 @@ class Task:
     pods: Path
     policy: Path
     seed: int
+    scheduler_config: Path = SECOND_SCHEDULER_CONFIG
+    """The KubeSchedulerConfiguration `extender-profile` models (default: the shipped one)."""
 
     @property
     def trace(self) -> str:
@@ -73,7 +75,7 @@ def _policy(path: Path) -> Policy:
 def run_task(task: Task) -> RunResult:
     """One seed of one model, with our separation measures taken on the side."""
     policy = _policy(task.policy)
-    factory = model_factory(task.model, policy)
+    factory = model_factory(task.model, policy, task.scheduler_config)
     observers: list[SeparationObserver] = []
 
     def observed(cluster: Cluster, trace: PodTable, rng: np.random.Generator) -> Scheduler:
