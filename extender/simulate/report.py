@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,7 +16,9 @@ from extender.simulate.runner import RunResult
 
 
 def fmt(spread: Spread, digits: int = 2) -> str:
-    """`median [min-max]`, or the median alone when every seed agrees."""
+    """`median [min-max]`, or the median alone when every seed agrees; `-` for no value."""
+    if math.isnan(spread.median):
+        return "-"
     if spread.low == spread.high:
         return f"{spread.median:.{digits}f}"
     return f"{spread.median:.{digits}f} [{spread.low:.{digits}f}-{spread.high:.{digits}f}]"
@@ -64,13 +67,18 @@ def summarise(results: Sequence[RunResult]) -> list[Summary]:
                 seeds=len(runs),
                 unallocated=Spread.of([r.unallocated_pct for r in runs]),
                 colocated=Spread.of([r.colocated_pct for r in runs]),
-                preferred=Spread.of([r.preferred_pct for r in runs]),
+                preferred=_spread_of_known([r.preferred_pct for r in runs]),
                 failed=Spread.of([float(r.failed) for r in runs]),
                 seconds=Spread.of([r.seconds for r in runs]),
                 curve=tuple(float(x) for x in median_curve),
             )
         )
     return summaries
+
+
+def _spread_of_known(values: Sequence[float]) -> Spread:
+    known = [v for v in values if not math.isnan(v)]
+    return Spread.of(known) if known else Spread(math.nan, math.nan, math.nan)
 
 
 HEADER = (

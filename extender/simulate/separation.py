@@ -14,6 +14,7 @@ qos as priorityClassName), as the extender itself would resolve them.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,7 +35,8 @@ class SeparationOutcome:
     colocated_pct: float
     """Interactive GPU milli on nodes that also hold batch GPU milli, % of all interactive."""
     preferred_pct: float
-    """Interactive pods placed on a preferred class, % of those that had room there."""
+    """Interactive pods placed on a preferred class, % of those that had room there (NaN
+    when none had: the policy prefers no class, or its classes were always full)."""
     preferred_had_room: int
 
 
@@ -101,6 +103,8 @@ class SeparationObserver:
         shared = int(self.interactive_milli[self.batch_milli > 0].sum())
         return SeparationOutcome(
             colocated_pct=100.0 * shared / total if total else 0.0,
-            preferred_pct=100.0 * self.on_preferred / self.had_room if self.had_room else 100.0,
+            preferred_pct=(
+                100.0 * self.on_preferred / self.had_room if self.had_room else math.nan
+            ),
             preferred_had_room=self.had_room,
         )
