@@ -187,14 +187,24 @@ class Cluster:
                 raise ValueError(
                     f"GPU {gpu} of node {self.names[node]} cannot give {pod.gpu_milli} milli"
                 )
-        self.cpu_free[node] -= pod.cpu_milli
-        self.memory_free[node] -= pod.memory_mib
+        self._book(node, gpus, pod, +1)
+
+    def release(self, node: int, gpus: Sequence[int], pod: PodRequest) -> None:
+        """Undo `place` for a pod that leaves (time-ordered replays)."""
+        row = self.gpu_free[node]
+        if any(row[g] + pod.gpu_milli > WHOLE_GPU for g in gpus):
+            raise ValueError(f"pod {pod} does not hold GPUs {list(gpus)} of {self.names[node]}")
+        self._book(node, gpus, pod, -1)
+
+    def _book(self, node: int, gpus: Sequence[int], pod: PodRequest, sign: int) -> None:
+        self.cpu_free[node] -= sign * pod.cpu_milli
+        self.memory_free[node] -= sign * pod.memory_mib
         if pod.num_gpu:
             row = self.gpu_free[node]
-            row[list(gpus)] -= pod.gpu_milli
+            row[list(gpus)] -= sign * pod.gpu_milli
             self.gpu_free_total[node] = row.sum()
             self.max_gpu_free[node] = row.max()
             self.whole_free_gpus[node] = int((row == WHOLE_GPU).sum())
-            self.pod_kinds[node, pod.kind] += 1
-            self.allocated_gpu_milli += pod.total_gpu_milli
+            self.pod_kinds[node, pod.kind] += sign
+            self.allocated_gpu_milli += sign * pod.total_gpu_milli
         self.version[node] += 1

@@ -136,7 +136,12 @@ class ExtenderScheduler:
         gpus = device_plugin_gpus(cluster, pod, node)
         # What the watch would deliver once the pod is bound.
         self.cache.upsert_pod(trace_pod(pod, uid, self.policy, node=cluster.names[node]))
-        return Placement(node, gpus)
+        return Placement(node, gpus, token=uid)
+
+    def release(self, cluster: Cluster, pod: PodRequest, placement: Placement) -> None:
+        """The pod left: what the watch's DELETED event does."""
+        if isinstance(placement.token, str):
+            self.cache.delete_pod(placement.token)
 
     def filter_and_score(
         self, pod: Pod, candidates: list[str]

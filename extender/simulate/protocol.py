@@ -51,6 +51,8 @@ class Placement:
 
     node: int
     gpus: tuple[int, ...] = ()
+    token: object = None
+    """The scheduler's own handle on the pod, given back to `Releasing.release`."""
 
 
 class Scheduler(Protocol):
@@ -67,6 +69,12 @@ class Scheduler(Protocol):
     def decide(
         self, cluster: Cluster, pod: PodRequest, feasible: BoolArray, rng: np.random.Generator
     ) -> Placement | None: ...
+
+
+class Releasing(Protocol):
+    """A scheduler that keeps state per placed pod and must hear when one leaves."""
+
+    def release(self, cluster: Cluster, pod: PodRequest, placement: Placement) -> None: ...
 
 
 SchedulerFactory = Callable[[Cluster, PodTable, np.random.Generator], Scheduler]

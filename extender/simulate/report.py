@@ -12,7 +12,7 @@ import numpy as np
 
 from extender.simulate.protocol import Spread
 from extender.simulate.published import PUBLISHED
-from extender.simulate.runner import RunResult
+from extender.simulate.runner import RunResult, TimelineResult
 
 
 def fmt(spread: Spread, digits: int = 2) -> str:
@@ -150,9 +150,68 @@ def plot(summaries: Sequence[Summary], directory: Path) -> list[Path]:
     return written
 
 
-def markdown(summaries: Sequence[Summary], images: Sequence[Path], relative_to: Path) -> str:
-    parts = [table(summaries)]
+def image_links(images: Sequence[Path], relative_to: Path) -> str:
+    parts = []
     for image in images:
         parts.append(f"![{image.stem}]({image.relative_to(relative_to).as_posix()})")
         parts.append("")
     return "\n".join(parts)
+
+
+TIMELINE_HEADER = (
+    "| model | seed | pods placed | still pending at the end | mean wait s | mean pending "
+    "| max pending | mean co-located % | s |"
+)
+
+
+def timeline_table(results: Sequence[TimelineResult]) -> str:
+    """Per trace, one row per (model, seed) of a time-ordered replay."""
+    lines: list[str] = []
+    for trace in dict.fromkeys(r.trace for r in results):
+        speedup = next(r.timeline.speedup for r in results if r.trace == trace)
+        lines += [
+            f"**{trace}** (time-ordered: pods leave, pods that do not fit wait; arrivals "
+            f"{speedup:.0f}x faster than recorded)",
+            "",
+        ]
+        lines += [TIMELINE_HEADER, "|---|---|---|---|---|---|---|---|---|"]
+        for r in (r for r in results if r.trace == trace):
+            samples = r.timeline.samples
+            pending = [s.pending for s in samples] or [0]
+            colocated = [s.colocated_pct for s in samples] or [0.0]
+            lines.append(
+                f"| {r.model} | {r.seed} | {r.timeline.placed} | {r.timeline.never_placed} "
+                f"| {r.timeline.mean_wait_seconds:.0f} | {np.mean(pending):.1f} "
+                f"| {max(pending)} | {np.mean(colocated):.1f} | {r.seconds:.1f} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot_timelines(results: Sequence[TimelineResult], directory: Path) -> list[Path]:
+    """Per trace: pending pods and co-location over trace time, a line per model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for trace in dict.fromkeys(r.trace for r in results):
+        figure, (pending, colocated) = plt.subplots(2, 1, figsize=(11, 6.5), sharex=True)
+        for r in (r for r in results if r.trace == trace):
+            hours = [s.time / 3600 for s in r.timeline.samples]
+            label = f"{r.model} (seed {r.seed})"
+            pending.plot(hours, [s.pending for s in r.timeline.samples], label=label, lw=1)
+            colocated.plot(hours, [s.colocated_pct for s in r.timeline.samples], label=label, lw=1)
+        pending.set_ylabel("pods pending")
+        pending.set_title(f"{trace}: time-ordered replay")
+        pending.legend(fontsize=7)
+        colocated.set_ylabel("interactive GPUs on nodes with batch, %")
+        colocated.set_xlabel("trace time, hours")
+        figure.tight_layout()
+        path = directory / f"{trace}-timeline.png"
+        figure.savefig(path, dpi=110)
+        plt.close(figure)
+        written.append(path)
+    return written

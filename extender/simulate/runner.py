@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
 from extender.policy.compiled import Policy
 from extender.policy.loader import load_policy_file
-from extender.simulate.cluster import Cluster
+from extender.simulate.cluster import Cluster, pod_requests
 from extender.simulate.models import SECOND_SCHEDULER_CONFIG, model_factory
-from extender.simulate.protocol import Scheduler, run_seed
+from extender.simulate.protocol import Scheduler, run_seed, scheduling_rng
 from extender.simulate.separation import SeparationObserver
+from extender.simulate.timeline import Timeline, replay_timeline, speedup_for_load
 from extender.simulate.trace import NodeTable, PodTable, read_nodes, read_pods
 
 
@@ -30,6 +33,8 @@ class Task:
     seed: int
     scheduler_config: Path = SECOND_SCHEDULER_CONFIG
     """The KubeSchedulerConfiguration `extender-profile` models (default: the shipped one)."""
+    load: float = 0.4
+    """Time-ordered replays: offered GPU load the arrivals are compressed to."""
 
     @property
     def trace(self) -> str:
@@ -99,21 +104,53 @@ def run_task(task: Task) -> RunResult:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class TimelineResult:
+    """One model replaying a trace in time order (pods leave; pods that do not fit wait)."""
+
+    model: str
+    trace: str
+    seed: int
+    timeline: Timeline
+    seconds: float
+
+
+def run_timeline_task(task: Task) -> TimelineResult:
+    policy = _policy(task.policy)
+    nodes, pods = _nodes(task.nodes), _pods(task.pods)
+    started = time.perf_counter()
+    cluster = Cluster.from_nodes(nodes)
+    rng = scheduling_rng(task.seed)
+    inner = model_factory(task.model, policy, task.scheduler_config)(cluster, pods, rng)
+    speedup = speedup_for_load(pods, cluster.gpu_capacity_milli, task.load)
+    observer = SeparationObserver(inner, cluster, policy)
+    timeline = replay_timeline(cluster, pod_requests(pods), pods, observer, rng, speedup)
+    return TimelineResult(
+        task.model, task.trace, task.seed, timeline, time.perf_counter() - started
+    )
+
+
+R = TypeVar("R", RunResult, TimelineResult)
+
+
 def run_all(
-    tasks: Sequence[Task], jobs: int = 1, progress: Callable[[int, RunResult], None] | None = None
-) -> list[RunResult]:
-    """Every task, in `jobs` processes; results in the order of `tasks`."""
-    results: list[RunResult] = []
-    for done, result in enumerate(_results(tasks, jobs), start=1):
+    tasks: Sequence[Task],
+    run: Callable[[Task], R],
+    jobs: int = 1,
+    progress: Callable[[int, R], None] | None = None,
+) -> list[R]:
+    """`run` on every task, in `jobs` processes; results in the order of `tasks`."""
+    results: list[R] = []
+    for done, result in enumerate(_results(tasks, run, jobs), start=1):
         results.append(result)
         if progress is not None:
             progress(done, result)
     return results
 
 
-def _results(tasks: Sequence[Task], jobs: int) -> Iterator[RunResult]:
+def _results(tasks: Sequence[Task], run: Callable[[Task], R], jobs: int) -> Iterator[R]:
     if jobs <= 1:
-        yield from map(run_task, tasks)
+        yield from map(run, tasks)
         return
     with ProcessPoolExecutor(max_workers=jobs) as pool:
-        yield from pool.map(run_task, tasks)
+        yield from pool.map(run, tasks)

@@ -98,11 +98,26 @@ class SeparationObserver:
                 self.batch_milli[choice.node] += pod.total_gpu_milli
         return choice
 
-    def outcome(self) -> SeparationOutcome:
+    def release(self, cluster: Cluster, pod: PodRequest, placement: Placement) -> None:
+        """A pod left (time-ordered replays): forget its GPUs, tell the scheduler."""
+        workload = self.workload_of(pod)
+        if workload == self.interactive:
+            self.interactive_milli[placement.node] -= pod.total_gpu_milli
+        elif workload == self.batch:
+            self.batch_milli[placement.node] -= pod.total_gpu_milli
+        release = getattr(self.inner, "release", None)
+        if release is not None:
+            release(cluster, pod, placement)
+
+    def colocated_pct(self) -> float:
+        """Interactive GPU milli on nodes also holding batch GPU milli, % (now)."""
         total = int(self.interactive_milli.sum())
         shared = int(self.interactive_milli[self.batch_milli > 0].sum())
+        return 100.0 * shared / total if total else 0.0
+
+    def outcome(self) -> SeparationOutcome:
         return SeparationOutcome(
-            colocated_pct=100.0 * shared / total if total else 0.0,
+            colocated_pct=self.colocated_pct(),
             preferred_pct=(
                 100.0 * self.on_preferred / self.had_room if self.had_room else math.nan
             ),
