@@ -48,10 +48,13 @@ bench: controlplane
 # Scheduling quality on the shipped openb traces, every model, seeds 42..51 (docs/quality.md).
 OPENB := ../shared/data/openb
 TRACES := default gpushare40 gpushare100 multigpu20 cpu050 gpuspec10 gpuspec20
+SIMULATE := $(BIN)/gpuclass-extender simulate --nodes $(OPENB)/openb_node_list_gpu_node.csv \
+	  --policy manifests/examples/openb-policy.yaml --jobs 2
 quality: $(STAMP)
-	$(BIN)/gpuclass-extender simulate --nodes $(OPENB)/openb_node_list_gpu_node.csv \
-	  $(foreach t,$(TRACES),--pods $(OPENB)/openb_pod_list_$(t).csv) \
-	  --policy manifests/examples/openb-policy.yaml --jobs 2 --report docs/quality.md $(QUALITY_ARGS)
+	$(SIMULATE) $(foreach t,$(TRACES),--pods $(OPENB)/openb_pod_list_$(t).csv) \
+	  --report docs/quality.md $(QUALITY_ARGS)
+	$(SIMULATE) --mode timeline --pods $(OPENB)/openb_pod_list_default.csv \
+	  --models default,default+extender,extender-profile,fgd --report docs/quality-timeline.md
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
