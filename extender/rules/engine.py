@@ -310,10 +310,7 @@ def score_nodes(
     keeps a prioritize-only configuration from ranking a wrong GPU class first. The same
     numbers as explain_nodes, without an explanation per node (this is the hot path).
     """
-    grouped = _group(names, lookup, shape_of)
-    rules = _Rules(pod, cluster, policy, shape_of is not None)
-    totals = rules.totals(grouped, rules.verdicts(grouped), combine, 0)
-    return grouped.names, _per_node(grouped, totals)
+    return _scores(pod, _group(names, lookup, shape_of), cluster, policy, shape_of, combine, 0)
 
 
 def exact_scores(
@@ -326,8 +323,20 @@ def exact_scores(
 ) -> tuple[list[str], list[float]]:
     """As score_nodes, before rounding to the wire's integers (what quantising costs)."""
     grouped = _group(names, lookup, shape_of)
+    return _scores(pod, grouped, cluster, policy, shape_of, weighted_mean, 0.0)
+
+
+def _scores(
+    pod: PodIntent,
+    grouped: _Grouped,
+    cluster: ClusterView,
+    policy: Policy,
+    shape_of: ShapeOf | None,
+    combined: Callable[[dict[str, float], dict[str, float]], _S],
+    rejected: _S,
+) -> tuple[list[str], list[_S]]:
     rules = _Rules(pod, cluster, policy, shape_of is not None)
-    totals = rules.totals(grouped, rules.verdicts(grouped), weighted_mean, 0.0)
+    totals = rules.totals(grouped, rules.verdicts(grouped), combined, rejected)
     return grouped.names, _per_node(grouped, totals)
 
 
