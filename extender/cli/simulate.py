@@ -73,7 +73,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         type=float,
         default=0.4,
         help="timeline: compress arrivals so the GPUs requested by live pods average this "
-        "share of the cluster while pods arrive (default 0.4, peaking near 0.9 on the openb "
+        "share of the cluster while pods arrive (default 0.4, peaking near 0.8 on the openb "
         "traces; at their own pace ~0.6%%)",
     )
     simulate.add_argument(
