@@ -108,7 +108,8 @@ class Separation(_Model):
     avoid: tuple[str, ...] = ()
     """Workload classes whose pods this class keeps away from."""
     mode: Literal["hard", "soft", "off"] = "soft"
-    """`soft`: score falls with the avoided pods' GPU share; `hard`: refuse such domains
+    """`soft`: a domain with avoided pods scores at most half, less the more GPUs they
+    hold; `hard`: refuse such domains
     (symmetric: their pods are refused here too); `off`: ignore."""
     topology_key: str = Field(default="kubernetes.io/hostname", pattern=LABEL_KEY)
     """Domain of separation: node (`kubernetes.io/hostname`), rack or zone label."""

@@ -45,10 +45,10 @@ def check(cache: ClusterCache, node: str, workload: str) -> Reject | None:
 
 @pytest.mark.parametrize(
     ("batch_gpus", "expected"),
-    [(0, 1.0), (1, 0.875), (2, 0.75), (4, 0.5), (8, 0.0)],
+    [(0, 1.0), (1, 0.4375), (2, 0.375), (4, 0.25), (8, 0.0)],
     ids=["none", "one-of-eight", "quarter", "half", "full"],
 )
-def test_the_soft_score_falls_with_the_share_of_gpus_avoided_pods_hold(
+def test_any_avoided_pod_halves_the_soft_score_and_more_gpus_lower_it_further(
     batch_gpus: int, expected: float
 ) -> None:
     pods = [running("batch", "n1", batch_gpus)] if batch_gpus else []
@@ -73,7 +73,7 @@ def test_batch_pods_avoid_nodes_hosting_interactive_pods() -> None:
         [running("interactive", "n1", 2)],
     )
 
-    assert score(cache, "n1", "batch") == pytest.approx(0.75)
+    assert score(cache, "n1", "batch") == pytest.approx(0.5 * 0.75)
     assert score(cache, "n2", "batch") == 1.0
 
 
@@ -152,8 +152,8 @@ def zoned(example_doc: dict[str, Any]) -> ClusterCache:
 
 
 def test_a_pod_avoids_a_node_whose_zone_mate_runs_batch(zoned: ClusterCache) -> None:
-    assert score(zoned, "n1", "interactive") == pytest.approx(1 - 4 / 16)
-    assert score(zoned, "n2", "interactive") == pytest.approx(1 - 4 / 16)
+    assert score(zoned, "n1", "interactive") == pytest.approx(0.5 * (1 - 4 / 16))
+    assert score(zoned, "n2", "interactive") == pytest.approx(0.5 * (1 - 4 / 16))
     assert score(zoned, "n3", "interactive") == 1.0
     # batch still separates per node, so the zone does not matter to it
     assert score(zoned, "n1", "batch") == 1.0
