@@ -106,6 +106,8 @@ def check_node(
 
 ShapeOf = Callable[[str], Hashable | None]
 _MISSING = object()
+# (applicable components, combine function) -> a small int: cheap to hash in memo keys.
+_SIGNATURES: dict[tuple[tuple[str, ...], Callable[..., object]], int] = {}
 _MAX_MEMO_ENTRIES = 50_000
 
 
@@ -176,9 +178,20 @@ class _Rules:
         weights = {c: w for c, w, _ in components}
         totals: dict[Hashable | None, _S] = {key: rejected for key in grouped.members}
         totals[None] = rejected
+        # Which components apply depends on the candidates, so a memoised total is keyed
+        # by them (and by how they combine) besides the shape.
+        signature = _SIGNATURES.setdefault((tuple(weights), combined), len(_SIGNATURES))
+        memo = self.memo
         for key, node in passing.items():
+            if memo is not None:
+                total = memo.get((key, signature), _MISSING)
+                if total is not _MISSING:
+                    totals[key] = total  # type: ignore[assignment]
+                    continue
             parts = {c: self.part(key, node, c, score) for c, _, score in components}
             totals[key] = combined(parts, weights)
+            if memo is not None:
+                memo[(key, signature)] = totals[key]
         return totals
 
 
