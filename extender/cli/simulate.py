@@ -147,7 +147,7 @@ def _say(done: int, total: int, text: str) -> None:
 
 
 def _paper(tasks: list[Task], jobs: int, images_to: Path | None) -> tuple[str, list[Path]]:
-    from extender.simulate.report import plot, summarise, table
+    from extender.simulate.report import plot, summarise, table, write_curves
     from extender.simulate.runner import run_all, run_task
 
     def progress(done: int, r: RunResult) -> None:
@@ -159,7 +159,13 @@ def _paper(tasks: list[Task], jobs: int, images_to: Path | None) -> tuple[str, l
         )
 
     summaries = summarise(run_all(tasks, run_task, jobs, progress))
-    return table(summaries), plot(summaries, images_to) if images_to else []
+    if images_to is None:
+        return table(summaries), []
+    curves = write_curves(summaries, images_to)
+    note = (
+        f"Allocation at every arrived percent: [{curves.name}]({images_to.name}/{curves.name}).\n"
+    )
+    return table(summaries) + "\n" + note, plot(summaries, images_to)
 
 
 def _timeline(tasks: list[Task], jobs: int, images_to: Path | None) -> tuple[str, list[Path]]:

@@ -215,3 +215,17 @@ def plot_timelines(results: Sequence[TimelineResult], directory: Path) -> list[P
         plt.close(figure)
         written.append(path)
     return written
+
+
+def write_curves(summaries: Sequence[Summary], directory: Path) -> Path:
+    """The allocation at every arrived percent, per trace and model (median of seeds), as
+    CSV: the numbers behind the plots."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "allocation.csv"
+    width = max(len(s.curve) for s in summaries)
+    rows = ["trace,model," + ",".join(f"arrived_{p}" for p in range(width))]
+    for s in summaries:
+        cells = ["" if math.isnan(x) else f"{x:.3f}" for x in s.curve]
+        rows.append(",".join([s.trace, s.model, *cells]))
+    path.write_text("\n".join(rows) + "\n")
+    return path

@@ -178,3 +178,7 @@ def test_simulate_prints_a_table_and_writes_a_report_with_plots(
     assert "[6/6] tiny fgd seed 43" in err
     assert (tmp_path / "quality" / "tiny.png").stat().st_size > 10_000
     assert "![tiny](quality/tiny.png)" in report.read_text()
+    curves = (tmp_path / "quality" / "allocation.csv").read_text().splitlines()
+    assert curves[0].startswith("trace,model,arrived_0,arrived_1,")
+    assert curves[1].startswith("tiny,fgd,")
+    assert len(curves[1].split(",")) == 2 + 131
