@@ -157,6 +157,11 @@ class _Rules:
             value = self.memo[memo_key] = score(self.pod, node, self.cluster, self.policy)
         return value  # type: ignore[return-value]
 
+    def parts(
+        self, key: Hashable, node: NodeFeatures, components: list[tuple[str, float, ScoreFn]]
+    ) -> dict[str, float]:
+        return {c: self.part(key, node, c, score) for c, _, score in components}
+
     def verdicts(self, grouped: _Grouped) -> dict[Hashable | None, Reject | None]:
         verdicts: dict[Hashable | None, Reject | None] = {
             key: self.check(key, node) for key, node in grouped.members.items()
@@ -188,8 +193,7 @@ class _Rules:
                 if total is not _MISSING:
                     totals[key] = total  # type: ignore[assignment]
                     continue
-            parts = {c: self.part(key, node, c, score) for c, _, score in components}
-            totals[key] = combined(parts, weights)
+            totals[key] = combined(self.parts(key, node, components), weights)
             if memo is not None:
                 memo[(key, signature)] = totals[key]
         return totals
@@ -389,17 +393,16 @@ def explain_nodes(
     those, so an explanation shows the scores the scheduler gets.
     """
     grouped = _group(names, lookup, None)
-    rejects: dict[Hashable | None, Reject | None] = {
-        key: check_node(pod, node, cluster, policy) for key, node in grouped.members.items()
-    }
-    rejects[None] = check_node(pod, None, cluster, policy)
+    rules = _Rules(pod, cluster, policy, memoise=False)
+    rejects = rules.verdicts(grouped)
     passing = [node for key, node in grouped.members.items() if rejects[key] is None]
     components = applicable_components(pod, passing, policy)
     weights = {c: w for c, w, _ in components}
-    parts_of: dict[Hashable | None, dict[str, float]] = {}
-    for key, node in grouped.members.items():
-        if rejects[key] is None:
-            parts_of[key] = {c: score(pod, node, cluster, policy) for c, _, score in components}
+    parts_of = {
+        key: rules.parts(key, node, components)
+        for key, node in grouped.members.items()
+        if rejects[key] is None
+    }
     verdicts = []
     for name, key in zip(grouped.names, grouped.keys, strict=True):
         reject = rejects[key]
