@@ -25,7 +25,7 @@ from extender.policy.intent import (
     workload_inputs,
 )
 from extender.state.devices import charge, place_anyway
-from extender.state.features import HOSTNAME_KEY, NodeFeatures, features_of, node_facts
+from extender.state.features import HOSTNAME_KEY, NodeFeatures, features_of, node_features
 from extender.state.shapes import NodeShape, ShapeTable
 from extender.wire.types import Node, Pod
 
@@ -173,7 +173,7 @@ class ClusterCache:
         cached = self._nodes.get(node.metadata.name)
         if cached is not None and cached.resource_version == node.metadata.resourceVersion:
             return cached
-        features = features_of(node_facts(node, self._policy), self._policy)
+        features = node_features(node, self._policy)
         for record in self.pods_on(node.metadata.name):
             devices = place_anyway(features.free, record.demand)
             charge(features.free, devices, record.demand.milli, +1)
@@ -226,6 +226,9 @@ class ClusterCache:
         domains shared by several nodes, in-flight holds, the policy. Keyed by node shape,
         it lets equal pods (replicas, jobs, a trace's repeats) reuse verdicts across calls.
         """
+        # The demand mix is retaken lazily; settle it before a request starts, so that all
+        # of one request's scores read the same mix.
+        self.demand_mix()
         memo = self._memos.get(key)
         if memo is None:
             if len(self._memos) >= _MAX_MEMOS:
@@ -296,7 +299,7 @@ class ClusterCache:
         unchanged = known is not None and version and known.resource_version == version
         if unchanged and self._node_facts_current:
             return  # a relist returns every node; most have not changed
-        self._set_node(features_of(node_facts(node, self._policy), self._policy))
+        self._set_node(node_features(node, self._policy))
 
     def _set_node(self, features: NodeFeatures) -> None:
         name = features.name
