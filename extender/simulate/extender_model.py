@@ -17,10 +17,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from extender.policy.compiled import Policy
-from extender.policy.intent import WHOLE_GPU, pod_intent
-from extender.policy.node_class import class_for_product
-from extender.policy.products import normalise_product
+from extender.policy.compiled import ClassName, Policy, WorkloadName
+from extender.policy.intent import WHOLE_GPU, WorkloadInputs, pod_intent, workload_from
+from extender.policy.node_class import classify_node
 from extender.rules.engine import MAX_SCORE, filter_and_score
 from extender.simulate.cluster import BoolArray, Cluster, PodRequest
 from extender.simulate.kube_scheduler import (
@@ -62,13 +61,27 @@ class ExtenderProfile:
     exact: bool = False
 
 
+def _model_labels(model: str, policy: Policy) -> dict[str, str]:
+    """The product label GFD would put on a node with this GPU model."""
+    product_labels = policy.document.node_classification.product_labels
+    return {product_labels[0]: model} if model and product_labels else {}
+
+
+def model_class(model: str, policy: Policy) -> ClassName | None:
+    """The class the cache gives a node with this GPU model (None: no class)."""
+    return classify_node(_model_labels(model, policy), policy).name
+
+
+def trace_workload(pod: PodRequest, policy: Policy) -> WorkloadName:
+    """The workload class the cache gives a trace pod (its qos is its priorityClassName)."""
+    inputs = WorkloadInputs(label=None, priority_class=pod.qos, owner_kinds=())
+    return workload_from(inputs, policy)[0] or policy.default_workload
+
+
 def trace_node(cluster: Cluster, index: int, policy: Policy) -> Node:
     """The Node object a trace node would be: GFD's product label, allocatable GPUs."""
     name = cluster.names[index]
-    labels = {HOSTNAME_LABEL: name}
-    product_labels = policy.document.node_classification.product_labels
-    if cluster.models[index] and product_labels:
-        labels[product_labels[0]] = cluster.models[index]
+    labels = {HOSTNAME_LABEL: name, **_model_labels(cluster.models[index], policy)}
     return Node(
         metadata=ObjectMeta(name=name, resourceVersion="1", labels=labels),
         status=NodeStatus(
@@ -89,7 +102,7 @@ def trace_pod(pod: PodRequest, uid: str, policy: Policy, node: str = "") -> Pod:
     if pod.num_gpu == 1 and pod.gpu_milli < WHOLE_GPU:
         annotations[keys.pod_gpu_milli] = str(pod.gpu_milli)
     if pod.gpu_spec:
-        classes = {class_for_product(normalise_product(model), policy) for model in pod.gpu_spec}
+        classes = {model_class(model, policy) for model in pod.gpu_spec}
         annotations[keys.pod_required_classes] = ",".join(sorted(c for c in classes if c))
     limits: dict[str, Quantity] = {policy.gpu_resource: pod.num_gpu} if pod.num_gpu else {}
     return Pod(

@@ -20,9 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from extender.policy.compiled import ClassName, Policy, WorkloadName
-from extender.policy.node_class import class_for_product
-from extender.policy.products import normalise_product
 from extender.simulate.cluster import BoolArray, Cluster, PodRequest
+from extender.simulate.extender_model import model_class, trace_workload
 from extender.simulate.protocol import Placement, Scheduler
 from extender.simulate.trace import IntArray
 
@@ -48,10 +47,7 @@ class SeparationObserver:
         self.policy = policy
         self.interactive = policy.priority_class_workloads.get(INTERACTIVE_QOS)
         self.batch = policy.priority_class_workloads.get(BATCH_QOS)
-        classes = [
-            class_for_product(normalise_product(model), policy) if model else None
-            for model in cluster.models
-        ]
+        classes = [model_class(model, policy) for model in cluster.models]
         self.class_names = tuple(sorted({c for c in classes if c is not None}))
         index = {name: i for i, name in enumerate(self.class_names)}
         self.node_class: IntArray = np.array(
@@ -74,7 +70,7 @@ class SeparationObserver:
         return np.isin(self.node_class, sorted(wanted))
 
     def workload_of(self, pod: PodRequest) -> WorkloadName:
-        return self.policy.priority_class_workloads.get(pod.qos, self.policy.default_workload)
+        return trace_workload(pod, self.policy)
 
     def decide(
         self, cluster: Cluster, pod: PodRequest, feasible: BoolArray, rng: np.random.Generator
