@@ -7,8 +7,8 @@ shown to an admin is the decision the scheduler got.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
+from dataclasses import dataclass
 from itertools import compress, repeat
 from operator import is_
 from typing import TypeVar
@@ -60,21 +60,57 @@ _S = TypeVar("_S", int, float)
 
 @dataclass(slots=True)
 class FilterResult:
-    passed: list[str] = field(default_factory=list)
-    failed: dict[str, str] = field(default_factory=dict)
-    unresolvable: dict[str, str] = field(default_factory=dict)
-    # How many of the request's nodes each reject applied to (one entry per distinct reject).
-    reject_counts: dict[Reject, int] = field(default_factory=dict)
+    """Which nodes passed, and why the others did not.
+
+    Only `passed` is built eagerly: the reasons and counts are built when asked for (the
+    server asks once per request; the simulator never does).
+    """
+
+    passed: list[str]
     # One node of each group that passed: what holds class-wide facts about `passed`.
-    passed_groups: list[NodeFeatures] = field(default_factory=list)
-    # Per request node: its reject or None, for `rejects`.
-    _names: list[str] = field(default_factory=list)
-    _verdicts: list[Reject | None] = field(default_factory=list)
+    passed_groups: list[NodeFeatures]
+    _grouped: _Grouped
+    _verdicts: dict[Hashable | None, Reject | None]
+
+    @property
+    def failed(self) -> dict[str, str]:
+        """Node -> reason, for nodes a change in the cluster could admit."""
+        return self._reasons(resolvable=True)
+
+    @property
+    def unresolvable(self) -> dict[str, str]:
+        """Node -> reason, for nodes nothing short of a change to the pod or node admits."""
+        return self._reasons(resolvable=False)
+
+    @property
+    def reject_counts(self) -> dict[Reject, int]:
+        """How many of the request's nodes each reject applied to."""
+        # Counted per group, then per reject: Reject hashes in Python, a shape in C.
+        counts: Counter[Reject] = Counter()
+        for key, count in Counter(self._grouped.keys).items():
+            reject = self._verdicts[key]
+            if reject is not None:
+                counts[reject] += count
+        return counts
 
     @property
     def rejects(self) -> dict[str, Reject]:
-        """Node name -> its reject (built on demand: the hot path needs only the counts)."""
-        return {n: r for n, r in zip(self._names, self._verdicts, strict=True) if r is not None}
+        """Node name -> its reject."""
+        per_node = _per_node(self._grouped, self._verdicts)
+        return dict(
+            zip(compress(self._grouped.names, per_node), filter(None, per_node), strict=True)
+        )
+
+    def _reasons(self, resolvable: bool) -> dict[str, str]:
+        reason_of = {
+            k: r.reason
+            for k, r in self._verdicts.items()
+            if r is not None and r.resolvable == resolvable
+        }
+        if not reason_of:
+            return {}
+        per = list(map(reason_of.get, self._grouped.keys))
+        return dict(zip(compress(self._grouped.names, per), filter(None, per), strict=True))
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,11 +199,17 @@ class _Rules:
         return {c: self.part(key, node, c, score) for c, _, score in components}
 
     def verdicts(self, grouped: _Grouped) -> dict[Hashable | None, Reject | None]:
-        verdicts: dict[Hashable | None, Reject | None] = {
-            key: self.check(key, node) for key, node in grouped.members.items()
-        }
+        members = grouped.members
+        verdicts: dict[Hashable | None, object]
+        if self.memo is None:
+            verdicts = {key: self.check(key, node) for key, node in members.items()}
+        else:
+            # Look every group up in C; run the rules in Python only for the misses.
+            verdicts = _memo_lookup(self.memo, members)
+            for key in _missing(verdicts):
+                verdicts[key] = self.check(key, members[key])
         verdicts[None] = check_node(self.pod, None, self.cluster, self.policy)
-        return verdicts
+        return verdicts  # type: ignore[return-value]
 
     def totals(
         self,
@@ -178,25 +220,42 @@ class _Rules:
     ) -> dict[Hashable | None, _S]:
         """Per group: the combined score of the components that apply, `rejected` for
         groups our filter rejects."""
-        passing = {k: n for k, n in grouped.members.items() if verdicts[k] is None}
+        members = grouped.members
+        passing = dict(
+            compress(members.items(), map(is_, map(verdicts.__getitem__, members), repeat(None)))
+        )
         components = applicable_components(self.pod, list(passing.values()), self.policy)
         weights = {c: w for c, w, _ in components}
-        totals: dict[Hashable | None, _S] = {key: rejected for key in grouped.members}
+        totals: dict[Hashable | None, _S] = dict.fromkeys(members, rejected)
         totals[None] = rejected
+        memo = self.memo
+        if memo is None:
+            for key, node in passing.items():
+                totals[key] = combined(self.parts(key, node, components), weights)
+            return totals
         # Which components apply depends on the candidates, so a memoised total is keyed
         # by them (and by how they combine) besides the shape.
         signature = _SIGNATURES.setdefault((tuple(weights), combined), len(_SIGNATURES))
-        memo = self.memo
-        for key, node in passing.items():
-            if memo is not None:
-                total = memo.get((key, signature), _MISSING)
-                if total is not _MISSING:
-                    totals[key] = total  # type: ignore[assignment]
-                    continue
-            totals[key] = combined(self.parts(key, node, components), weights)
-            if memo is not None:
-                memo[(key, signature)] = totals[key]
+        memo_keys = dict(zip(zip(passing, repeat(signature), strict=False), passing, strict=True))
+        found = _memo_lookup(memo, memo_keys)
+        for memo_key in _missing(found):
+            key = memo_key[0]  # type: ignore[index]
+            found[memo_key] = memo[memo_key] = combined(
+                self.parts(key, passing[key], components), weights
+            )
+        totals.update(zip(passing, found.values(), strict=True))  # type: ignore[arg-type]
         return totals
+
+
+def _memo_lookup(
+    memo: dict[Hashable, object], keys: Collection[Hashable]
+) -> dict[Hashable, object]:
+    """key -> its memoised value, or _MISSING; in C-level passes."""
+    return dict(zip(keys, map(memo.get, keys, repeat(_MISSING)), strict=True))
+
+
+def _missing(found: Mapping[Hashable | None, object]) -> list[Hashable | None]:
+    return list(compress(found, map(is_, found.values(), repeat(_MISSING))))
 
 
 @dataclass(slots=True)
@@ -229,7 +288,7 @@ def _group(names: Sequence[str], lookup: NodeLookup, shape_of: ShapeOf | None) -
     keys = list(group_of.values())
     one_of_each = dict(zip(keys, group_of, strict=True))
     one_of_each.pop(None, None)
-    members = {key: lookup(name) for key, name in one_of_each.items()}
+    members = dict(zip(one_of_each, map(lookup, one_of_each.values()), strict=True))
     return _Grouped(list(group_of), keys, members)  # type: ignore[arg-type]
 
 
@@ -258,30 +317,11 @@ def _filter_result(
     grouped: _Grouped, verdicts: dict[Hashable | None, Reject | None]
 ) -> FilterResult:
     per_node = _per_node(grouped, verdicts)
-    # Counted per group, then per reject: Reject hashes in Python, a shape in C.
-    counts: Counter[Reject] = Counter()
-    for key, count in Counter(grouped.keys).items():
-        reject = verdicts[key]
-        if reject is not None:
-            counts[reject] += count
-
-    def reasons(resolvable: bool) -> dict[str, str]:
-        reason_of = {
-            k: r.reason for k, r in verdicts.items() if r is not None and r.resolvable == resolvable
-        }
-        if not reason_of:
-            return {}
-        per = list(map(reason_of.get, grouped.keys))
-        return dict(zip(compress(grouped.names, per), filter(None, per), strict=True))
-
     return FilterResult(
         passed=list(compress(grouped.names, map(is_, per_node, repeat(None)))),
-        failed=reasons(True),
-        unresolvable=reasons(False),
-        reject_counts=counts,
         passed_groups=[n for k, n in grouped.members.items() if verdicts[k] is None],
-        _names=grouped.names,
-        _verdicts=per_node,
+        _grouped=grouped,
+        _verdicts=verdicts,
     )
 
 
@@ -372,12 +412,15 @@ def filter_and_score(
     rules = _Rules(pod, cluster, policy, shape_of is not None)
     verdicts = rules.verdicts(grouped)
     result = _filter_result(grouped, verdicts)
-    passed = list(map(is_, _per_node(grouped, verdicts), repeat(None)))
+    # Scores only for the groups that passed, in request order, as /prioritize would.
+    passing_keys = list(
+        compress(grouped.keys, map(is_, _per_node(grouped, verdicts), repeat(None)))
+    )
     if exact:
         exact_totals = rules.totals(grouped, verdicts, weighted_mean, 0.0)
-        return result, list(compress(_per_node(grouped, exact_totals), passed))
+        return result, list(map(exact_totals.__getitem__, passing_keys))
     totals = rules.totals(grouped, verdicts, combine, 0)
-    return result, list(compress(_per_node(grouped, totals), passed))
+    return result, list(map(totals.__getitem__, passing_keys))
 
 
 def explain_nodes(

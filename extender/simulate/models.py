@@ -7,7 +7,9 @@
   KubeSchedulerConfiguration (which in-tree scores it keeps, their weights, our weight);
 - `extender-profile-exact`: the same without rounding our score to the wire's 0..10
   integers (impossible in a real cluster; it measures what the rounding costs);
-- the FGD paper's reference policies, as validated against its published results.
+- the FGD paper's reference policies, as validated against its published results;
+- `fgd+wishes`: FGD held to our policy's preferred classes and separation in strict tiers
+  (`bounds.py`): what those wishes cost the best packer, the bound for our models.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import yaml
 
 from extender.errors import ExtenderError
 from extender.policy.compiled import Policy
+from extender.simulate.bounds import WishTiers
 from extender.simulate.cluster import Cluster
 from extender.simulate.extender_model import ExtenderProfile, ExtenderScheduler
 from extender.simulate.kube_scheduler import (
@@ -40,7 +43,8 @@ SECOND_SCHEDULER_CONFIG = (
 )
 OUR_MODELS = ("default", "default+extender", "extender-profile", "extender-profile-exact")
 REFERENCE_MODELS = tuple(name.lower() for name in POLICY_NAMES)
-MODEL_NAMES = (*OUR_MODELS, *REFERENCE_MODELS)
+BOUND_MODELS = ("fgd+wishes",)
+MODEL_NAMES = (*OUR_MODELS, *REFERENCE_MODELS, *BOUND_MODELS)
 
 ModelFactory = Callable[[Cluster, PodTable, np.random.Generator], Scheduler]
 
@@ -123,6 +127,9 @@ def model_factory(
         return reference_policy(POLICY_NAMES[REFERENCE_MODELS.index(name)])
     if name == "default":
         return lambda cluster, trace, rng: DefaultScheduler()
+    if name == "fgd+wishes":
+        fgd = reference_policy("FGD")
+        return lambda cluster, trace, rng: WishTiers(fgd(cluster, trace, rng), cluster, policy)
     if name not in OUR_MODELS:
         raise ProfileError(f"unknown model {name!r} (known: {', '.join(MODEL_NAMES)})")
     shipped = profile_from_config(config, policy.gpu_resource)

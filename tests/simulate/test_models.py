@@ -182,3 +182,25 @@ def test_simulate_prints_a_table_and_writes_a_report_with_plots(
     assert curves[0].startswith("trace,model,arrived_0,arrived_1,")
     assert curves[1].startswith("tiny,fgd,")
     assert len(curves[1].split(",")) == 2 + 131
+
+
+def test_fgd_held_to_our_wishes_keeps_workloads_apart_and_on_preferred_classes() -> None:
+    policy = openb_policy()
+    cluster = make_cluster(("G2", 8), ("G2", 8), ("V100M32", 1))
+    trace = pod_table([whole(1), share(500)])
+    scheduler = model_factory("fgd+wishes", policy)(cluster, trace, np.random.default_rng(0))
+    rng = np.random.default_rng(0)
+
+    def place(pod: PodRequest) -> int:
+        choice = scheduler.decide(cluster, pod, cluster.feasible(pod), rng)
+        assert choice is not None
+        cluster.place(choice.node, choice.gpus, pod)
+        return choice.node
+
+    batch_node = place(PodRequest(1_000, 1_024, 1, 500, (), "BE"))
+    assert batch_node in (0, 1)  # batch prefers G2
+    assert place(PodRequest(1_000, 1_024, 1, 1000, (), "LS")) == 2  # interactive: V100M32
+    # The preferred class is full: the G2 node without batch pods, not the batch one.
+    assert place(PodRequest(1_000, 1_024, 1, 1000, (), "LS")) == 1 - batch_node
+    # And batch keeps to the node it already holds.
+    assert place(PodRequest(1_000, 1_024, 1, 500, (), "BE")) == batch_node
