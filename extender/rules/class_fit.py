@@ -1,7 +1,9 @@
 """Score: how well the node's class matches the pod's preferred classes.
 
-The first preferred class scores 1, later ones down to 0.5; other classes stay below 0.5,
-falling with their tier distance from the nearest preferred class.
+Of the preferred classes the pod may use (its required classes, minimum class and
+exclusions allow), the first scores 1, later ones down to 0.5; other classes stay below
+0.5, falling with their tier distance from the nearest preferred class. Preferences the pod
+cannot use do not count, so a pod that requires its second choice scores 1 there.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ def score(pod: PodIntent, node: NodeFeatures, cluster: ClusterView, policy: Poli
     name, rank = node.gpu_class.name, node.gpu_class.rank
     if name is None or rank is None:
         return 0.0
-    if name in pod.preferred:
-        return 1.0 - 0.5 * pod.preferred.index(name) / len(pod.preferred)
-    distance = min(abs(rank - policy.rank_of[p]) for p in pod.preferred)
+    preferred = tuple(c for c in pod.preferred if c in pod.allowed) or pod.preferred
+    if name in preferred:
+        return 1.0 - 0.5 * preferred.index(name) / len(preferred)
+    distance = min(abs(rank - policy.rank_of[p]) for p in preferred)
     return 0.5 * (1.0 - distance / len(policy.class_names))

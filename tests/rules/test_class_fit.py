@@ -76,3 +76,11 @@ def test_class_fit_applies_only_to_pods_with_preferences(example_doc: dict[str, 
 
     assert not class_fit.applies(pod_intent(make_pod(workload="batch"), policy), [], policy)
     assert class_fit.applies(pod_intent(make_pod(workload="interactive"), policy), [], policy)
+
+
+def test_preferences_the_pod_may_not_use_do_not_count() -> None:
+    # Interactive prefers premium, then standard; this pod requires standard or economy.
+    required = {f"{PREFIX}required-classes": "standard,economy"}
+
+    assert score("L40S", workload="interactive", annotations=required) == 1.0
+    assert score("T4", workload="interactive", annotations=required) < 0.5
