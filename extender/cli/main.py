@@ -20,6 +20,7 @@ from extender.policy.loader import load_policy_file
 def _serve(args: argparse.Namespace) -> int:
     import uvloop
 
+    from extender.server.app import DEFAULT_SCHEDULER_NAMES
     from extender.server.runtime import ServeOptions, serve
 
     logs.configure(args.log_level, args.log_format)
@@ -34,6 +35,7 @@ def _serve(args: argparse.Namespace) -> int:
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         client_ca=args.client_ca,
+        scheduler_names=frozenset(args.scheduler_name or DEFAULT_SCHEDULER_NAMES),
         health_host=args.health_host,
         health_port=args.health_port,
     )
@@ -126,7 +128,12 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--kubeconfig", type=Path, help="default: in-cluster, else ~/.kube/config")
     serve.add_argument("--policy-poll-seconds", type=float, default=2.0)
     serve.add_argument("--assume-ttl-seconds", type=float, default=60.0)
-    serve.add_argument("--max-body-bytes", type=int, default=64 << 20)
+    serve.add_argument(
+        "--scheduler-name",
+        action="append",
+        help="bind only pods of this scheduler (repeatable; default gpu-scheduler)",
+    )
+    serve.add_argument("--max-body-bytes", type=int, default=128 << 20)
     serve.add_argument("--tls-cert", type=Path)
     serve.add_argument("--tls-key", type=Path)
     serve.add_argument("--client-ca", type=Path, help="require client certificates from this CA")

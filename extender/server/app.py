@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -22,6 +24,7 @@ from extender.server.metrics import Metrics
 from extender.state.cache import ClusterCache
 from extender.state.features import NodeFeatures
 from extender.wire import (
+    ExtenderBindingArgs,
     ExtenderBindingResult,
     ExtenderFilterResult,
     HostPriority,
@@ -46,13 +49,25 @@ class Binder(Protocol):
     async def __call__(self, *, namespace: str, name: str, uid: str, node: str) -> None: ...
 
 
-# Full Node objects are 5-20 KB each; 64 MiB covers ~5,000 nodes in nodeCacheCapable: false.
-DEFAULT_MAX_BODY = 64 << 20
+class PodReader(Protocol):
+    """Reads a pod as the API server has it now; raises KubeError on failure (404 too)."""
+
+    async def __call__(self, *, namespace: str, name: str) -> Pod: ...
+
+
+# Full Node objects are 5-20 KB each; 128 MiB covers 5,000 nodes of up to ~25 KB in
+# nodeCacheCapable: false.
+DEFAULT_MAX_BODY = 128 << 20
+# The profile our second-scheduler manifests run; the bind verb places only pods of the
+# schedulers named on the command line (--scheduler-name), this one by default.
+DEFAULT_SCHEDULER_NAMES = frozenset({"gpu-scheduler"})
 
 STORE = web.AppKey("store", PolicyStore)
 CACHE = web.AppKey("cache", ClusterCache)
 METRICS = web.AppKey("metrics", Metrics)
 BINDER = web.AppKey[Binder]("binder")
+POD_READER = web.AppKey[PodReader]("pod_reader")
+SCHEDULER_NAMES = web.AppKey("scheduler_names", frozenset)
 
 
 def _json(body: bytes, status: int = 200) -> web.Response:
@@ -190,10 +205,60 @@ async def prioritize_handler(request: web.Request) -> web.Response:
     return _json(encode_priorities(list(map(HostPriority, names, scores))))
 
 
+def bind_refusal(transport: asyncio.BaseTransport | None) -> str | None:
+    """Why this connection may not bind, or None when it may.
+
+    Whoever reaches /bind could place any pod on any node, past the scheduler. Only the
+    scheduler may: as a sidecar it calls over loopback; through a Service it must present
+    a client certificate our CA verified (--client-ca: the TLS handshake already refused
+    anything else, so a certificate here is a verified one).
+    """
+    if transport is None:
+        return "the connection is gone"
+    if transport.get_extra_info("peercert"):
+        return None
+    peer = transport.get_extra_info("peername")
+    host = peer[0] if isinstance(peer, tuple) and peer else None
+    if host is not None and _is_loopback(host):
+        return None
+    return (
+        f"bind refused: caller {host or 'unknown'} is not on loopback and presented no client "
+        "certificate (serve with --client-ca so the scheduler authenticates)"
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
+
+
 async def bind_handler(request: web.Request) -> web.Response:
     args = decode_binding_args(await _read(request))
+    refusal = bind_refusal(request.transport)
+    if refusal is not None:
+        request.app[METRICS].binds.labels("refused").inc()
+        log.warning("bind refused", extra={"pod": f"{args.PodNamespace}/{args.PodName}"})
+        return _error(403, "Forbidden", refusal)
+    return await _bind(request, args)
+
+
+async def _bind(request: web.Request, args: ExtenderBindingArgs) -> web.Response:
     cache = request.app[CACHE]
-    metrics = request.app[METRICS]
+    what = f"bind {args.PodNamespace}/{args.PodName} to {args.Node}"
+    try:
+        pod = await request.app[POD_READER](namespace=args.PodNamespace, name=args.PodName)
+    except KubeError as exc:
+        return _bind_answer(request, args, "error", f"{what}: {exc}")
+    refusal = _pod_refusal(request, args, pod)
+    if refusal == _ALREADY_THERE:  # a retried bind that already happened
+        return _bind_answer(request, args, "bound")
+    if refusal is not None:
+        return _bind_answer(request, args, "refused", f"{what}: refused: {refusal}")
     # Charge the pod before the API call: the next pod's filter may run while we wait.
     assumed = cache.assume(args.PodUID, args.Node)
     try:
@@ -203,18 +268,52 @@ async def bind_handler(request: web.Request) -> web.Response:
     except KubeError as exc:
         if assumed is not None:
             cache.forget_assumed(args.PodUID)
-        metrics.binds.labels("error").inc()
-        log.warning(
-            "bind failed", extra={"pod": f"{args.PodNamespace}/{args.PodName}", "error": str(exc)}
-        )
-        return _json(encode_binding_result(ExtenderBindingResult(Error=str(exc))))
+        return _bind_answer(request, args, "error", str(exc))
     except BaseException:
         # Any other failure (a 500, a cancelled request) must not leave the node charged.
         if assumed is not None:
             cache.forget_assumed(args.PodUID)
         raise
-    metrics.binds.labels("bound").inc()
-    return _json(encode_binding_result(ExtenderBindingResult(Error="")))
+    return _bind_answer(request, args, "bound")
+
+
+def _bind_answer(
+    request: web.Request, args: ExtenderBindingArgs, outcome: str, error: str = ""
+) -> web.Response:
+    """The protocol's answer: 200 with an empty Error, or the reason the scheduler logs."""
+    request.app[METRICS].binds.labels(outcome).inc()
+    if error:
+        log.warning(
+            "bind failed", extra={"pod": f"{args.PodNamespace}/{args.PodName}", "error": error}
+        )
+    return _json(encode_binding_result(ExtenderBindingResult(Error=error)))
+
+
+_ALREADY_THERE = "already bound to that node"
+
+
+def _pod_refusal(request: web.Request, args: ExtenderBindingArgs, pod: Pod) -> str | None:
+    """Why the pod may not be bound to the node now (None: it may)."""
+    served = request.app[SCHEDULER_NAMES]
+    if pod.metadata.uid != args.PodUID:
+        return f"the pod is now uid {pod.metadata.uid!r}, not {args.PodUID!r} (it was replaced)"
+    scheduler = pod.spec.schedulerName or "default-scheduler"
+    if scheduler not in served:
+        return (
+            f"the pod's schedulerName is {scheduler!r}; this extender binds only for "
+            f"{', '.join(sorted(served))} (--scheduler-name)"
+        )
+    if pod.spec.nodeName:
+        if pod.spec.nodeName == args.Node:
+            return _ALREADY_THERE
+        return f"the pod is already bound to {pod.spec.nodeName}"
+    cache, policy = request.app[CACHE], request.app[STORE].current
+    intent = pod_intent(pod, policy)
+    result = filter_nodes(intent, [args.Node], cache.node_lookup, cache, policy, cache.shape_lookup)
+    if result.passed:
+        return None
+    reason = result.failed.get(args.Node) or result.unresolvable.get(args.Node)
+    return f"our filter rejects node {args.Node} for this pod now: {reason}"
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -328,14 +427,19 @@ def create_app(
     *,
     metrics: Metrics | None = None,
     binder: Binder | None = None,
+    pod_reader: PodReader | None = None,
+    scheduler_names: frozenset[str] = DEFAULT_SCHEDULER_NAMES,
     max_body_bytes: int = DEFAULT_MAX_BODY,
 ) -> web.Application:
-    """The extender's routes; `binder` (pods/binding) is required for the bind verb."""
+    """The extender's routes; `binder` (pods/binding) and `pod_reader` are required for the
+    bind verb, which binds only pods of `scheduler_names`."""
     app = web.Application(client_max_size=max_body_bytes, middlewares=[errors_and_metrics])
     app[STORE] = store
     app[CACHE] = cache
     app[METRICS] = metrics or Metrics()
     app[BINDER] = binder or _no_binder
+    app[POD_READER] = pod_reader or _no_pod_reader
+    app[SCHEDULER_NAMES] = scheduler_names
     app.router.add_routes(
         [
             web.post("/filter", filter_handler, name="filter"),
@@ -371,4 +475,8 @@ def create_health_app(
 
 
 async def _no_binder(**_: str) -> None:
+    raise KubeError("bind is not enabled: the extender runs without API credentials to bind")
+
+
+async def _no_pod_reader(**_: str) -> Pod:
     raise KubeError("bind is not enabled: the extender runs without API credentials to bind")

@@ -17,10 +17,15 @@ from kubernetes_asyncio import client
 
 from extender.policy.compiled import Policy
 from extender.policy.store import PolicyStore
-from extender.server.app import DEFAULT_MAX_BODY, create_app, create_health_app
+from extender.server.app import (
+    DEFAULT_MAX_BODY,
+    DEFAULT_SCHEDULER_NAMES,
+    create_app,
+    create_health_app,
+)
 from extender.server.metrics import Metrics
 from extender.state.cache import ClusterCache
-from extender.state.kube import api_client, bind_pod
+from extender.state.kube import api_client, bind_pod, read_pod
 from extender.state.watch import WatchHooks, watch_kind
 
 log = logging.getLogger(__name__)
@@ -41,6 +46,8 @@ class ServeOptions:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     client_ca: Path | None = None
+    # The bind verb places only pods whose spec.schedulerName is one of these.
+    scheduler_names: frozenset[str] = DEFAULT_SCHEDULER_NAMES
     # A second, plain-HTTP port with /healthz, /readyz and /metrics only (None: off).
     health_host: str | None = None
     health_port: int | None = None
@@ -125,6 +132,8 @@ async def serve(
         cache,
         metrics=metrics,
         binder=partial(bind_pod, core),
+        pod_reader=partial(read_pod, core),
+        scheduler_names=options.scheduler_names,
         max_body_bytes=options.max_body_bytes,
     )
     hooks = WatchHooks(

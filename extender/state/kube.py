@@ -13,6 +13,7 @@ from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from extender.errors import KubeError, WatchGone
+from extender.wire import Pod, decode_pod
 
 
 @asynccontextmanager
@@ -76,6 +77,19 @@ async def bind_pod(
     if status == 409 and await _bound_to(api, namespace, name, node):
         return
     raise KubeError(f"{what}: {status}: {_message(reply)}", status)
+
+
+async def read_pod(api: client.CoreV1Api, *, namespace: str, name: str) -> Pod:
+    """The pod as the API server has it now (KubeError with its status when it cannot)."""
+    what = f"read pod {namespace}/{name}"
+    async with kube_errors(what):
+        response: Any = await api.read_namespaced_pod(
+            name=name, namespace=namespace, _preload_content=False
+        )
+        status, body = response.status, await response.read()
+    if not 200 <= status < 300:
+        raise KubeError(f"{what}: {status}: {_message(body)}", status)
+    return decode_pod(body, what)
 
 
 async def _bound_to(api: client.CoreV1Api, namespace: str, name: str, node: str) -> bool:

@@ -247,6 +247,32 @@ def test_the_tls_variant_serves_https_behind_its_service(rendered: dict[str, lis
         assert extender[probe]["httpGet"]["port"] == args.health_port
 
 
+def test_the_tls_variant_admits_only_the_control_plane_to_its_verbs(
+    rendered: dict[str, list[Obj]],
+) -> None:
+    objects = rendered["cluster-scheduler"]
+    extender, _ = container(objects, "extender")
+    policy = find(objects, "NetworkPolicy", "gpuclass-extender")
+    pod_labels = find(objects, "Deployment", "gpuclass-extender")["spec"]["template"]["metadata"]
+    selector = policy["spec"]["podSelector"]["matchLabels"]
+    assert selector.items() <= pod_labels["labels"].items()
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    rules = {r["ports"][0]["port"]: r for r in policy["spec"]["ingress"]}
+    named = {p["name"] for p in extender["ports"]}
+    assert set(rules) == named == {"https", "metrics"}
+    # The verbs: only from a scheduler pod in kube-system or the control-plane CIDR.
+    sources = rules["https"]["from"]
+    assert {"ipBlock"} in [set(s) for s in sources]
+    assert any(
+        s.get("podSelector", {}).get("matchLabels") == {"component": "kube-scheduler"}
+        for s in sources
+    )
+    # Probes and Prometheus: from anywhere (that port serves nothing else).
+    assert "from" not in rules["metrics"]
+    # /bind places only the cluster scheduler's pods.
+    assert parser().parse_args(extender["args"]).scheduler_name == ["default-scheduler"]
+
+
 def test_the_scheduler_snippet_calls_the_service_like_the_second_scheduler(
     rendered: dict[str, list[Obj]],
 ) -> None:

@@ -113,11 +113,16 @@ def deployed(stack: LocalStack | ExternalStack) -> Iterator[Deployed]:
 class Extender(localcluster.ExtenderProcess):
     """`gpuclass-extender serve` with the given kubeconfig, on its own port."""
 
-    def __init__(self, kubeconfig: Path, directory: Path) -> None:
+    def __init__(
+        self, kubeconfig: Path, directory: Path, scheduler_name: str = "gpu-scheduler"
+    ) -> None:
         policy = directory / "policy.yaml"
         policy.write_text(EXAMPLE_POLICY.read_text())
         super().__init__(
-            kubeconfig=kubeconfig, policy=policy, log=directory / f"extender-{kubeconfig.stem}.log"
+            kubeconfig=kubeconfig,
+            policy=policy,
+            log=directory / f"extender-{kubeconfig.stem}.log",
+            extra_args=("--scheduler-name", scheduler_name),
         )
 
     def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
@@ -187,13 +192,15 @@ def test_the_extender_works_as_its_service_account_and_no_more(
     deployed: Deployed, fleet_of: Fleet, tmp_path: Path
 ) -> None:
     kubeconfig = deployed.kubeconfig(EXTENDER_SA, tmp_path)
-    extender = Extender(kubeconfig, tmp_path)
+    # It binds pods of a scheduler that does not run here, so none races it.
+    extender = Extender(kubeconfig, tmp_path, scheduler_name="nobody")
     try:
         extender.start()  # waits until it listed nodes and pods
         node = fleet_of.node("h100", "H100")
         extender.wait_cached(node)  # watches nodes
 
-        # A pending pod no scheduler picks up; the extender's bind verb binds it.
+        # A pending pod no running scheduler picks up; the extender's bind verb binds it
+        # (reading it first with its own token: only pods of its schedulers, still unbound).
         name = "bind-me"
         pod = {
             "metadata": {"name": name},
@@ -213,6 +220,10 @@ def test_the_extender_works_as_its_service_account_and_no_more(
         }
         assert extender.call("POST", "/bind", args) == (200, {"Error": ""})
         assert fleet_of.get_pod(name)["spec"]["nodeName"] == node
+        # Bound now: a bind elsewhere is refused, before any API call.
+        status, answer = extender.call("POST", "/bind", {**args, "Node": "elsewhere"})
+        assert status == 200
+        assert f"refused: the pod is already bound to {node}" in answer["Error"]
 
         # What it must not do, with its own token.
         own = Kube(kubeconfig)

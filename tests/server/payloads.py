@@ -15,7 +15,7 @@ from extender.policy.store import PolicyStore
 from extender.server.app import create_app
 from extender.server.metrics import Metrics
 from extender.state import ClusterCache
-from extender.wire import Node
+from extender.wire import Node, Pod, decode_pod
 from tests.builders import PREFIX, make_node, node_dict, pod_dict
 
 Client = TestClient[web.Request, web.Application]
@@ -210,15 +210,28 @@ def classes(**annotations: str) -> dict[str, str]:
 
 @dataclass
 class RecordingBinder:
-    """The bind seam: records calls, fails for the pod names in `fail`."""
+    """The API seam of the bind verb: reads pods from `pods`, records binds, and fails the
+    binds of the pod names in `fail`."""
 
     calls: list[dict[str, str]] = field(default_factory=list)
     fail: dict[str, Exception] = field(default_factory=dict)
+    pods: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+
+    def knows(self, *pods: dict[str, Any]) -> None:
+        """Make these pods (as dicts) what the API server returns."""
+        for pod in pods:
+            self.pods[(pod["metadata"]["namespace"], pod["metadata"]["name"])] = pod
 
     async def __call__(self, *, namespace: str, name: str, uid: str, node: str) -> None:
         self.calls.append({"namespace": namespace, "name": name, "uid": uid, "node": node})
         if name in self.fail:
             raise self.fail[name]
+
+    async def read_pod(self, *, namespace: str, name: str) -> Pod:
+        pod = self.pods.get((namespace, name))
+        if pod is None:
+            raise KubeError(f"read pod {namespace}/{name}: 404: pods {name!r} not found", 404)
+        return decode_pod(json.dumps(pod).encode(), "pod")
 
 
 def conflict(name: str, node: str) -> KubeError:
@@ -233,4 +246,11 @@ def app_for(
     metrics: Metrics | None = None,
     **kw: Any,
 ) -> web.Application:
-    return create_app(PolicyStore(policy), cache, metrics=metrics or Metrics(), binder=binder, **kw)
+    return create_app(
+        PolicyStore(policy),
+        cache,
+        metrics=metrics or Metrics(),
+        binder=binder,
+        pod_reader=binder.read_pod if binder else None,
+        **kw,
+    )

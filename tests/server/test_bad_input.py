@@ -35,7 +35,10 @@ PROBE_NAMES = [*ALL, "ghost"]
 def make_app(policy: Policy, **kw: Any) -> web.Application:
     nodes = fleet_nodes()
     train = make_pod("train", 2, workload="batch", node="gpu-a100", phase="Running", uid="u-train")
-    return app_for(policy, make_cache(policy, nodes, [train]), binder=RecordingBinder(), **kw)
+    binder = RecordingBinder()
+    # A pod the API server has but our cache has never seen (its watch event is late).
+    binder.knows(scheduler_pod("stranger"))
+    return app_for(policy, make_cache(policy, nodes, [train]), binder=binder, **kw)
 
 
 @pytest.fixture

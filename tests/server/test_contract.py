@@ -10,6 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pytest_aiohttp import AiohttpClient
 
 from extender.policy import Policy
+from extender.server.app import bind_refusal
 from extender.state import ClusterCache
 from tests.builders import example_policy, make_cache, make_node, make_pod
 from tests.server.payloads import (
@@ -18,6 +19,7 @@ from tests.server.payloads import (
     RecordingBinder,
     app_for,
     bind_args,
+    classes,
     conflict,
     fleet_nodes,
     full_args,
@@ -50,7 +52,9 @@ def cache(policy: Policy) -> ClusterCache:
 
 @pytest.fixture
 def binder() -> RecordingBinder:
-    return RecordingBinder()
+    binder = RecordingBinder()
+    binder.knows(scheduler_pod("infer-a"), scheduler_pod("infer-b"))
+    return binder
 
 
 @pytest.fixture
@@ -258,9 +262,72 @@ async def test_bind_without_a_binder_answers_a_protocol_error(
     assert retry["NodeNames"] == ["gpu-l40s"]
 
 
+@pytest.mark.parametrize(
+    ("change", "node", "refusal"),
+    [
+        (
+            {"spec": {"schedulerName": "volcano"}},
+            "gpu-h100",
+            "the pod's schedulerName is 'volcano'; this extender binds only for gpu-scheduler",
+        ),
+        ({"spec": {"nodeName": "gpu-a100"}}, "gpu-h100", "the pod is already bound to gpu-a100"),
+        (
+            {"metadata": {"uid": "uid-other"}},
+            "gpu-h100",
+            "the pod is now uid 'uid-other', not 'uid-infer-a' (it was replaced)",
+        ),
+        (
+            {"metadata": {"annotations": classes(required_classes="economy")}},
+            "gpu-h100",
+            "our filter rejects node gpu-h100 for this pod now: "
+            "GPU class premium (H100-80GB) is not allowed; pod needs economy",
+        ),
+    ],
+    ids=["other-scheduler", "already-bound-elsewhere", "replaced", "filter-rejects-node"],
+)
+async def test_bind_refuses_what_the_scheduler_would_not_place_and_binds_nothing(
+    client: Client, binder: RecordingBinder, change: dict[str, Any], node: str, refusal: str
+) -> None:
+    pod = scheduler_pod("infer-a")
+    for part, fields in change.items():
+        pod[part] = {**pod[part], **fields}
+    binder.knows(pod)
+
+    answer = await post(client, "/bind", bind_args(scheduler_pod("infer-a"), node))
+
+    assert answer["Error"].startswith(f"bind ml/infer-a to {node}: refused: {refusal}")
+    assert binder.calls == []
+    cached = await (await client.get("/debug/cache", params={"node": node})).json()
+    assert cached["pods"] == []
+    metrics = await (await client.get("/metrics")).text()
+    assert 'gpuclass_extender_binds_total{result="refused"} 1.0' in metrics
+
+
+async def test_a_retried_bind_of_a_pod_already_on_that_node_succeeds_without_a_call(
+    client: Client, binder: RecordingBinder
+) -> None:
+    pod = scheduler_pod("infer-a")
+    binder.knows({**pod, "spec": {**pod["spec"], "nodeName": "gpu-h100"}})
+
+    assert await post(client, "/bind", bind_args(pod, "gpu-h100")) == {"Error": ""}
+    assert binder.calls == []
+
+
+async def test_bind_of_a_pod_the_api_server_does_not_have_binds_nothing(
+    client: Client, binder: RecordingBinder
+) -> None:
+    answer = await post(client, "/bind", bind_args(scheduler_pod("gone"), "gpu-h100"))
+
+    assert answer["Error"] == (
+        "bind ml/gone to gpu-h100: read pod ml/gone: 404: pods 'gone' not found"
+    )
+    assert binder.calls == []
+
+
 async def test_bind_accepts_the_all_lower_case_spelling(
     client: Client, binder: RecordingBinder
 ) -> None:
+    binder.knows(scheduler_pod("p", uid="u"))
     body = json.dumps(
         {"podname": "p", "podnamespace": "ml", "poduid": "u", "node": "gpu-h100"}
     ).encode()
@@ -501,3 +568,60 @@ async def test_a_second_batch_pod_filtered_before_the_first_is_bound_respects_th
     answer = await post(client, "/filter", names_args(b, ["h100-a"]))
     assert answer["NodeNames"] == []
     assert "premium headroom reserved: 2 of 8" in answer["FailedNodes"]["h100-a"]
+
+
+class FakeTransport:
+    def __init__(self, peer: tuple[str, int] | None, cert: dict[str, Any] | None = None) -> None:
+        self.extra = {"peername": peer, "peercert": cert}
+
+    def get_extra_info(self, name: str) -> Any:
+        return self.extra.get(name)
+
+
+@pytest.mark.parametrize(
+    ("peer", "cert", "allowed"),
+    [
+        (("127.0.0.1", 50000), None, True),
+        (("::1", 50000, 0, 0), None, True),
+        (("::ffff:127.0.0.1", 50000, 0, 0), None, True),
+        (("10.0.0.7", 50000), None, False),
+        (("fe80::1%eth0", 50000, 0, 2), None, False),
+        (("10.0.0.7", 50000), {"subject": ((("commonName", "kube-scheduler"),),)}, True),
+        (None, None, False),
+    ],
+    ids=[
+        "ipv4-loopback",
+        "ipv6-loopback",
+        "mapped-loopback",
+        "remote",
+        "link-local",
+        "remote-with-client-cert",
+        "unknown-peer",
+    ],
+)
+def test_only_loopback_or_certificate_callers_may_bind(
+    peer: tuple[Any, ...] | None, cert: dict[str, Any] | None, allowed: bool
+) -> None:
+    refusal = bind_refusal(FakeTransport(peer, cert))  # type: ignore[arg-type]
+
+    assert (refusal is None) == allowed
+    if not allowed:
+        assert "not on loopback and presented no client certificate" in str(refusal)
+
+
+async def test_a_remote_caller_without_a_certificate_gets_403_and_nothing_is_bound(
+    client: Client, binder: RecordingBinder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The test server listens on loopback only; present its connection as a remote one.
+    monkeypatch.setattr(
+        "extender.server.app.bind_refusal", lambda transport: "bind refused: caller 10.0.0.7"
+    )
+
+    response = await client.post("/bind", data=bind_args(scheduler_pod("infer-a"), "gpu-h100"))
+
+    assert response.status == 403
+    assert await response.json() == {
+        "error": "Forbidden",
+        "message": "bind refused: caller 10.0.0.7",
+    }
+    assert binder.calls == []
