@@ -34,6 +34,24 @@ class NotReady(ExtenderError):
     http_status = 503
 
 
+class Overloaded(ExtenderError):
+    """Every request slot stayed busy for the whole time budget."""
+
+    http_status = 503
+
+
+class OverBudget(ExtenderError):
+    """The request was not answered within its time budget (a slow client or API call)."""
+
+    http_status = 503
+
+
+class SlowClient(OverBudget):
+    """The client did not send its whole body within the time budget."""
+
+    http_status = 408
+
+
 @dataclass(frozen=True, slots=True)
 class PolicyIssue:
     """One validation failure: where, what was found, what was expected."""

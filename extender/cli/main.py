@@ -20,7 +20,7 @@ from extender.policy.loader import load_policy_file
 def _serve(args: argparse.Namespace) -> int:
     import uvloop
 
-    from extender.server.app import DEFAULT_SCHEDULER_NAMES
+    from extender.server.app import DEFAULT_SCHEDULER_NAMES, Limits
     from extender.server.runtime import ServeOptions, serve
 
     logs.configure(args.log_level, args.log_format)
@@ -31,7 +31,11 @@ def _serve(args: argparse.Namespace) -> int:
         kubeconfig=args.kubeconfig,
         policy_poll_seconds=args.policy_poll_seconds,
         assume_ttl_seconds=args.assume_ttl_seconds,
-        max_body_bytes=args.max_body_bytes,
+        limits=Limits(
+            max_body_bytes=args.max_body_bytes,
+            max_concurrent=args.max_concurrent_requests,
+            budget_seconds=args.request_budget_seconds,
+        ),
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         client_ca=args.client_ca,
@@ -133,7 +137,25 @@ def parser() -> argparse.ArgumentParser:
         action="append",
         help="bind only pods of this scheduler (repeatable; default gpu-scheduler)",
     )
-    serve.add_argument("--max-body-bytes", type=int, default=128 << 20)
+    serve.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=128 << 20,
+        help="larger request bodies get 413 (default 128 MiB: 5,000 full Node objects)",
+    )
+    serve.add_argument(
+        "--max-concurrent-requests",
+        type=int,
+        default=64,
+        help="verb requests in flight; the rest wait for a slot within the budget (default 64)",
+    )
+    serve.add_argument(
+        "--request-budget-seconds",
+        type=float,
+        default=4.5,
+        help="answer every verb within this, with an error if need be; keep it below the "
+        "scheduler's httpTimeout (default 4.5)",
+    )
     serve.add_argument("--tls-cert", type=Path)
     serve.add_argument("--tls-key", type=Path)
     serve.add_argument("--client-ca", type=Path, help="require client certificates from this CA")

@@ -7,6 +7,7 @@ import ipaddress
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import msgspec
@@ -14,7 +15,15 @@ import orjson
 import yaml
 from aiohttp import web
 
-from extender.errors import ExtenderError, KubeError, NotReady, WireError
+from extender.errors import (
+    ExtenderError,
+    KubeError,
+    NotReady,
+    OverBudget,
+    Overloaded,
+    SlowClient,
+    WireError,
+)
 from extender.policy.intent import PodIntent, pod_intent
 from extender.policy.store import PolicyStore
 from extender.rules import premium_headroom
@@ -58,6 +67,12 @@ class PodReader(Protocol):
 # Full Node objects are 5-20 KB each; 128 MiB covers 5,000 nodes of up to ~25 KB in
 # nodeCacheCapable: false.
 DEFAULT_MAX_BODY = 128 << 20
+# Below kube-scheduler's default extender httpTimeout (5 s): we answer, with a reason,
+# before the scheduler gives up on us.
+DEFAULT_BUDGET_SECONDS = 4.5
+# The scheduler calls filter and prioritize one pod at a time and binds concurrently;
+# more than this in flight means something other than one scheduler is calling.
+DEFAULT_MAX_CONCURRENT = 64
 # The profile our second-scheduler manifests run; the bind verb places only pods of the
 # schedulers named on the command line (--scheduler-name), this one by default.
 DEFAULT_SCHEDULER_NAMES = frozenset({"gpu-scheduler"})
@@ -68,6 +83,18 @@ METRICS = web.AppKey("metrics", Metrics)
 BINDER = web.AppKey[Binder]("binder")
 POD_READER = web.AppKey[PodReader]("pod_reader")
 SCHEDULER_NAMES = web.AppKey("scheduler_names", frozenset)
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What one request may cost the server."""
+
+    max_body_bytes: int = DEFAULT_MAX_BODY
+    max_concurrent: int = DEFAULT_MAX_CONCURRENT
+    """Requests to the verbs and /debug/explain in flight at once; the rest wait for a slot."""
+    budget_seconds: float = DEFAULT_BUDGET_SECONDS
+    """From the first byte of the handler to the answer: waiting for a slot, reading the
+    body (a client that trickles it is cut off), deciding, calling the API to bind."""
 
 
 def _json(body: bytes, status: int = 200) -> web.Response:
@@ -103,6 +130,39 @@ async def errors_and_metrics(
     return response
 
 
+_LIMITED = frozenset({"filter", "prioritize", "bind", "debug_explain"})
+_PHASE = web.RequestKey("phase", str)
+
+
+def limits_middleware(limits: Limits) -> Callable[..., Awaitable[web.StreamResponse]]:
+    """Bound the verbs' concurrency and time: an answer with a reason, never a hang."""
+    slots = asyncio.Semaphore(limits.max_concurrent)
+
+    @web.middleware
+    async def bounded(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        if request.match_info.route.name not in _LIMITED:
+            return await handler(request)
+        budget = limits.budget_seconds
+        try:
+            async with asyncio.timeout(budget):
+                request[_PHASE] = "waiting for a free request slot"
+                async with slots:
+                    request[_PHASE] = "reading the request body"
+                    return await handler(request)
+        except TimeoutError:
+            phase = request.get(_PHASE, "")
+            message = f"no answer within the {budget:g} s request budget (still {phase})"
+            if phase.startswith("waiting"):
+                raise Overloaded(f"{message}: {limits.max_concurrent} requests in flight") from None
+            if phase.startswith("reading"):
+                raise SlowClient(message) from None
+            raise OverBudget(message) from None
+
+    return bounded
+
+
 def _require_ready(cache: ClusterCache) -> None:
     if not cache.ready:
         raise NotReady(
@@ -113,7 +173,9 @@ def _require_ready(cache: ClusterCache) -> None:
 
 async def _read(request: web.Request) -> bytes:
     """The body; over the size limit aiohttp raises 413, which the middleware reports."""
-    return await request.read()
+    body = await request.read()
+    request[_PHASE] = "deciding"
+    return body
 
 
 class _Request:
@@ -429,11 +491,14 @@ def create_app(
     binder: Binder | None = None,
     pod_reader: PodReader | None = None,
     scheduler_names: frozenset[str] = DEFAULT_SCHEDULER_NAMES,
-    max_body_bytes: int = DEFAULT_MAX_BODY,
+    limits: Limits = Limits(),
 ) -> web.Application:
     """The extender's routes; `binder` (pods/binding) and `pod_reader` are required for the
     bind verb, which binds only pods of `scheduler_names`."""
-    app = web.Application(client_max_size=max_body_bytes, middlewares=[errors_and_metrics])
+    app = web.Application(
+        client_max_size=limits.max_body_bytes,
+        middlewares=[errors_and_metrics, limits_middleware(limits)],
+    )
     app[STORE] = store
     app[CACHE] = cache
     app[METRICS] = metrics or Metrics()

@@ -7,7 +7,7 @@ import logging
 import signal
 import ssl
 from collections.abc import Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -18,8 +18,8 @@ from kubernetes_asyncio import client
 from extender.policy.compiled import Policy
 from extender.policy.store import PolicyStore
 from extender.server.app import (
-    DEFAULT_MAX_BODY,
     DEFAULT_SCHEDULER_NAMES,
+    Limits,
     create_app,
     create_health_app,
 )
@@ -31,7 +31,13 @@ from extender.state.watch import WatchHooks, watch_kind
 log = logging.getLogger(__name__)
 
 # Above Go's 90 s idle-connection timeout, so the scheduler never reuses a closing socket.
+# aiohttp also closes a connection whose request headers are not complete by then (it does
+# not restart the timer per byte), which bounds a client that trickles its headers.
 KEEPALIVE_SECONDS = 120.0
+
+
+def app_runner(app: web.Application, keepalive_seconds: float = KEEPALIVE_SECONDS) -> web.AppRunner:
+    return web.AppRunner(app, access_log=None, keepalive_timeout=keepalive_seconds)
 
 
 @dataclass(frozen=True)
@@ -42,7 +48,7 @@ class ServeOptions:
     kubeconfig: Path | None = None
     policy_poll_seconds: float = 2.0
     assume_ttl_seconds: float = 60.0
-    max_body_bytes: int = DEFAULT_MAX_BODY
+    limits: Limits = field(default_factory=Limits)
     tls_cert: Path | None = None
     tls_key: Path | None = None
     client_ca: Path | None = None
@@ -134,7 +140,7 @@ async def serve(
         binder=partial(bind_pod, core),
         pod_reader=partial(read_pod, core),
         scheduler_names=options.scheduler_names,
-        max_body_bytes=options.max_body_bytes,
+        limits=options.limits,
     )
     hooks = WatchHooks(
         event=lambda kind: metrics.watch_events.labels(kind).inc(),
@@ -153,7 +159,7 @@ async def serve(
         guard(reload_policy_forever(store, metrics, options.policy_poll_seconds), "policy reload"),
         guard(expire_assumptions_forever(cache, metrics), "assumption expiry"),
     ]
-    runner = web.AppRunner(app, access_log=None, keepalive_timeout=KEEPALIVE_SECONDS)
+    runner = app_runner(app)
     await runner.setup()
     site = web.TCPSite(runner, options.host, options.port, ssl_context=_ssl_context(options))
     await site.start()

@@ -11,6 +11,7 @@ from aiohttp import web
 from pytest_aiohttp import AiohttpClient
 
 from extender.policy import Policy
+from extender.server.app import Limits
 from tests.builders import example_policy, make_cache, make_pod, node_dict
 from tests.server.payloads import (
     FLEET,
@@ -252,7 +253,7 @@ async def test_a_body_over_the_limit_is_a_413_json_and_the_server_keeps_serving(
     aiohttp_client: AiohttpClient, policy: Policy
 ) -> None:
     limit = 16 * 1024
-    client = await aiohttp_client(make_app(policy, max_body_bytes=limit))
+    client = await aiohttp_client(make_app(policy, limits=Limits(max_body_bytes=limit)))
     before = await probe(client)
     assert len(names_args(PROBE_POD, PROBE_NAMES)) < limit
     nodes = [scheduler_node(f"gpu-{i}", "H100", 8) for i in range(20)]
