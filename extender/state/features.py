@@ -78,6 +78,11 @@ class NodeFeatures:
         return sum(f for f in self.free if f > 0)
 
 
+# Far above any real node (8-16 GPUs); a larger count is a broken device plugin or a
+# hostile request, and the cache keeps one entry per GPU.
+MAX_GPUS_PER_NODE = 1024
+
+
 def domain_of(node_name: str, labels: dict[str, str], key: str) -> str:
     """The node's domain for a topology key; a node without the label is its own domain."""
     value = labels.get(key)
@@ -104,6 +109,12 @@ def features_of(facts: NodeFacts, policy: Policy) -> NodeFeatures:
             gpu_count = whole_units(facts.gpu_allocatable)
         except QuantityError as exc:
             findings.append(f"allocatable {policy.gpu_resource}: {exc}")
+        if gpu_count > MAX_GPUS_PER_NODE:
+            findings.append(
+                f"allocatable {policy.gpu_resource}: {facts.gpu_allocatable!r} is more GPUs "
+                f"than a node holds (at most {MAX_GPUS_PER_NODE}); counted as none"
+            )
+            gpu_count = 0
 
     dedicated_to, mode = _dedication(labels, gpu_class, policy, findings)
     name = facts.name

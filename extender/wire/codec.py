@@ -38,13 +38,15 @@ def _decode(decoder: msgspec.json.Decoder[T], body: bytes | msgspec.Raw, what: s
         raise WireError(f"{what}: {exc}") from None
     except msgspec.DecodeError as exc:
         raise WireError(f"{what}: malformed JSON: {exc}") from None
+    except RecursionError:
+        raise WireError(f"{what}: JSON nested too deeply") from None
 
 
 def _canonical_keys(body: bytes, keys: dict[str, str]) -> bytes | None:
     """Re-spell the top-level keys of a JSON object the way Go would match them, or None."""
     try:
         raw = msgspec.json.decode(body)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         return None
     if not isinstance(raw, dict):
         return None

@@ -104,6 +104,15 @@ BAD: list[Bad] = [
     Bad("prioritize-empty", "/prioritize", b"", 400, W, EMPTY),
     Bad("bind-empty", "/bind", b"", 400, W, EMPTY.replace("Args", "BindingArgs")),
     Bad("filter-array", "/filter", b"[]", 400, W, f"{EXPECTED} `object`, got `array`"),
+    # Found by fuzzing: the decoder's recursion limit was an uncaught RecursionError (500).
+    Bad(
+        "nested-too-deeply",
+        "/filter",
+        b'{"Pod": {"unknown": ' + b"[" * 5000 + b"]" * 5000 + b"}}",
+        400,
+        W,
+        "ExtenderArgs: JSON nested too deeply",
+    ),
     Bad("filter-null", "/filter", b"null", 400, W, f"{EXPECTED} `object`, got `null`"),
     Bad(
         "names-a-string",

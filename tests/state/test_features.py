@@ -46,8 +46,11 @@ def test_a_cpu_node_has_no_gpus_and_no_class() -> None:
         ("1k", 1000, None),
         ("500m", 0, "allocatable nvidia.com/gpu: '500m' is not a whole, non-negative count"),
         ("lots", 0, "allocatable nvidia.com/gpu: 'lots' is not a quantity"),
+        # Found by fuzzing: the cache keeps one entry per GPU, so this ran out of memory.
+        ("1e9", 0, "allocatable nvidia.com/gpu: '1e9' is more GPUs than a node holds"),
+        (2**70, 0, f"allocatable nvidia.com/gpu: {2**70} is more GPUs than a node holds"),
     ],
-    ids=["string", "integer", "suffix", "fraction", "garbage"],
+    ids=["string", "integer", "suffix", "fraction", "garbage", "absurd", "beyond-64-bits"],
 )
 def test_the_gpu_count_comes_from_allocatable_and_a_bad_value_is_a_finding(
     allocatable: Any, count: int, finding: str | None

@@ -1,0 +1,245 @@
+"""Send fuzz requests to a running extender over loopback HTTP and check that it holds.
+
+It holds when: no answer is a 5xx, no well-formed HTTP request loses its connection, every
+answer comes within the scheduler's 5 s timeout, the server's RSS after the run is within
+10% of before (after a warm-up), and a fixed probe request gets the same decisions before
+and after. Requests come from Hypothesis strategies (strategies.py) in seeded chunks, so
+a run is reproducible from its seed; it stops after `requests` or `seconds`.
+
+    python -m tests.fuzz.driver --url http://127.0.0.1:8888 --pid PID --requests 1000000
+(`make fuzz` starts a local control plane and an extender and runs this against them.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import socket
+import sys
+import time
+import urllib.parse
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import seed as hypothesis_seed
+
+from tests.fuzz.strategies import FuzzRequest, requests
+
+ANSWER_WITHIN_SECONDS = 5.0
+RSS_GROWTH_LIMIT = 0.10
+WARM_UP = 500
+CHUNK = 100
+"""Hypothesis examples per seeded chunk (each a batch of strategies.BATCH requests)."""
+
+
+@dataclass
+class FuzzReport:
+    seed: int
+    sent: int = 0
+    seconds: float = 0.0
+    kinds: Counter[str] = field(default_factory=Counter)
+    statuses: Counter[str] = field(default_factory=Counter)
+    slowest_seconds: float = 0.0
+    violations: list[str] = field(default_factory=list)
+    rss_before_kib: int = 0
+    rss_after_kib: int = 0
+    probe_unchanged: bool = False
+
+    @property
+    def rss_growth(self) -> float:
+        return self.rss_after_kib / max(self.rss_before_kib, 1) - 1.0
+
+    @property
+    def holds(self) -> bool:
+        return not self.violations and self.probe_unchanged and self.rss_growth <= RSS_GROWTH_LIMIT
+
+    def summary(self) -> str:
+        statuses = ", ".join(f"{k}: {v}" for k, v in sorted(self.statuses.items()))
+        return (
+            f"seed {self.seed}: {self.sent} requests in {self.seconds:.0f} s "
+            f"({self.sent / max(self.seconds, 1e-9):.0f}/s); answers {statuses}; slowest "
+            f"{self.slowest_seconds * 1000:.0f} ms; RSS {self.rss_before_kib / 1024:.1f} -> "
+            f"{self.rss_after_kib / 1024:.1f} MiB ({self.rss_growth:+.1%}); probe "
+            f"{'unchanged' if self.probe_unchanged else 'CHANGED'}; "
+            f"{len(self.violations)} violation(s)"
+        )
+
+
+class Target:
+    """The extender under test: one keep-alive connection, reopened when the server closes it."""
+
+    def __init__(self, url: str, pid: int | None) -> None:
+        parsed = urllib.parse.urlsplit(url)
+        assert parsed.hostname in ("127.0.0.1", "localhost", "::1"), "fuzz loopback only"
+        self.host, self.port = parsed.hostname, parsed.port or 80
+        self.pid = pid
+        self.connection: http.client.HTTPConnection | None = None
+
+    def rss_kib(self) -> int:
+        if self.pid is None:
+            return 0
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        return 0
+
+    def http(self, method: str, path: str, body: bytes) -> tuple[int, bytes]:
+        if self.connection is None:
+            self.connection = http.client.HTTPConnection(
+                self.host, self.port, timeout=ANSWER_WITHIN_SECONDS + 5
+            )
+        try:
+            self.connection.request(
+                method, path, body=body, headers={"Content-Type": "application/json"}
+            )
+            response = self.connection.getresponse()
+            payload = response.read()
+        except BaseException:
+            self.connection.close()
+            self.connection = None
+            raise
+        if response.will_close:
+            self.connection.close()
+            self.connection = None
+        return response.status, payload
+
+    def raw(self, data: bytes) -> bytes:
+        """Send bytes on a fresh connection, close our side, read what comes back."""
+        with socket.create_connection((self.host, self.port), timeout=ANSWER_WITHIN_SECONDS) as s:
+            try:
+                s.sendall(data)
+                s.shutdown(socket.SHUT_WR)
+            except OSError:
+                return b""  # the server closed first: an answer of sorts
+            chunks = []
+            while chunk := s.recv(65536):
+                chunks.append(chunk)
+            return b"".join(chunks)
+
+
+def probe(target: Target, known: list[str]) -> bytes:
+    """Decisions for a fixed pod over the cluster's nodes: must not change under fuzzing."""
+    pod = {
+        "metadata": {"name": "fuzz-probe", "namespace": "default", "uid": "fuzz-probe"},
+        "spec": {
+            "schedulerName": "gpu-scheduler",
+            "containers": [{"name": "c", "resources": {"limits": {"nvidia.com/gpu": "1"}}}],
+        },
+    }
+    body = orjson.dumps({"Pod": pod, "NodeNames": known, "Nodes": None})
+    answers = [target.http("POST", verb, body) for verb in ("/filter", "/prioritize")]
+    return orjson.dumps(answers, default=lambda b: b.decode())
+
+
+def send(target: Target, request: FuzzRequest, report: FuzzReport) -> None:
+    started = time.monotonic()
+    try:
+        if request.raw:
+            answer = target.raw(request.body)
+            status = (
+                answer[9:12].decode(errors="replace") if answer.startswith(b"HTTP/") else "closed"
+            )
+        else:
+            code, _ = target.http(request.method, request.path, request.body)
+            status = str(code)
+    except (OSError, http.client.HTTPException) as exc:
+        status = "dropped"
+        if not request.raw:
+            report.violations.append(f"connection lost ({exc!r}) on {request.describe()}")
+    elapsed = time.monotonic() - started
+    report.sent += 1
+    report.kinds[request.kind] += 1
+    report.statuses[status] += 1
+    report.slowest_seconds = max(report.slowest_seconds, elapsed)
+    if status.startswith("5"):
+        report.violations.append(f"{status} on {request.describe()}")
+    if elapsed > ANSWER_WITHIN_SECONDS:
+        report.violations.append(f"answer after {elapsed:.1f} s on {request.describe()}")
+
+
+def fuzz(
+    url: str,
+    pid: int | None,
+    known: list[str],
+    *,
+    seed: int,
+    requests_wanted: int,
+    seconds: float,
+    progress: Callable[[FuzzReport], None] | None = None,
+) -> FuzzReport:
+    """Fuzz the extender at `url` (process `pid`, for its RSS) whose cluster has `known` nodes."""
+    target = Target(url, pid)
+    report = FuzzReport(seed)
+    before = probe(target, known)
+    started = time.monotonic()
+    deadline = started + seconds
+    chunk_index = 0
+    while report.sent < requests_wanted and time.monotonic() < deadline:
+
+        @settings(
+            max_examples=CHUNK,
+            database=None,
+            deadline=None,
+            phases=[Phase.generate],
+            suppress_health_check=list(HealthCheck),
+        )
+        @hypothesis_seed(seed * 1_000_003 + chunk_index)
+        @given(requests(known))
+        def batch(batch: list[FuzzRequest]) -> None:
+            for request in batch:
+                if report.sent >= requests_wanted or time.monotonic() >= deadline:
+                    return
+                if report.sent == WARM_UP:
+                    report.rss_before_kib = target.rss_kib()
+                send(target, request, report)
+
+        batch()
+        chunk_index += 1
+        if progress is not None:
+            progress(report)
+    report.seconds = time.monotonic() - started
+    if not report.rss_before_kib:
+        report.rss_before_kib = target.rss_kib()
+    report.rss_after_kib = target.rss_kib()
+    report.probe_unchanged = probe(target, known) == before
+    for path in ("/healthz", "/readyz"):
+        status, _ = target.http("GET", path, b"")
+        if status != 200:
+            report.violations.append(f"{path} answers {status} after the run")
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--pid", type=int, help="the extender's process, for its RSS")
+    parser.add_argument("--nodes", default="", help="comma-separated node names it knows")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--requests", type=int, default=1_000_000)
+    parser.add_argument("--seconds", type=float, default=3600)
+    args = parser.parse_args(argv)
+
+    def progress(report: FuzzReport) -> None:
+        print(f"  {report.sent} sent, {len(report.violations)} violation(s)", file=sys.stderr)
+
+    report = fuzz(
+        args.url,
+        args.pid,
+        [n for n in args.nodes.split(",") if n],
+        seed=args.seed,
+        requests_wanted=args.requests,
+        seconds=args.seconds,
+        progress=progress,
+    )
+    print(report.summary())
+    for violation in report.violations[:20]:
+        print(f"  {violation}")
+    return 0 if report.holds else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
