@@ -39,6 +39,7 @@ def _serve(args: argparse.Namespace) -> int:
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         client_ca=args.client_ca,
+        tls_poll_seconds=args.tls_poll_seconds,
         scheduler_names=frozenset(args.scheduler_name or DEFAULT_SCHEDULER_NAMES),
         health_host=args.health_host,
         health_port=args.health_port,
@@ -159,6 +160,12 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--tls-cert", type=Path)
     serve.add_argument("--tls-key", type=Path)
     serve.add_argument("--client-ca", type=Path, help="require client certificates from this CA")
+    serve.add_argument(
+        "--tls-poll-seconds",
+        type=float,
+        default=2.0,
+        help="how often to look for a renewed certificate, key or CA (reloaded in place)",
+    )
     serve.add_argument(
         "--health-port",
         type=int,

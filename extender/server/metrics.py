@@ -52,6 +52,9 @@ class Metrics:
             ["outcome", "rule"],
             registry=r,
         )
+        self.tls_reloads = Counter(
+            f"{PREFIX}_tls_reloads", "Serving certificate changes by result", ["result"], registry=r
+        )
         self.binds = Counter(f"{PREFIX}_binds", "Bind calls by result", ["result"], registry=r)
         self.policy_reloads = Counter(
             f"{PREFIX}_policy_reloads", "Policy file reloads by result", ["result"], registry=r

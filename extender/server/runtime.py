@@ -52,6 +52,7 @@ class ServeOptions:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     client_ca: Path | None = None
+    tls_poll_seconds: float = 2.0
     # The bind verb places only pods whose spec.schedulerName is one of these.
     scheduler_names: frozenset[str] = DEFAULT_SCHEDULER_NAMES
     # A second, plain-HTTP port with /healthz, /readyz and /metrics only (None: off).
@@ -101,15 +102,63 @@ async def expire_assumptions_forever(cache: ClusterCache, metrics: Metrics) -> N
             log.warning("assumed binding not confirmed in time", extra={"pod": record.key})
 
 
-def _ssl_context(options: ServeOptions) -> ssl.SSLContext | None:
-    if options.tls_cert is None:
-        return None
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(options.tls_cert, options.tls_key)
-    if options.client_ca is not None:
-        context.load_verify_locations(options.client_ca)
-        context.verify_mode = ssl.CERT_REQUIRED
-    return context
+class CertificateReloader:
+    """The serving TLS context, reloaded in place when its files change.
+
+    cert-manager (or a rotated Secret) replaces the files under the running server; a
+    changed certificate or key is loaded into the same SSLContext, so new connections get
+    it at once and open ones keep theirs. A half-written or broken pair is refused and the
+    previous one keeps serving; the next change is tried again. A new client CA is added
+    to the trusted ones (an SSLContext cannot forget a CA: restart to drop an old one).
+    """
+
+    def __init__(self, cert: Path, key: Path | None, client_ca: Path | None) -> None:
+        self.cert, self.key, self.client_ca = cert, key, client_ca
+        self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self.context.load_cert_chain(cert, key)
+        if client_ca is not None:
+            self.context.load_verify_locations(client_ca)
+            self.context.verify_mode = ssl.CERT_REQUIRED
+        self._seen = self._stamp()
+
+    def _stamp(self) -> tuple[tuple[int, int, int] | None, ...]:
+        stamps = []
+        for path in (self.cert, self.key, self.client_ca):
+            try:
+                stat = path.stat() if path is not None else None
+            except OSError:
+                stat = None
+            stamps.append((stat.st_mtime_ns, stat.st_size, stat.st_ino) if stat else None)
+        return tuple(stamps)
+
+    def reload_if_changed(self) -> str:
+        """ "unchanged", "reloaded", or "rejected" (the old certificate stays)."""
+        stamp = self._stamp()
+        if stamp == self._seen:
+            return "unchanged"
+        self._seen = stamp
+        try:
+            self.context.load_cert_chain(self.cert, self.key)
+            if self.client_ca is not None:
+                self.context.load_verify_locations(self.client_ca)
+        except (OSError, ssl.SSLError) as exc:
+            log.error(
+                "new TLS certificate rejected; the previous one keeps serving",
+                extra={"cert": str(self.cert), "error": str(exc)},
+            )
+            return "rejected"
+        log.info("TLS certificate reloaded", extra={"cert": str(self.cert)})
+        return "reloaded"
+
+
+async def reload_certificate_forever(
+    reloader: CertificateReloader, metrics: Metrics, interval: float
+) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        outcome = reloader.reload_if_changed()
+        if outcome != "unchanged":
+            metrics.tls_reloads.labels(outcome).inc()
 
 
 async def serve(
@@ -159,9 +208,19 @@ async def serve(
         guard(reload_policy_forever(store, metrics, options.policy_poll_seconds), "policy reload"),
         guard(expire_assumptions_forever(cache, metrics), "assumption expiry"),
     ]
+    reloader = None
+    if options.tls_cert is not None:
+        reloader = CertificateReloader(options.tls_cert, options.tls_key, options.client_ca)
+        tasks.append(
+            guard(
+                reload_certificate_forever(reloader, metrics, options.tls_poll_seconds),
+                "certificate reload",
+            )
+        )
     runner = app_runner(app)
     await runner.setup()
-    site = web.TCPSite(runner, options.host, options.port, ssl_context=_ssl_context(options))
+    ssl_context = reloader.context if reloader is not None else None
+    site = web.TCPSite(runner, options.host, options.port, ssl_context=ssl_context)
     await site.start()
     runners = [runner]
     if options.health_port is not None:

@@ -3,6 +3,7 @@ certificate our CA signed (the scheduler's extender tlsConfig certFile/keyFile).
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import ipaddress
 import ssl
@@ -161,3 +162,53 @@ async def test_the_health_port_answers_probes_and_metrics_without_a_client_certi
                 response = await session.post(f"{health}{path}", data=b"{}")
                 assert response.status == 404
         assert (await get(f"{health}/debug/cache"))[0] == 404
+
+
+async def served_common_name(port: int, pki: Pki) -> str:
+    """The common name of the certificate a new TLS connection to the server presents."""
+    _, writer = await asyncio.open_connection(
+        "127.0.0.1", port, ssl=client_context(pki, pki.scheduler)
+    )
+    try:
+        der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+    finally:
+        writer.close()
+    subject = x509.load_der_x509_certificate(der).subject
+    return str(subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value)
+
+
+async def test_a_rotated_certificate_is_served_without_a_restart_and_a_broken_one_is_refused(
+    pki: Pki, tmp_path: Path
+) -> None:
+    # The files the Secret mount holds; cert-manager replaces them under the server.
+    cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
+    cert.write_bytes(pki.server.cert.read_bytes())
+    key.write_bytes(pki.server.key.read_bytes())
+    renewed = pki.ca.issue("gpuclass-extender-renewed", server=True)
+    async with serving(
+        FakeApiServer(),
+        tmp_path,
+        tls_cert=cert,
+        tls_key=key,
+        client_ca=pki.ca.path,
+        tls_poll_seconds=0.05,
+    ) as server:
+        port = int(server.url.rsplit(":", 1)[1])
+        assert await served_common_name(port, pki) == "gpuclass-extender"
+
+        key.write_bytes(renewed.key.read_bytes())
+        cert.write_bytes(renewed.cert.read_bytes())
+        for _ in range(100):
+            if await served_common_name(port, pki) == "gpuclass-extender-renewed":
+                break
+            await asyncio.sleep(0.05)
+        assert await served_common_name(port, pki) == "gpuclass-extender-renewed"
+
+        cert.write_bytes(b"-----BEGIN CERTIFICATE-----\nhalf written")
+        await asyncio.sleep(0.3)
+        # Still serving, with the last good certificate.
+        assert await served_common_name(port, pki) == "gpuclass-extender-renewed"
+        status, metrics = await get(f"{server.url}/metrics", client_context(pki, pki.scheduler))
+        assert status == 200
+        assert 'gpuclass_extender_tls_reloads_total{result="reloaded"}' in metrics
+        assert 'gpuclass_extender_tls_reloads_total{result="rejected"}' in metrics
