@@ -904,6 +904,15 @@ class LocalCluster:
                 raise LocalClusterError("etcd not healthy:\n" + _tail(self.logs["etcd"]))
             time.sleep(0.05)
 
+    def kill_apiserver(self) -> None:
+        """SIGKILL kube-apiserver, as a crash would; restart_apiserver brings it back."""
+        self._stop_component("kube-apiserver", grace=0)
+
+    def restart_apiserver(self, timeout: float = 60) -> None:
+        """Start kube-apiserver again on its port, with its certificates and tokens, so
+        every client's kubeconfig stays valid; returns when /readyz answers 200."""
+        self._spawn_apiserver(self.ports["kube-apiserver"], timeout)
+
     def _start_apiserver(self, timeout: float) -> None:
         _gen_pki(self.pki)
         self.token = secrets.token_hex(24)
@@ -914,6 +923,9 @@ class LocalCluster:
         write_kubeconfig(self.kubeconfig, self.server_url, self.ca_file, self.token)
         # The scheduler runs as admin for now (system:masters).
         write_kubeconfig(self.scheduler_kubeconfig, self.server_url, self.ca_file, self.token)
+        self._spawn_apiserver(port, timeout)
+
+    def _spawn_apiserver(self, port: int, timeout: float) -> None:
         pki = self.pki
         self._spawn(
             "kube-apiserver",

@@ -117,7 +117,7 @@ async def watch_kind(
     api: client.CoreV1Api,
     cache: ClusterCache,
     hooks: WatchHooks = WatchHooks(),
-    backoff_max: float = 10.0,
+    backoff_max: float = 2.0,
     relist: asyncio.Event | None = None,
 ) -> None:
     """Keep `cache` in sync with one kind, forever (until cancelled).
@@ -146,8 +146,12 @@ async def watch_kind(
             resource_version = ""
             _mark_unsynced(cache, kind)
         except KubeError as exc:
+            # The API server failed or is unreachable: what we hold may be missing events,
+            # so we say so (/readyz 503, verbs "not synced") until a fresh list succeeds.
+            resource_version = ""
+            _mark_unsynced(cache, kind)
             hooks.error(kind)
-            log.warning("watch failed; retrying", extra={"kind": kind, "error": str(exc)})
+            log.warning("watch failed; relisting", extra={"kind": kind, "error": str(exc)})
             await asyncio.sleep(backoff * (1 + random.random()))
             backoff = min(backoff * 2, backoff_max)
 

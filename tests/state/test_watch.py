@@ -213,6 +213,29 @@ async def test_an_unavailable_apiserver_is_retried_and_readiness_waits_for_it(
     assert cache.node("a") is not None
 
 
+async def test_a_failed_watch_marks_the_cache_unsynced_until_a_fresh_list(
+    apiserver: tuple[FakeApiServer, client.CoreV1Api],
+) -> None:
+    """The API server fails mid-stream: events may be lost, so the cache says it is not in
+    sync (readiness false) until a new list has replaced what it held."""
+    fake, api = apiserver
+    nodes = fake.kinds["nodes"]
+    nodes.objects = [node_dict("a"), node_dict("b")]
+    # While the API server was failing, "b" was deleted; no event will say so.
+    nodes.later = [([node_dict("a")], "200")]
+    nodes.sessions = [503]
+    cache = ClusterCache(example_policy())
+    synced_when_failed: list[bool] = []
+    hooks = WatchHooks(error=lambda kind: synced_when_failed.append(cache.nodes_synced))
+    await running(
+        watch_kind(kind="nodes", api=api, cache=cache, hooks=hooks),
+        lambda: len(nodes.list_calls) == 2 and cache.nodes_synced,
+    )
+    assert synced_when_failed == [False]  # not in sync from the failure...
+    assert not cache.node("b")  # ...until a relist, which dropped what was deleted meanwhile
+    assert cache.node("a") is not None
+
+
 async def test_pod_events_charge_and_free_gpus_on_their_node(
     apiserver: tuple[FakeApiServer, client.CoreV1Api],
 ) -> None:

@@ -1,0 +1,173 @@
+"""Faults on the real control plane, each during a stream of interactive and batch GPU pods.
+
+For every fault it must hold that: no node's bound GPU pods exceed its allocatable GPUs;
+no pod sits on a class its required classes exclude; the extender's /readyz is 503 while
+its cache is not in sync and 200 after; and every pod that fits is placed once the fault
+ends. Times to recover go to docs/reliability.md (printed with -s).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+
+import pytest
+
+from tests.integration.fleet import Fleet
+from tests.integration.stack import LocalStack, SchedulerSettings
+
+# (name, GPUs, workload, required classes): 20 GPUs of the fleet's 32, so all fit.
+STREAM = [
+    (f"{kind}-{i}", gpus, workload, required)
+    for i in range(2)
+    for kind, gpus, workload, required in (
+        ("chat", 1, "interactive", None),
+        ("serve", 2, "interactive", "premium"),
+        ("embed", 1, "batch", None),
+        ("score", 2, "batch", "standard"),
+        ("etl", 1, "batch", "economy"),
+        ("eval", 1, "batch", "economy,standard"),
+        ("tune", 2, "interactive", None),
+    )
+]
+CLASS_OF_PRODUCT = {"H100": "premium", "L40S": "standard", "T4": "economy"}
+
+
+@pytest.fixture
+def gpu_fleet(fleet: Fleet) -> tuple[Fleet, dict[str, str]]:
+    """Six nodes of three classes, 32 GPUs; node -> class."""
+    nodes = {}
+    for product, count, gpus in (("H100", 2, 8), ("L40S", 2, 4), ("T4", 2, 4)):
+        for i in range(count):
+            nodes[fleet.node(f"{product.lower()}-{i}", product, gpus)] = CLASS_OF_PRODUCT[product]
+    fleet.await_cached()
+    return fleet, nodes
+
+
+def create(fleet: Fleet, stream: list[tuple[str, int, str, str | None]]) -> None:
+    for name, gpus, workload, required in stream:
+        annotations = {"required-classes": required} if required else None
+        fleet.pod(name, gpus, workload=workload, annotations=annotations)
+
+
+def assert_placed_and_sound(fleet: Fleet, classes: dict[str, str], timeout: float = 90) -> float:
+    """Every stream pod bound; no overcommit; no required class broken. Returns the time
+    the last pod took to be bound."""
+    started = time.monotonic()
+    placed = {name: fleet.bound(name, timeout) for name, *_ in STREAM}
+    waited = time.monotonic() - started
+    used: Counter[str] = Counter()
+    for name, gpus, _, required in STREAM:
+        node = placed[name]
+        used[node] += gpus
+        if required:
+            assert classes[node] in required.split(","), f"{name} on {classes[node]} {node}"
+    capacity = {n: allocatable_gpus(fleet, n) for n in classes}
+    over = {n: (used[n], capacity[n]) for n in used if used[n] > capacity[n]}
+    assert over == {}, f"GPUs overcommitted (bound, allocatable): {over}"
+    return waited
+
+
+def allocatable_gpus(fleet: Fleet, node: str) -> int:
+    status = fleet.kube.request("GET", f"/api/v1/nodes/{node}")["status"]
+    return int(status["allocatable"]["nvidia.com/gpu"])
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> float:
+    started = time.monotonic()
+    while not condition():
+        if time.monotonic() - started > timeout:
+            raise AssertionError(f"{what}: not within {timeout} s")
+        time.sleep(0.05)
+    return time.monotonic() - started
+
+
+def readyz(local: LocalStack) -> int:
+    return local.extender.status("/readyz")
+
+
+@pytest.mark.parametrize("outage", [0.0, 30.0], ids=["killed-and-restarted", "gone-30s"])
+def test_kube_apiserver_down_mid_stream(
+    local: LocalStack, gpu_fleet: tuple[Fleet, dict[str, str]], outage: float
+) -> None:
+    fleet, classes = gpu_fleet
+    create(fleet, STREAM[:7])
+    local.cluster.kill_apiserver()
+    # Its watches broke: the cache may miss events, and says so.
+    wait_for(lambda: readyz(local) == 503, 15, "extender /readyz 503 without an API server")
+    time.sleep(outage)
+    assert readyz(local) == 503
+    local.cluster.restart_apiserver()
+    recovered = wait_for(lambda: readyz(local) == 200, 60, "extender ready again")
+    create(fleet, STREAM[7:])
+    waited = assert_placed_and_sound(fleet, classes)
+    print(f"apiserver down {outage:g} s: extender ready {recovered:.1f} s after the restart; "
+          f"last pod bound {waited:.1f} s after the rest of the stream was created")  # fmt: skip
+
+
+def test_the_extender_killed_mid_burst_and_restarted(
+    local: LocalStack, gpu_fleet: tuple[Fleet, dict[str, str]]
+) -> None:
+    fleet, classes = gpu_fleet
+    create(fleet, STREAM[:7])
+    process = local.extender.process
+    assert process is not None
+    process.kill()  # SIGKILL: no graceful shutdown
+    process.wait()
+    local.extender.process = None
+    create(fleet, STREAM[7:])  # the scheduler cannot reach us: not ignorable, so they wait
+    time.sleep(3)
+    started = time.monotonic()
+    local.start_extender()
+    ready = time.monotonic() - started
+    waited = assert_placed_and_sound(fleet, classes)
+    print(f"extender killed: ready {ready:.1f} s after its restart; every pod bound "
+          f"{waited:.1f} s later")  # fmt: skip
+
+
+def test_with_ignorable_true_a_killed_extender_costs_the_hard_rules_not_the_gpus(
+    local: LocalStack, gpu_fleet: tuple[Fleet, dict[str, str]]
+) -> None:
+    """`ignorable: true` (not what we ship) lets the scheduler go on without us: pods are
+    placed during the outage, GPUs are never overcommitted (the scheduler counts them),
+    but our class rules are not applied to those pods."""
+    fleet, classes = gpu_fleet
+    local.configure_scheduler(SchedulerSettings(ignorable=True))
+    process = local.extender.process
+    assert process is not None
+    process.kill()
+    process.wait()
+    local.extender.process = None
+    create(fleet, STREAM)
+    placed = {name: fleet.bound(name, 60) for name, *_ in STREAM}  # all placed without us
+    broken = [
+        name
+        for name, _, _, required in STREAM
+        if required and classes[placed[name]] not in required.split(",")
+    ]
+    local.start_extender()
+    used: Counter[str] = Counter()
+    for name, gpus, *_ in STREAM:
+        used[placed[name]] += gpus
+    for node, gpus in used.items():
+        assert gpus <= allocatable_gpus(fleet, node), f"{node}: {gpus} GPUs bound"
+    required = sum(1 for *_, classes_wanted in STREAM if classes_wanted)
+    print(f"ignorable extender down: {len(broken)} of {required} pods with required classes "
+          "placed elsewhere")  # fmt: skip
+
+
+def test_kube_scheduler_restarted_mid_stream(
+    local: LocalStack, gpu_fleet: tuple[Fleet, dict[str, str]]
+) -> None:
+    fleet, classes = gpu_fleet
+    create(fleet, STREAM[:7])
+    settings = local.settings
+    local.settings = None  # forces a restart with the same settings
+    started = time.monotonic()
+    local.configure_scheduler(settings or SchedulerSettings())
+    restarted = time.monotonic() - started
+    create(fleet, STREAM[7:])
+    waited = assert_placed_and_sound(fleet, classes)
+    assert readyz(local) == 200
+    print(f"scheduler restarted in {restarted:.1f} s; every pod bound {waited:.1f} s later")
