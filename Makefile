@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup controlplane lint test unit demo bench quality fuzz clean
+.PHONY: setup controlplane lint test unit demo bench quality fuzz soak clean
 
 setup: $(STAMP)
 
@@ -49,6 +49,12 @@ fuzz: controlplane
 	GPUCLASS_FUZZ_REQUESTS=$(FUZZ_REQUESTS) GPUCLASS_FUZZ_SECONDS=$(FUZZ_SECONDS) \
 	  GPUCLASS_FUZZ_SEED=$(FUZZ_SEED) $(BIN)/python -m pytest -s -p no:cacheprovider \
 	  tests/integration/test_fuzz.py
+
+# Soak (issue 9, not in CI): 30 min of steady requests with node, pod and policy churn;
+# writes docs/reliability-soak.md and its plot.
+SOAK_ARGS ?= --minutes 30
+soak: controlplane
+	$(BIN)/python hack/soak.py $(SOAK_ARGS) --report docs/reliability-soak.md
 
 # Benchmarks (issue 6): verb latency vs. the floor extender, in-process cost and profile,
 # memory, and kube-scheduler throughput on the local control plane; ~20 min on 2 cores.
