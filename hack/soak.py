@@ -248,10 +248,11 @@ def main(argv: list[str] | None = None) -> int:
             assert extender.pid is not None
             stop = threading.Event()
             started = time.monotonic()
+            load_args = (extender.port, names, args.rate, stop, samples)
             threads = [
-                threading.Thread(target=load, args=(extender.port, names, args.rate, stop, samples)),
+                threading.Thread(target=load, args=load_args),
                 threading.Thread(target=churn, args=(cluster, names, policy, stop, samples)),
-            ]  # fmt: skip
+            ]
             for thread in threads:
                 thread.start()
             while time.monotonic() - started < args.minutes * 60:
