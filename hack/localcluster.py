@@ -729,18 +729,22 @@ class LocalCluster:
         timeout: float = 60,
         kubeconfig: Path | str | None = None,
         leader_elect: bool = False,
+        component: str = "kube-scheduler",
     ) -> None:
-        """(Re)start kube-scheduler with this KubeSchedulerConfiguration; waits for /readyz.
+        """(Re)start kube-scheduler with this KubeSchedulerConfiguration; waits for /healthz
+        (and /readyz, unless it is a standby waiting for the lease).
 
         ``kubeconfig``: the identity to run as (default: admin). Given one, the scheduler
         also uses it for delegated authentication and authorization of its secure port, as
         in a pod where all three use the ServiceAccount. ``leader_elect``: keep the
-        config's leaderElection (default: turned off by flag)."""
+        config's leaderElection (default: turned off by flag). ``component``: another name
+        runs a second scheduler beside the first (a standby replica)."""
         self._check_binaries(need_scheduler=True)
-        self.stop_scheduler()
+        self._stop_component(component)
+        self.logs.setdefault(component, self.state_dir / f"{component}.log")
         identity = Path(kubeconfig) if kubeconfig else self.scheduler_kubeconfig
         eff = prepare_scheduler_config(
-            Path(config), self.state_dir / "scheduler-config.yaml", identity
+            Path(config), self.state_dir / f"{component}-config.yaml", identity
         )
         extra = []
         if kubeconfig:
@@ -749,11 +753,13 @@ class LocalCluster:
         if not leader_elect:
             extra.append("--leader-elect=false")
         port = free_port()
-        self.ports["kube-scheduler"] = port
-        self.scheduler_config = Path(config).resolve()
-        self.scheduler_url = f"https://127.0.0.1:{port}"
+        self.ports[component] = port
+        url = f"https://127.0.0.1:{port}"
+        if component == "kube-scheduler":
+            self.scheduler_config = Path(config).resolve()
+            self.scheduler_url = url
         self._spawn(
-            "kube-scheduler",
+            component,
             [
                 str(self.bin_dir / "kube-scheduler"),
                 f"--config={eff}",
@@ -762,17 +768,24 @@ class LocalCluster:
                 f"--secure-port={port}",
                 f"--tls-cert-file={self.pki / 'scheduler.crt'}",
                 f"--tls-private-key-file={self.pki / 'scheduler.key'}",
-                f"--cert-dir={self.state_dir / 'scheduler-certs'}",
+                f"--cert-dir={self.state_dir / (component + '-certs')}",
                 f"--v={self.verbosity}",
             ],
         )
         try:
-            self._wait_http("kube-scheduler", f"{self.scheduler_url}/readyz", None, timeout)
+            # A standby is healthy but not ready until it holds the lease.
+            self._wait_http(component, f"{url}/{'healthz' if leader_elect else 'readyz'}",
+                            None, timeout)  # fmt: skip
         except BaseException:
-            self._stop_component("kube-scheduler")
-            self.scheduler_url = ""
+            self._stop_component(component)
+            if component == "kube-scheduler":
+                self.scheduler_url = ""
             raise
         self._save_state()
+
+    def kill_component(self, component: str) -> None:
+        """SIGKILL a component, as a crash would (no graceful shutdown, no lease release)."""
+        self._stop_component(component, grace=0)
 
     def stop_scheduler(self) -> None:
         self._stop_component("kube-scheduler")
@@ -977,6 +990,8 @@ class LocalCluster:
             pidfile.unlink()
 
     def _stop_all(self) -> None:
+        for comp in [c for c in self._pids if c not in COMPONENTS]:  # standby schedulers
+            self._stop_component(comp)
         for comp in reversed(COMPONENTS):
             self._stop_component(comp)
         with contextlib.suppress(FileNotFoundError):

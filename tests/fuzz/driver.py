@@ -2,9 +2,10 @@
 
 It holds when: no answer is a 5xx, no well-formed HTTP request loses its connection, every
 answer comes within the scheduler's 5 s timeout, the server's RSS after the run is within
-10% of before (after a warm-up), and a fixed probe request gets the same decisions before
-and after. Requests come from Hypothesis strategies (strategies.py) in seeded chunks, so
-a run is reproducible from its seed; it stops after `requests` or `seconds`.
+10% of before (after a warm-up that fills the bounded caches), and a fixed probe request
+gets the same decisions before and after. Requests come from Hypothesis strategies
+(strategies.py) in seeded chunks, so a run is reproducible from its seed; it stops after
+`requests` or `seconds`.
 
     python -m tests.fuzz.driver --url http://127.0.0.1:8888 --pid PID --requests 1000000
 (`make fuzz` starts a local control plane and an extender and runs this against them.)
@@ -31,7 +32,9 @@ from tests.fuzz.strategies import FuzzRequest, requests
 
 ANSWER_WITHIN_SECONDS = 5.0
 RSS_GROWTH_LIMIT = 0.10
-WARM_UP = 500
+WARM_UP = 3_000
+"""Requests before the RSS baseline: enough for the bounded caches to fill (the rules
+memo keeps up to 1,024 pod intents, and nearly every fuzzed pod is a new intent)."""
 CHUNK = 100
 """Hypothesis examples per seeded chunk (each a batch of strategies.BATCH requests)."""
 
