@@ -97,6 +97,7 @@ async def expire_assumptions_forever(cache: ClusterCache, metrics: Metrics) -> N
     while True:
         await asyncio.sleep(1.0)
         cache.expire_in_flight()
+        cache.expire_noted()
         for record in cache.expire_assumed():
             metrics.assumed_expired.inc()
             log.warning("assumed binding not confirmed in time", extra={"pod": record.key})

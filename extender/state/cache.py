@@ -115,6 +115,8 @@ class ClusterCache:
         self._pods: dict[str, PodRecord] = {}
         self._pods_on: dict[str, set[str]] = {}
         self._assumed: set[str] = set()
+        # uid -> until when: pods only a filter call told us of, not (yet) the watch.
+        self._noted: dict[str, float] = {}
         self._domains: dict[str, dict[str, DomainUsage]] = {}
         self._classes: dict[ClassName, ClassUsage] = {}
         self._shapes = ShapeTable()
@@ -351,6 +353,7 @@ class ClusterCache:
         uid = pod.metadata.uid
         if not uid:
             return
+        self._noted.pop(uid, None)  # the watch (or a list) knows it: it is real
         demand, _problems = gpu_demand(pod, self._policy)
         if demand.gpus == 0 or pod.status.phase in FINISHED_PHASES:
             self.delete_pod(uid)
@@ -392,6 +395,7 @@ class ClusterCache:
         self._attach(record)
 
     def delete_pod(self, uid: str) -> None:
+        self._noted.pop(uid, None)
         self.release_in_flight(uid)
         record = self._pods.pop(uid, None)
         if record is not None:
@@ -413,9 +417,25 @@ class ClusterCache:
         self.pods_synced = True
 
     def note_pending(self, pod: Pod) -> None:
-        """Remember a pod seen in a filter call, so a bind can charge it before the watch."""
-        if pod.metadata.uid and pod.metadata.uid not in self._pods and not pod.spec.nodeName:
+        """Remember a pod seen in a filter call, so a bind can charge it before the watch.
+
+        Until the watch reports it too, it is only noted: a pod deleted before its event
+        came, or one no API server ever held (a buggy or hostile caller), is forgotten
+        after the assumption TTL instead of being accounted for ever.
+        """
+        uid = pod.metadata.uid
+        if uid and uid not in self._pods and not pod.spec.nodeName:
             self.upsert_pod(pod)
+            if uid in self._pods:
+                self._noted[uid] = self._clock() + self._assume_ttl
+
+    def expire_noted(self) -> int:
+        """Forget noted pods the watch never reported within the TTL; returns how many."""
+        now = self._clock()
+        expired = [uid for uid, until in self._noted.items() if until <= now]
+        for uid in expired:
+            self.delete_pod(uid)
+        return len(expired)
 
     # ---- assumptions (bind) --------------------------------------------------------------
 

@@ -410,6 +410,24 @@ def test_note_pending_records_only_new_unbound_pods(binding: ClusterCache) -> No
     assert record.demand.gpus == 2
 
 
+def test_a_noted_pod_the_watch_never_reports_is_forgotten_after_the_ttl(
+    binding: ClusterCache, clock: Clock
+) -> None:
+    # Found by the soak: every filter call for a pod no API server held (or one deleted
+    # before its watch event) used to stay in the cache for good.
+    binding.note_pending(pending("ghost", 1))
+    binding.upsert_pod(pending("a", 2))  # the watch reports "a": it is real
+    clock.now += 29
+    assert binding.expire_noted() == 0
+
+    clock.now += 2
+    assert binding.expire_noted() == 1
+
+    assert binding.pod("ghost") is None
+    assert binding.pod("a") is not None
+    assert binding.expire_noted() == 0
+
+
 # ---- aggregates and policy -----------------------------------------------------------
 
 
