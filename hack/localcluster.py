@@ -663,8 +663,11 @@ class LocalCluster:
         keep_state: bool | None = None,
         detached: bool = False,
         verbosity: int = 2,
+        apiserver_args: tuple[str, ...] = (),
     ) -> None:
         self._own_state_dir = state_dir is None
+        # Extra kube-apiserver flags (fault tests: no watch cache, short watch timeouts).
+        self.apiserver_args = apiserver_args
         self.state_dir = (
             Path(state_dir)
             if state_dir
@@ -782,6 +785,22 @@ class LocalCluster:
                 self.scheduler_url = ""
             raise
         self._save_state()
+
+    def compact_etcd(self) -> int:
+        """Compact etcd's history up to its current revision (as its periodic compaction
+        would); returns that revision. Watches from an older resource version get 410."""
+        etcdctl = Path(str(self.etcd_bin)).with_name("etcdctl")
+        endpoint = f"http://127.0.0.1:{self.ports['etcd']}"
+        status = subprocess.run(
+            [str(etcdctl), "--endpoints", endpoint, "endpoint", "status", "-w", "json"],
+            check=True, capture_output=True, text=True,
+        )  # fmt: skip
+        revision = int(json.loads(status.stdout)[0]["Status"]["header"]["revision"])
+        subprocess.run(
+            [str(etcdctl), "--endpoints", endpoint, "compact", str(revision)],
+            check=True, capture_output=True, text=True,
+        )  # fmt: skip
+        return revision
 
     def kill_component(self, component: str) -> None:
         """SIGKILL a component, as a crash would (no graceful shutdown, no lease release)."""
@@ -963,6 +982,7 @@ class LocalCluster:
                 "--endpoint-reconciler-type=none",  # 127.0.0.1 is not a valid Endpoints IP
                 "--profiling=false",
                 f"--v={max(0, self.verbosity - 1)}",
+                *self.apiserver_args,
             ],
         )
         self._wait_http("kube-apiserver", f"{self.server_url}/readyz", self.token, timeout)

@@ -40,6 +40,7 @@ def _serve(args: argparse.Namespace) -> int:
         tls_key=args.tls_key,
         client_ca=args.client_ca,
         tls_poll_seconds=args.tls_poll_seconds,
+        watch_timeout_seconds=args.watch_timeout_seconds,
         scheduler_names=frozenset(args.scheduler_name or DEFAULT_SCHEDULER_NAMES),
         health_host=args.health_host,
         health_port=args.health_port,
@@ -132,6 +133,12 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8888)
     serve.add_argument("--kubeconfig", type=Path, help="default: in-cluster, else ~/.kube/config")
     serve.add_argument("--policy-poll-seconds", type=float, default=2.0)
+    serve.add_argument(
+        "--watch-timeout-seconds",
+        type=int,
+        default=300,
+        help="renew each node and pod watch after this long (default 300)",
+    )
     serve.add_argument("--assume-ttl-seconds", type=float, default=60.0)
     serve.add_argument(
         "--scheduler-name",

@@ -26,7 +26,7 @@ from extender.server.app import (
 from extender.server.metrics import Metrics
 from extender.state.cache import ClusterCache
 from extender.state.kube import api_client, bind_pod, read_pod
-from extender.state.watch import WatchHooks, watch_kind
+from extender.state.watch import WATCH_TIMEOUT_SECONDS, WatchHooks, watch_kind
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,8 @@ class ServeOptions:
     tls_key: Path | None = None
     client_ca: Path | None = None
     tls_poll_seconds: float = 2.0
+    # How long one watch request lasts before it is renewed from its resourceVersion.
+    watch_timeout_seconds: int = WATCH_TIMEOUT_SECONDS
     # The bind verb places only pods whose spec.schedulerName is one of these.
     scheduler_names: frozenset[str] = DEFAULT_SCHEDULER_NAMES
     # A second, plain-HTTP port with /healthz, /readyz and /metrics only (None: off).
@@ -199,11 +201,25 @@ async def serve(
     )
     tasks = [
         guard(
-            watch_kind(kind="nodes", api=core, cache=cache, hooks=hooks, relist=relist["nodes"]),
+            watch_kind(
+                kind="nodes",
+                api=core,
+                cache=cache,
+                hooks=hooks,
+                relist=relist["nodes"],
+                watch_timeout=options.watch_timeout_seconds,
+            ),
             "node watch",
         ),
         guard(
-            watch_kind(kind="pods", api=core, cache=cache, hooks=hooks, relist=relist["pods"]),
+            watch_kind(
+                kind="pods",
+                api=core,
+                cache=cache,
+                hooks=hooks,
+                relist=relist["pods"],
+                watch_timeout=options.watch_timeout_seconds,
+            ),
             "pod watch",
         ),
         guard(reload_policy_forever(store, metrics, options.policy_poll_seconds), "policy reload"),

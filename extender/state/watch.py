@@ -119,6 +119,7 @@ async def watch_kind(
     hooks: WatchHooks = WatchHooks(),
     backoff_max: float = 2.0,
     relist: asyncio.Event | None = None,
+    watch_timeout: int = WATCH_TIMEOUT_SECONDS,
 ) -> None:
     """Keep `cache` in sync with one kind, forever (until cancelled).
 
@@ -138,7 +139,7 @@ async def watch_kind(
                 hooks.listed(kind)
                 log.info("listed", extra={"kind": kind, "resource_version": resource_version})
             resource_version = await _until(
-                relist, _watch(source, resource_version, hooks), resource_version
+                relist, _watch(source, resource_version, hooks, watch_timeout), resource_version
             )
             backoff = 0.5
         except WatchGone:
@@ -207,14 +208,17 @@ async def _list(source: _Source[T]) -> str:
             return page.metadata.resourceVersion
 
 
-async def _watch(source: _Source[T], resource_version: str, hooks: WatchHooks) -> str:
-    """Apply events until the stream ends; returns the resourceVersion to resume from."""
+async def _watch(
+    source: _Source[T], resource_version: str, hooks: WatchHooks, server_timeout: int
+) -> str:
+    """Apply events until the stream ends (the server closes it after `server_timeout` s);
+    returns the resourceVersion to resume from."""
     object_decoder = msgspec.json.Decoder(source.type)
     kwargs: dict[str, Any] = {
         "watch": True,
         "resource_version": resource_version,
         "allow_watch_bookmarks": True,
-        "timeout_seconds": WATCH_TIMEOUT_SECONDS,
+        "timeout_seconds": server_timeout,
         "_preload_content": False,
     }
     if source.selector:

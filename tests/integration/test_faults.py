@@ -11,9 +11,12 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 
+import localcluster
 import pytest
 
+from tests.builders import EXAMPLE_POLICY
 from tests.integration.fleet import Fleet
 from tests.integration.stack import LocalStack, SchedulerSettings
 
@@ -171,3 +174,51 @@ def test_kube_scheduler_restarted_mid_stream(
     waited = assert_placed_and_sound(fleet, classes)
     assert readyz(local) == 200
     print(f"scheduler restarted in {restarted:.1f} s; every pod bound {waited:.1f} s later")
+
+
+def test_etcd_compaction_answers_410_gone_and_the_extender_relists(
+    stack: object, tmp_path: Path
+) -> None:
+    """etcd compacts its history; a watch renewed from an older resourceVersion gets 410
+    Gone. Its own cluster: the shared stack's apiserver serves watches from its watch
+    cache, which hides a compaction from watchers that keep up."""
+    cluster = localcluster.LocalCluster(
+        state_dir=tmp_path / "cluster", apiserver_args=("--watch-cache=false",)
+    )
+    cluster.start()
+    extender = None
+    try:
+        policy = tmp_path / "policy.yaml"
+        policy.write_text(EXAMPLE_POLICY.read_text())
+        extender = localcluster.ExtenderProcess(
+            kubeconfig=cluster.kubeconfig,
+            policy=policy,
+            log=tmp_path / "extender.log",
+            extra_args=("--watch-timeout-seconds", "3"),
+        )
+        extender.start()
+        localcluster.apply_fake_node(
+            cluster.kubeconfig, "h100-0", localcluster.gfd_labels("H100", 8), 8
+        )
+        wait_for(lambda: extender.status("/debug/cache?node=h100-0") == 200, 15, "node cached")
+        # Writes elsewhere move the revision on; the pod watch's resourceVersion stays put.
+        for i in range(20):
+            cluster.request("POST", "/api/v1/namespaces/default/configmaps",
+                            {"metadata": {"name": f"churn-{i}"}})  # fmt: skip
+        revision = cluster.compact_etcd()
+        started = time.monotonic()
+        # Within the 3 s watch timeout the renewal gets 410, and a relist follows.
+        wait_for(lambda: "410 Gone" in extender.log.read_text(), 20, "a 410 Gone")
+        wait_for(lambda: extender.status("/readyz") == 200, 20, "ready after the relist")
+        recovered = time.monotonic() - started
+        # The cache still follows the cluster: a node added after the relist arrives.
+        localcluster.apply_fake_node(
+            cluster.kubeconfig, "t4-0", localcluster.gfd_labels("T4", 4), 4
+        )
+        wait_for(lambda: extender.status("/debug/cache?node=t4-0") == 200, 15, "new node cached")
+        print(f"etcd compacted at revision {revision}: 410 and relist, ready again in "
+              f"{recovered:.1f} s")  # fmt: skip
+    finally:
+        if extender is not None:
+            extender.stop()
+        cluster.stop()
