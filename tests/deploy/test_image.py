@@ -273,22 +273,25 @@ def test_runs_read_only_as_65532(image: str) -> None:
     assert ": ok (digest" in checks.stdout
 
 
+def unreachable_kubeconfig() -> str:
+    """A kubeconfig whose API server never answers: serve starts, the cache never syncs."""
+    return json.dumps(
+        {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "c", "cluster": {"server": "http://127.0.0.1:1"}}],
+            "users": [{"name": "u", "user": {"token": "t"}}],
+            "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+            "current-context": "c",
+        }
+    )
+
+
 def test_serve_answers_on_a_read_only_root(image: str, tmp_path: Path) -> None:
     """`serve` starts and answers /healthz with nothing writable; /readyz stays 503, as no
     API server answers at the kubeconfig's address."""
     kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(
-        json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "c", "cluster": {"server": "http://127.0.0.1:1"}}],
-                "users": [{"name": "u", "user": {"token": "t"}}],
-                "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
-                "current-context": "c",
-            }
-        )
-    )
+    kubeconfig.write_text(unreachable_kubeconfig())
     kubeconfig.chmod(0o644)
     name = f"gpuclass-extender-test-{uuid.uuid4().hex[:8]}"
     started = docker(
@@ -333,5 +336,56 @@ def test_serve_answers_on_a_read_only_root(image: str, tmp_path: Path) -> None:
         assert not_ready.value.code == 503
         running = docker("inspect", "--format", "{{.State.Running}}", name)
         assert running.stdout.strip() == "true", logs
+    finally:
+        docker("rm", "--force", name)
+
+
+def test_the_image_serves_tls_and_refuses_clients_without_a_certificate(
+    image: str, tmp_path: Path
+) -> None:
+    """Item 4's check against the image as the Service variant runs it: read-only root,
+    user 65532, TLS with client-certificate verification."""
+    import ssl
+
+    from tests.server.test_tls import CertificateAuthority
+
+    ca = CertificateAuthority(tmp_path, "gpuclass-ca")
+    server = ca.issue("gpuclass-extender", server=True)
+    scheduler = ca.issue("kube-scheduler", server=False)
+    (tmp_path / "kubeconfig").write_text(unreachable_kubeconfig())
+    for path in tmp_path.iterdir():
+        path.chmod(0o644)  # test-only keys, readable by the image's user
+    name = f"gpuclass-extender-tls-{uuid.uuid4().hex[:8]}"
+    started = docker(
+        "run", "--detach", "--name", name, *LOCKED_DOWN, "--publish", "127.0.0.1::8443",
+        "--volume", f"{EXAMPLE_POLICY}:/etc/gpuclass/policy.yaml:ro",
+        "--volume", f"{tmp_path}:/tls:ro",
+        image, "serve", "--policy", "/etc/gpuclass/policy.yaml", "--host", "0.0.0.0",
+        "--port", "8443", "--tls-cert", f"/tls/{server.cert.name}",
+        "--tls-key", f"/tls/{server.key.name}", "--client-ca", f"/tls/{ca.path.name}",
+        "--kubeconfig", "/tls/kubeconfig",
+    )  # fmt: skip
+    assert started.returncode == 0, tail(started)
+    try:
+        port = docker("port", name, "8443/tcp").stdout.splitlines()[0].rsplit(":", 1)[1]
+        url = f"https://127.0.0.1:{port}/healthz"
+
+        def get(client: Any) -> int:
+            context = ssl.create_default_context(cafile=str(ca.path))
+            if client is not None:
+                context.load_cert_chain(client.cert, client.key)
+            with urllib.request.urlopen(url, timeout=5, context=context) as response:
+                return int(response.status)
+
+        deadline = time.monotonic() + 60
+        status = 0
+        while time.monotonic() < deadline and status != 200:
+            try:
+                status = get(scheduler)
+            except (OSError, urllib.error.URLError):
+                time.sleep(0.5)
+        assert status == 200, tail(docker("logs", name))
+        with pytest.raises((OSError, urllib.error.URLError)):
+            get(None)
     finally:
         docker("rm", "--force", name)
