@@ -24,7 +24,7 @@ from extender.server.app import (
     create_health_app,
 )
 from extender.server.metrics import Metrics
-from extender.state.cache import ClusterCache
+from extender.state.cache import ClusterCache, Kind
 from extender.state.kube import api_client, bind_pod, read_pod
 from extender.state.watch import WATCH_TIMEOUT_SECONDS, WatchHooks, watch_kind
 
@@ -199,28 +199,21 @@ async def serve(
         listed=lambda kind: metrics.watch_relists.labels(kind).inc(),
         error=lambda kind: metrics.watch_errors.labels(kind).inc(),
     )
+    kinds: tuple[Kind, ...] = ("nodes", "pods")
     tasks = [
-        guard(
-            watch_kind(
-                kind="nodes",
-                api=core,
-                cache=cache,
-                hooks=hooks,
-                relist=relist["nodes"],
-                watch_timeout=options.watch_timeout_seconds,
-            ),
-            "node watch",
-        ),
-        guard(
-            watch_kind(
-                kind="pods",
-                api=core,
-                cache=cache,
-                hooks=hooks,
-                relist=relist["pods"],
-                watch_timeout=options.watch_timeout_seconds,
-            ),
-            "pod watch",
+        *(
+            guard(
+                watch_kind(
+                    kind=kind,
+                    api=core,
+                    cache=cache,
+                    hooks=hooks,
+                    relist=relist[kind],
+                    watch_timeout=options.watch_timeout_seconds,
+                ),
+                f"{kind} watch",
+            )
+            for kind in kinds
         ),
         guard(reload_policy_forever(store, metrics, options.policy_poll_seconds), "policy reload"),
         guard(expire_assumptions_forever(cache, metrics), "assumption expiry"),

@@ -25,10 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
-from hypothesis import HealthCheck, Phase, given, settings
-from hypothesis import seed as hypothesis_seed
 
-from tests.fuzz.strategies import FuzzRequest, requests
+from tests.fuzz.strategies import FuzzRequest, for_each_batch
 
 ANSWER_WITHIN_SECONDS = 5.0
 RSS_GROWTH_LIMIT = 0.10
@@ -180,27 +178,18 @@ def fuzz(
     before = probe(target, known)
     started = time.monotonic()
     deadline = started + seconds
+
+    def send_batch(batch: list[FuzzRequest]) -> None:
+        for request in batch:
+            if report.sent >= requests_wanted or time.monotonic() >= deadline:
+                return
+            if report.sent == WARM_UP:
+                report.rss_before_kib = target.rss_kib()
+            send(target, request, report)
+
     chunk_index = 0
     while report.sent < requests_wanted and time.monotonic() < deadline:
-
-        @settings(
-            max_examples=CHUNK,
-            database=None,
-            deadline=None,
-            phases=[Phase.generate],
-            suppress_health_check=list(HealthCheck),
-        )
-        @hypothesis_seed(seed * 1_000_003 + chunk_index)
-        @given(requests(known))
-        def batch(batch: list[FuzzRequest]) -> None:
-            for request in batch:
-                if report.sent >= requests_wanted or time.monotonic() >= deadline:
-                    return
-                if report.sent == WARM_UP:
-                    report.rss_before_kib = target.rss_kib()
-                send(target, request, report)
-
-        batch()
+        for_each_batch(known, CHUNK, seed * 1_000_003 + chunk_index, send_batch)
         chunk_index += 1
         if progress is not None:
             progress(report)

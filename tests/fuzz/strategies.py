@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 
 PREFIX = "gpuclass.example.io/"
@@ -253,3 +256,24 @@ def _names(rng: random.Random, known: list[str], few: list[str]) -> list[str]:
     if roll < 50:
         return list(known)
     return few
+
+
+def for_each_batch(
+    known: list[str], batches: int, seed: int, use: Callable[[list[FuzzRequest]], None]
+) -> None:
+    """Call `use` with `batches` batches of requests, reproducibly from `seed` (generation
+    only: nothing here fails, so Hypothesis never shrinks or replays)."""
+
+    @settings(
+        max_examples=batches,
+        database=None,
+        deadline=None,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
+    @hypothesis_seed(seed)
+    @given(requests(known))
+    def each(batch: list[FuzzRequest]) -> None:
+        use(batch)
+
+    each()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from localcluster import gfd_labels
@@ -193,3 +194,13 @@ class Fleet:
         except ApiError as exc:
             if exc.status != 404:
                 raise
+
+
+def wait_for(condition: Callable[[], object], timeout: float, what: str) -> float:
+    """Seconds until `condition` holds; fails saying `what` did not happen in time."""
+    started = time.monotonic()
+    while not condition():
+        if time.monotonic() - started > timeout:
+            raise AssertionError(f"{what}: not within {timeout} s")
+        time.sleep(0.05)
+    return time.monotonic() - started

@@ -107,6 +107,14 @@ class LocalStack:
     def stop_extender(self) -> None:
         self.extender.stop()
 
+    def kill_extender(self) -> None:
+        """SIGKILL the extender, as a crash would: no graceful shutdown."""
+        process = self.extender.process
+        assert process is not None, "the extender is not running"
+        process.kill()
+        process.wait()
+        self.extender.process = None
+
     def get(self, path: str) -> tuple[int, bytes]:
         try:
             with urllib.request.urlopen(self.extender_url + path, timeout=5) as response:

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 
 import localcluster
 import pytest
 
 from tests.builders import EXAMPLE_POLICY
-from tests.integration.fleet import Fleet
+from tests.integration.fleet import Fleet, wait_for
 from tests.integration.stack import LocalStack, SchedulerSettings
 
 # (name, GPUs, workload, required classes): 20 GPUs of the fleet's 32, so all fit.
@@ -77,15 +76,6 @@ def allocatable_gpus(fleet: Fleet, node: str) -> int:
     return int(status["allocatable"]["nvidia.com/gpu"])
 
 
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> float:
-    started = time.monotonic()
-    while not condition():
-        if time.monotonic() - started > timeout:
-            raise AssertionError(f"{what}: not within {timeout} s")
-        time.sleep(0.05)
-    return time.monotonic() - started
-
-
 def readyz(local: LocalStack) -> int:
     return local.extender.status("/readyz")
 
@@ -114,11 +104,7 @@ def test_the_extender_killed_mid_burst_and_restarted(
 ) -> None:
     fleet, classes = gpu_fleet
     create(fleet, STREAM[:7])
-    process = local.extender.process
-    assert process is not None
-    process.kill()  # SIGKILL: no graceful shutdown
-    process.wait()
-    local.extender.process = None
+    local.kill_extender()
     create(fleet, STREAM[7:])  # the scheduler cannot reach us: not ignorable, so they wait
     time.sleep(3)
     started = time.monotonic()
@@ -137,11 +123,7 @@ def test_with_ignorable_true_a_killed_extender_costs_the_hard_rules_not_the_gpus
     but our class rules are not applied to those pods."""
     fleet, classes = gpu_fleet
     local.configure_scheduler(SchedulerSettings(ignorable=True))
-    process = local.extender.process
-    assert process is not None
-    process.kill()
-    process.wait()
-    local.extender.process = None
+    local.kill_extender()
     create(fleet, STREAM)
     placed = {name: fleet.bound(name, 60) for name, *_ in STREAM}  # all placed without us
     broken = [

@@ -7,13 +7,12 @@ from __future__ import annotations
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import localcluster
 import pytest
 import yaml
 
-from tests.integration.fleet import Fleet
+from tests.integration.fleet import Fleet, wait_for
 from tests.integration.stack import LocalStack, SchedulerSettings, scheduler_config
 
 STANDBY = "kube-scheduler-standby"
@@ -28,15 +27,6 @@ def lease_holder(local: LocalStack, namespace: str) -> str | None:
             return None
         raise
     return str(holder) if holder else None
-
-
-def until(condition: Any, timeout: float, what: str) -> float:
-    started = time.monotonic()
-    while not condition():
-        if time.monotonic() - started > timeout:
-            raise AssertionError(f"{what}: not within {timeout} s")
-        time.sleep(0.05)
-    return time.monotonic() - started
 
 
 def replica_config(url: str, namespace: str, path: Path) -> Path:
@@ -64,7 +54,9 @@ def test_the_standby_takes_over_when_the_leader_dies_mid_burst(
             replica_config(local.extender_url, namespace, tmp_path / "a.yaml"), leader_elect=True
         )
         local.settings = None  # the stack must restart its own scheduler afterwards
-        until(lambda: lease_holder(local, namespace) is not None, 30, "replica A holds the lease")
+        wait_for(
+            lambda: lease_holder(local, namespace) is not None, 30, "replica A holds the lease"
+        )
         leader = lease_holder(local, namespace)
         cluster.restart_scheduler(
             replica_config(sidecar_b.url, namespace, tmp_path / "b.yaml"),
@@ -74,18 +66,14 @@ def test_the_standby_takes_over_when_the_leader_dies_mid_burst(
         nodes = [fleet.node(f"h100-{i}", "H100", 8) for i in range(4)]
         fleet.await_cached()
         pods = [fleet.pod(f"burst-{i}", 1, workload="batch") for i in range(24)]
-        until(lambda: sum(bool(fleet.get_pod(p)["spec"].get("nodeName")) for p in pods) >= 6,
+        wait_for(lambda: sum(bool(fleet.get_pod(p)["spec"].get("nodeName")) for p in pods) >= 6,
               30, "the leader places the first pods")  # fmt: skip
 
         # The leader's pod dies: its scheduler and its sidecar, without releasing the lease.
         cluster.kill_component("kube-scheduler")
-        process = local.extender.process
-        assert process is not None
-        process.kill()
-        process.wait()
-        local.extender.process = None
+        local.kill_extender()
         killed = time.monotonic()
-        failover = until(
+        failover = wait_for(
             lambda: lease_holder(local, namespace) not in (None, leader), 60, "B takes over"
         )
         placed = {p: fleet.bound(p, 90) for p in pods}

@@ -5,34 +5,20 @@ requests to a real `serve` process over loopback)."""
 
 from __future__ import annotations
 
-from hypothesis import HealthCheck, Phase, given, seed, settings
 from pytest_aiohttp import AiohttpClient
 
 from tests.builders import example_policy, make_cache
-from tests.fuzz.strategies import FuzzRequest, requests
+from tests.fuzz.strategies import FuzzRequest, for_each_batch
 from tests.server.payloads import RecordingBinder, app_for, fleet_nodes, names_args, scheduler_pod
 
 EXAMPLES = 40  # batches of 25 requests
 KNOWN = ["gpu-h100", "gpu-l40s", "gpu-t4"]
 
 
-def generated(count: int, seed_value: int) -> list[FuzzRequest]:
+def generated(count: int, seed: int) -> list[FuzzRequest]:
     found: list[FuzzRequest] = []
-
-    @settings(
-        max_examples=count,
-        database=None,
-        deadline=None,
-        phases=[Phase.generate],
-        suppress_health_check=list(HealthCheck),
-    )
-    @seed(seed_value)
-    @given(requests(KNOWN))
-    def collect(batch: list[FuzzRequest]) -> None:
-        # Raw bytes need a socket: the integration slice sends them.
-        found.extend(request for request in batch if not request.raw)
-
-    collect()
+    # Raw bytes need a socket: the integration slice sends them.
+    for_each_batch(KNOWN, count, seed, lambda batch: found.extend(r for r in batch if not r.raw))
     return found
 
 
