@@ -79,6 +79,18 @@ class Metrics:
             ["gpu_class", "state"],
             registry=r,
         )
+        self.workload_gpus = Gauge(
+            f"{PREFIX}_workload_gpus",
+            "GPUs held by pods (bound or assumed) per GPU class and workload class",
+            ["gpu_class", "workload"],
+            registry=r,
+        )
+        self.colocated_gpus = Gauge(
+            f"{PREFIX}_colocated_gpus",
+            "GPUs of a workload class on nodes that also hold a workload class it avoids",
+            ["workload"],
+            registry=r,
+        )
         self.watch_events = Counter(
             f"{PREFIX}_watch_events", "Watch events applied", ["kind"], registry=r
         )
@@ -110,3 +122,26 @@ class Metrics:
             usage = cache.class_usage(name)
             self.class_gpus.labels(name, "capacity").set(usage.capacity / 1000)
             self.class_gpus.labels(name, "free").set(usage.free / 1000)
+        self._observe_placements(cache)
+
+    def _observe_placements(self, cache: ClusterCache) -> None:
+        """Where each workload class's GPUs are, and how many share a node with a workload
+        class they avoid (the co-location `simulate` reports, live)."""
+        policy = cache.policy
+        avoids = {name: rules.separation.avoid for name, rules in policy.workloads.items()}
+        held: dict[tuple[str, str], int] = {}
+        colocated = dict.fromkeys(policy.workloads, 0)
+        for node in cache.nodes():
+            if not node.held:
+                continue
+            gpu_class = node.gpu_class.name or "unclassified"
+            for workload, milli in node.held.items():
+                held[(gpu_class, workload)] = held.get((gpu_class, workload), 0) + milli
+                if any(node.held.get(other, 0) > 0 for other in avoids.get(workload, ())):
+                    colocated[workload] = colocated.get(workload, 0) + milli
+        self.workload_gpus.clear()
+        for (class_name, workload_name), milli in held.items():
+            self.workload_gpus.labels(class_name, workload_name).set(milli / 1000)
+        self.colocated_gpus.clear()
+        for workload_name, milli in colocated.items():
+            self.colocated_gpus.labels(workload_name).set(milli / 1000)
