@@ -11,9 +11,12 @@ from extender.wire.quantity import QuantityError, whole_units
 from extender.wire.types import Container, Pod
 
 WHOLE_GPU = 1000
+MAX_GPUS_PER_NODE = 1024
+"""Far above any real node (8-16 GPUs). A larger count is a broken device plugin or a
+hostile request; counts are capped here so every figure stays a plain 64-bit number."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, weakref_slot=True)
 class GpuDemand:
     """GPUs a pod needs: `gpus` devices with `milli` thousandths of each (1000 = whole)."""
 
@@ -93,6 +96,9 @@ def gpu_demand(pod: Pod, policy: Policy) -> tuple[GpuDemand, list[str]]:
         if problem:
             problems.append(problem)
     gpus = max(total, init_max)
+    if gpus > MAX_GPUS_PER_NODE:
+        problems.append(f"asks for {gpus} {resource}; no node holds more than {MAX_GPUS_PER_NODE}")
+        gpus = MAX_GPUS_PER_NODE + 1  # fits nowhere, and stays serialisable
     milli = WHOLE_GPU
     raw_milli = (pod.metadata.annotations or {}).get(policy.keys.pod_gpu_milli)
     if raw_milli is not None and gpus:
@@ -110,7 +116,7 @@ def gpu_demand(pod: Pod, policy: Policy) -> tuple[GpuDemand, list[str]]:
     return GpuDemand(gpus, milli), problems
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, weakref_slot=True)
 class WorkloadInputs:
     """The parts of a pod its workload class is resolved from (hashable, so shareable)."""
 

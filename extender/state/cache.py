@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import sys
 import time
+import weakref
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterable, Iterator
-from dataclasses import dataclass, field
-from typing import Literal, TypeVar
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal, TypeVar
 
 import msgspec
 
@@ -32,7 +33,7 @@ from extender.wire.types import Node, Pod
 FINISHED_PHASES = frozenset({"Succeeded", "Failed"})
 
 Kind = Literal["nodes", "pods"]
-_T = TypeVar("_T", bound=Hashable)
+_D = TypeVar("_D", GpuDemand, WorkloadInputs)
 
 
 # gc=False: 100k+ records that never form cycles; the collector need not walk them.
@@ -59,13 +60,21 @@ class PodRecord(msgspec.Struct, gc=False):
 
 
 class _Interned:
-    """One shared instance per distinct value: pods of one template repeat theirs."""
+    """One shared instance per distinct value: pods of one template repeat theirs.
+
+    Held weakly, keyed by the value's fields: a value no pod holds any more is dropped, so
+    a stream of one-off pods (a fuzzer, a buggy caller) does not grow the table for good.
+    """
 
     def __init__(self) -> None:
-        self._values: dict[Hashable, Hashable] = {}
+        self._values: weakref.WeakValueDictionary[Hashable, Any] = weakref.WeakValueDictionary()
 
-    def __call__(self, value: _T) -> _T:
-        return self._values.setdefault(value, value)  # type: ignore[return-value]
+    def __call__(self, value: _D) -> _D:
+        key = (type(value), *(getattr(value, f.name) for f in fields(value)))
+        found: _D | None = self._values.get(key)
+        if found is None:
+            self._values[key] = found = value
+        return found
 
 
 @dataclass(slots=True)
@@ -123,6 +132,7 @@ class ClusterCache:
         self._shape_by_name: dict[str, NodeShape] = {}
         self._in_flight: dict[str, InFlight] = {}
         self._interned = _Interned()
+        self._device_tuples: dict[tuple[int, ...], tuple[int, ...]] = {}
         self._memos: dict[Hashable, dict[Hashable, object]] = {}
         self._demands: Counter[GpuDemand] = Counter()
         self._mix: DemandMix = ()
@@ -529,7 +539,9 @@ class ClusterCache:
         if features is None:
             return  # charged when the node arrives
         free_before = features.free_milli
-        record.devices = self._interned(place_anyway(features.free, record.demand))
+        devices = place_anyway(features.free, record.demand)
+        # Few distinct tuples (subsets of a node's GPU indices): a plain table is bounded.
+        record.devices = self._device_tuples.setdefault(devices, devices)
         charge(features.free, record.devices, record.demand.milli, +1)
         self._account(features, record, +1, features.free_milli - free_before)
         self._reshape(features)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from extender.policy.compiled import Mode, Policy, WorkloadName
-from extender.policy.intent import WHOLE_GPU
+from extender.policy.intent import MAX_GPUS_PER_NODE, WHOLE_GPU
 from extender.policy.node_class import NodeClass, classify_node
 from extender.wire.quantity import QuantityError, whole_units
 from extender.wire.types import Node, Quantity
@@ -76,11 +76,6 @@ class NodeFeatures:
     @property
     def free_milli(self) -> int:
         return sum(f for f in self.free if f > 0)
-
-
-# Far above any real node (8-16 GPUs); a larger count is a broken device plugin or a
-# hostile request, and the cache keeps one entry per GPU.
-MAX_GPUS_PER_NODE = 1024
 
 
 def domain_of(node_name: str, labels: dict[str, str], key: str) -> str:

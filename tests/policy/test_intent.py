@@ -266,6 +266,16 @@ def test_a_gpu_request_that_differs_from_its_limit_is_a_conflict() -> None:
     assert pod_intent(pod, example_policy()).conflicts == tuple(problems)
 
 
+def test_more_gpus_than_any_node_holds_is_a_conflict_and_stays_a_64_bit_number() -> None:
+    # Found by fuzzing: 2**70 GPUs reached /debug/explain's JSON encoder (a 500).
+    pod = pod_with([container("a", str(2**70), str(2**70))])
+
+    demand, problems = gpu_demand(pod, example_policy())
+
+    assert problems == [f"asks for {2**70} nvidia.com/gpu; no node holds more than 1024"]
+    assert demand.gpus == 1025
+
+
 def test_a_fractional_gpu_count_is_a_conflict() -> None:
     _, problems = gpu_demand(pod_with([container("a", "500m", "500m")]), example_policy())
 

@@ -401,3 +401,16 @@ async def test_the_server_keeps_serving_after_a_burst_of_bad_requests(client: Cl
     assert await probe(client) == before
     metrics = await (await client.get("/metrics")).text()
     assert 'gpuclass_extender_requests_total{code="400",verb="filter"}' in metrics
+
+
+async def test_explain_of_a_pod_asking_for_absurdly_many_gpus_names_the_conflict(
+    client: Client,
+) -> None:
+    # Found by `make fuzz`: 2**70 GPUs reached the JSON encoder (a 500).
+    pod = scheduler_pod("greedy")
+    pod["spec"]["containers"][0]["resources"] = {"limits": {"nvidia.com/gpu": 2**70}}
+
+    response = await client.post("/debug/explain", data=json.dumps(pod).encode())
+
+    assert response.status == 200, await response.text()
+    assert f"asks for {2**70} nvidia.com/gpu" in await response.text()

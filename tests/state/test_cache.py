@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 import msgspec
@@ -426,6 +427,17 @@ def test_a_noted_pod_the_watch_never_reports_is_forgotten_after_the_ttl(
     assert binding.pod("ghost") is None
     assert binding.pod("a") is not None
     assert binding.expire_noted() == 0
+
+
+def test_shared_pod_inputs_are_not_kept_once_no_pod_holds_them() -> None:
+    # Found by `make fuzz`: every one-off pod (its labels, its GPU count) stayed interned.
+    cache = make_cache(example_policy(), [make_node("n1", "T4", 4)])
+    for i in range(50):
+        cache.note_pending(pending(f"one-off-{i}", 1 + i, workload=f"w{i}"))
+        cache.delete_pod(f"one-off-{i}")
+    gc.collect()
+
+    assert len(cache._interned._values) == 0
 
 
 # ---- aggregates and policy -----------------------------------------------------------
