@@ -583,6 +583,8 @@ class ExtenderProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                # Dies with the thread that started it: a killed test run leaks nothing.
+                preexec_fn=_set_pdeathsig,
             )
         while self.status("/readyz") != 200:
             if self.process.poll() is not None:
