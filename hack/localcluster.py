@@ -147,6 +147,14 @@ def _pid_cmd_matches(pid: int, binary: str) -> bool:
     return os.path.basename(argv0) == binary
 
 
+def proc_status_kib(pid: int, field: str) -> int:
+    """A memory field of /proc/PID/status (VmRSS, VmHWM, ...), in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise LocalClusterError(f"no {field} for pid {pid}")
+
+
 def _tail(path: Path, n: int = 30) -> str:
     """Last n lines of a log, preferring klog error/fatal lines (E1125 ..., F1125 ...)."""
     try:
@@ -938,13 +946,10 @@ class LocalCluster:
                 raise LocalClusterError("etcd not healthy:\n" + _tail(self.logs["etcd"]))
             time.sleep(0.05)
 
-    def kill_apiserver(self) -> None:
-        """SIGKILL kube-apiserver, as a crash would; restart_apiserver brings it back."""
-        self._stop_component("kube-apiserver", grace=0)
-
     def restart_apiserver(self, timeout: float = 60) -> None:
-        """Start kube-apiserver again on its port, with its certificates and tokens, so
-        every client's kubeconfig stays valid; returns when /readyz answers 200."""
+        """Start kube-apiserver again (after kill_component) on its port, with its
+        certificates and tokens, so every client's kubeconfig stays valid; returns when
+        /readyz answers 200."""
         self._spawn_apiserver(self.ports["kube-apiserver"], timeout)
 
     def _start_apiserver(self, timeout: float) -> None:

@@ -42,13 +42,6 @@ class Samples:
     churn: dict[str, int] = field(default_factory=dict)
 
 
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
 def node_labels(product: str, gpus: int, extra: str = "") -> dict[str, str]:
     labels = {**localcluster.gfd_labels(product, gpus), "soak/zone": extra or "a"}
     return labels
@@ -256,7 +249,9 @@ def main(argv: list[str] | None = None) -> int:
             for thread in threads:
                 thread.start()
             while time.monotonic() - started < args.minutes * 60:
-                samples.rss.append((time.monotonic(), rss_mib(extender.pid)))
+                samples.rss.append(
+                    (time.monotonic(), localcluster.proc_status_kib(extender.pid, "VmRSS") / 1024)
+                )
                 time.sleep(10)
             stop.set()
             for thread in threads:

@@ -93,6 +93,5 @@ async def read_pod(api: client.CoreV1Api, *, namespace: str, name: str) -> Pod:
 
 
 async def _bound_to(api: client.CoreV1Api, namespace: str, name: str, node: str) -> bool:
-    async with kube_errors(f"read {namespace}/{name}"):
-        pod = await api.read_namespaced_pod(name=name, namespace=namespace)
-    return bool(pod.spec and pod.spec.node_name == node)
+    pod = await read_pod(api, namespace=namespace, name=name)
+    return pod.spec.nodeName == node

@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
+import localcluster
+
 from bench import OUT, child_env
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -109,19 +111,12 @@ class LoadGen:
 
 def rss_mb(pid: int) -> float:
     """Resident set size (VmRSS) of a process, MiB."""
-    return _status_kb(pid, "VmRSS") / 1024
+    return localcluster.proc_status_kib(pid, "VmRSS") / 1024
 
 
 def hwm_mb(pid: int) -> float:
     """Peak resident set size (VmHWM) of a process, MiB."""
-    return _status_kb(pid, "VmHWM") / 1024
-
-
-def _status_kb(pid: int, field: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no {field} for pid {pid}")
+    return localcluster.proc_status_kib(pid, "VmHWM") / 1024
 
 
 def cpu_seconds(pid: int) -> float:

@@ -22,8 +22,8 @@ import urllib.parse
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
+import localcluster
 import orjson
 
 from tests.fuzz.strategies import FuzzRequest, for_each_batch
@@ -85,12 +85,7 @@ class Target:
         self.connection: http.client.HTTPConnection | None = None
 
     def rss_kib(self) -> int:
-        if self.pid is None:
-            return 0
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-        return 0
+        return 0 if self.pid is None else localcluster.proc_status_kib(self.pid, "VmRSS")
 
     def http(self, method: str, path: str, body: bytes) -> tuple[int, bytes]:
         if self.connection is None:

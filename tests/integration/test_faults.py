@@ -86,7 +86,7 @@ def test_kube_apiserver_down_mid_stream(
 ) -> None:
     fleet, classes = gpu_fleet
     create(fleet, STREAM[:7])
-    local.cluster.kill_apiserver()
+    local.cluster.kill_component("kube-apiserver")
     # Its watches broke: the cache may miss events, and says so.
     wait_for(lambda: readyz(local) == 503, 15, "extender /readyz 503 without an API server")
     time.sleep(outage)
