@@ -12,9 +12,10 @@ from typing import Any
 import orjson
 
 from extender import logs
-from extender.cli import simulate
+from extender.cli import live, simulate
 from extender.errors import ExtenderError, PolicyError
 from extender.policy.loader import load_policy_file
+from extender.wire.codec import decode_pod_manifest
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -80,30 +81,46 @@ def _policy_reference(args: argparse.Namespace) -> int:
 def _explain(args: argparse.Namespace) -> int:
     from extender.server.explain import explanation, explanation_table
 
-    manifest = Path(args.pod).read_bytes() if args.pod != "-" else sys.stdin.buffer.read()
+    manifest = _explain_manifest(args)
     if args.server:
+        if manifest is None:
+            raise ExtenderError(f"explain: {args.pod} is not a file; --server needs a manifest")
         data = _explain_remote(args.server, manifest, args.nodes)
-    else:
-        if args.snapshot is None or args.policy is None:
-            print(
-                "explain: give --server URL, or --snapshot FILE and --policy FILE", file=sys.stderr
-            )
-            return 2
+    elif args.snapshot is not None:
+        if manifest is None or args.policy is None:
+            raise ExtenderError("explain --snapshot needs a pod manifest file and --policy FILE")
         from extender.cli.snapshot import load_snapshot
         from extender.policy.intent import pod_intent
         from extender.rules.engine import explain_nodes
-        from extender.server.app import _pod_from_manifest
 
         policy = load_policy_file(args.policy)
         cache = load_snapshot(args.snapshot, policy)
         names = args.nodes.split(",") if args.nodes else [n.name for n in cache.nodes()]
-        intent = pod_intent(_pod_from_manifest(manifest), policy)
+        intent = pod_intent(decode_pod_manifest(manifest), policy)
         data = explanation(intent, explain_nodes(intent, names, cache.node, cache, policy), policy)
+    else:
+        import asyncio
+
+        from extender.cli.live import explain_in_cluster
+
+        data = asyncio.run(explain_in_cluster(args, manifest))
     if args.output == "json":
         print(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
     else:
         print(explanation_table(data))
     return 0
+
+
+def _explain_manifest(args: argparse.Namespace) -> bytes | None:
+    """The manifest named by POD (a file or -), or None when POD names a pod in a cluster."""
+    if args.pod == "-":
+        return sys.stdin.buffer.read()
+    path = Path(args.pod)
+    if path.is_file():
+        return path.read_bytes()
+    if args.server or args.snapshot:
+        raise ExtenderError(f"explain: {args.pod}: no such file")
+    return None
 
 
 def _explain_remote(server: str, manifest: bytes, nodes: str | None) -> Any:
@@ -192,15 +209,25 @@ def parser() -> argparse.ArgumentParser:
     )
     reference.set_defaults(run=_policy_reference)
 
-    explain = sub.add_parser("explain", help="why each node passes, fails or scores for a pod")
-    explain.add_argument("pod", help="pod manifest (YAML or JSON), or - for stdin")
+    explain = sub.add_parser(
+        "explain",
+        help="why each node passes, fails or scores for a pod, best first: against the "
+        "cluster of --kubeconfig (default), a running extender (--server) or a snapshot",
+    )
+    explain.add_argument(
+        "pod",
+        help="pod manifest (YAML or JSON), - for stdin, or the [NAMESPACE/]NAME of a pod "
+        "in the cluster",
+    )
+    explain.add_argument("--namespace", "-n", default="default", help="of a pod given by name")
     explain.add_argument("--server", help="a running extender, e.g. http://127.0.0.1:8888")
     explain.add_argument("--snapshot", type=Path, help="nodes and pods YAML (kubectl get -o yaml)")
-    explain.add_argument("--policy", type=Path, help="policy YAML (with --snapshot)")
+    live.add_cluster_arguments(explain)
     explain.add_argument("--nodes", help="comma-separated node names (default: all)")
     explain.add_argument("--output", "-o", default="table", choices=["table", "json"])
     explain.set_defaults(run=_explain)
 
+    live.add_doctor_parser(sub)
     simulate.add_parser(sub)
     return top
 

@@ -12,9 +12,11 @@ from typing import Any, Protocol
 
 import msgspec
 import orjson
-import yaml
 from aiohttp import web
 
+from extender.doctor import diagnose
+from extender.doctor.findings import report_table
+from extender.doctor.inputs import DoctorInputs
 from extender.errors import (
     ExtenderError,
     KubeError,
@@ -22,8 +24,8 @@ from extender.errors import (
     OverBudget,
     Overloaded,
     SlowClient,
-    WireError,
 )
+from extender.policy.compiled import Policy
 from extender.policy.intent import PodIntent, pod_intent
 from extender.policy.store import PolicyStore
 from extender.rules import premium_headroom
@@ -43,7 +45,7 @@ from extender.wire import (
     decode_extender_args,
     decode_node,
     decode_node_identity,
-    decode_pod,
+    decode_pod_manifest,
     encode_binding_result,
     encode_filter_result,
     encode_priorities,
@@ -56,6 +58,12 @@ class Binder(Protocol):
     """Creates the pods/binding of a pod to a node; raises KubeError on failure."""
 
     async def __call__(self, *, namespace: str, name: str, uid: str, node: str) -> None: ...
+
+
+class DoctorSource(Protocol):
+    """Lists the cluster once for the doctor (nodes, pods, node templates)."""
+
+    async def __call__(self, policy: Policy) -> DoctorInputs: ...
 
 
 class PodReader(Protocol):
@@ -82,6 +90,7 @@ CACHE = web.AppKey("cache", ClusterCache)
 METRICS = web.AppKey("metrics", Metrics)
 BINDER = web.AppKey[Binder]("binder")
 POD_READER = web.AppKey[PodReader]("pod_reader")
+DOCTOR_SOURCE = web.AppKey[DoctorSource]("doctor_source")
 SCHEDULER_NAMES = web.AppKey("scheduler_names", frozenset)
 
 
@@ -453,34 +462,27 @@ def _node_json(cache: ClusterCache, node: NodeFeatures) -> dict[str, Any]:
     }
 
 
+async def debug_doctor(request: web.Request) -> web.Response:
+    """The doctor's report on the cluster as it is now (one fresh listing, not the cache:
+    it needs every label and the pending pods' specs), under the policy in force."""
+    inputs = await request.app[DOCTOR_SOURCE](request.app[STORE].current)
+    report = diagnose(inputs)
+    if request.query.get("output") == "table":
+        return web.Response(text=report_table(report) + "\n")
+    return _json(orjson.dumps(report))
+
+
 async def debug_explain(request: web.Request) -> web.Response:
     """Explain a pod (JSON or YAML manifest) against the cache, every node or ?node=a,b."""
     cache = request.app[CACHE]
     policy = request.app[STORE].current
     body = await _read(request)
-    pod = _pod_from_manifest(body)
+    pod = decode_pod_manifest(body)
     names_param = request.query.get("nodes")
     names = names_param.split(",") if names_param else [n.name for n in cache.nodes()]
     intent = pod_intent(pod, policy)
     verdicts = explain_nodes(intent, names, cache.node, cache, policy)
     return _json(explanation_json(intent, verdicts, policy))
-
-
-def _pod_from_manifest(body: bytes) -> Pod:
-    stripped = body.lstrip()
-    if stripped.startswith(b"{"):
-        return decode_pod(body, "pod manifest")
-    try:
-        data = yaml.safe_load(body)
-    except yaml.YAMLError as exc:
-        raise WireError(f"pod manifest: neither JSON nor YAML: {exc}") from None
-    if not isinstance(data, dict) or data.get("kind", "Pod") != "Pod":
-        raise WireError("pod manifest: expected a single Pod object")
-    try:
-        encoded = orjson.dumps(data)
-    except orjson.JSONEncodeError as exc:  # e.g. a non-string key such as `1:` or `yes:`
-        raise WireError(f"pod manifest: not a JSON-compatible object: {exc}") from None
-    return decode_pod(encoded, "pod manifest")
 
 
 def create_app(
@@ -490,6 +492,7 @@ def create_app(
     metrics: Metrics | None = None,
     binder: Binder | None = None,
     pod_reader: PodReader | None = None,
+    doctor_source: DoctorSource | None = None,
     scheduler_names: frozenset[str] = DEFAULT_SCHEDULER_NAMES,
     limits: Limits = Limits(),
 ) -> web.Application:
@@ -504,6 +507,7 @@ def create_app(
     app[METRICS] = metrics or Metrics()
     app[BINDER] = binder or _no_binder
     app[POD_READER] = pod_reader or _no_pod_reader
+    app[DOCTOR_SOURCE] = doctor_source or _no_doctor_source
     app[SCHEDULER_NAMES] = scheduler_names
     app.router.add_routes(
         [
@@ -515,6 +519,7 @@ def create_app(
             web.get("/metrics", metrics_handler, name="metrics"),
             web.get("/debug/cache", debug_cache, name="debug_cache"),
             web.post("/debug/explain", debug_explain, name="debug_explain"),
+            web.get("/debug/doctor", debug_doctor, name="debug_doctor"),
         ]
     )
     return app
@@ -545,3 +550,7 @@ async def _no_binder(**_: str) -> None:
 
 async def _no_pod_reader(**_: str) -> Pod:
     raise KubeError("bind is not enabled: the extender runs without API credentials to bind")
+
+
+async def _no_doctor_source(policy: Policy) -> DoctorInputs:
+    raise KubeError("doctor is not enabled: the extender runs without API credentials")

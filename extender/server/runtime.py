@@ -15,6 +15,7 @@ from typing import Any
 from aiohttp import web
 from kubernetes_asyncio import client
 
+from extender.doctor.cluster import read_inputs
 from extender.policy.compiled import Policy
 from extender.policy.store import PolicyStore
 from extender.server.app import (
@@ -191,6 +192,7 @@ async def serve(
         metrics=metrics,
         binder=partial(bind_pod, core),
         pod_reader=partial(read_pod, core),
+        doctor_source=partial(read_inputs, api),
         scheduler_names=options.scheduler_names,
         limits=options.limits,
     )

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import msgspec
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
@@ -43,13 +44,17 @@ def _message(body: Any) -> str:
 async def api_client(kubeconfig: Path | None = None) -> client.ApiClient:
     """An API client from a kubeconfig file, else the in-cluster service account."""
     configuration = client.Configuration()
-    if kubeconfig is None and "KUBERNETES_SERVICE_HOST" in os.environ:
-        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-    else:
-        await config.load_kube_config(
-            config_file=str(kubeconfig) if kubeconfig else None,
-            client_configuration=configuration,
-        )
+    try:
+        if kubeconfig is None and "KUBERNETES_SERVICE_HOST" in os.environ:
+            config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        else:
+            await config.load_kube_config(
+                config_file=str(kubeconfig) if kubeconfig else None,
+                client_configuration=configuration,
+            )
+    except (config.ConfigException, OSError) as exc:
+        where = kubeconfig or "in-cluster config or ~/.kube/config"
+        raise KubeError(f"no cluster credentials ({where}): {exc}") from None
     return client.ApiClient(configuration)
 
 
@@ -95,3 +100,55 @@ async def read_pod(api: client.CoreV1Api, *, namespace: str, name: str) -> Pod:
 async def _bound_to(api: client.CoreV1Api, namespace: str, name: str, node: str) -> bool:
     pod = await read_pod(api, namespace=namespace, name=name)
     return pod.spec.nodeName == node
+
+
+class _RawList(msgspec.Struct):
+    items: list[msgspec.Raw] = msgspec.field(default_factory=list)
+
+
+_raw_list = msgspec.json.Decoder(_RawList)
+
+
+async def _raw_items(what: str, call: Callable[..., Awaitable[Any]], **kwargs: Any) -> list[bytes]:
+    async with kube_errors(what):
+        response: Any = await call(_preload_content=False, **kwargs)
+        status, body = response.status, await response.read()
+    if not 200 <= status < 300:
+        raise KubeError(f"{what}: {status}: {_message(body)}", status)
+    try:
+        return [bytes(item) for item in _raw_list.decode(body).items]
+    except msgspec.DecodeError as exc:
+        raise KubeError(f"{what}: unreadable list: {exc}") from None
+
+
+async def list_nodes(api: client.CoreV1Api) -> list[bytes]:
+    """Every Node as raw JSON (one list, no watch: for one-shot tools)."""
+    return await _raw_items("list nodes", api.list_node)
+
+
+async def list_pods(api: client.CoreV1Api) -> list[bytes]:
+    """Every Pod of every namespace as raw JSON."""
+    return await _raw_items("list pods", api.list_pod_for_all_namespaces)
+
+
+async def list_custom(
+    api: client.CustomObjectsApi, group: str, version: str, plural: str
+) -> list[bytes]:
+    """Every object of a custom resource in every namespace (KubeError 404: no such CRD)."""
+    return await _raw_items(
+        f"list {plural}.{group}/{version}",
+        api.list_cluster_custom_object,
+        group=group,
+        version=version,
+        plural=plural,
+    )
+
+
+async def read_config_map_key(api: client.CoreV1Api, *, namespace: str, name: str, key: str) -> str:
+    what = f"read configmap {namespace}/{name}"
+    async with kube_errors(what):
+        config_map: Any = await api.read_namespaced_config_map(name=name, namespace=namespace)
+    data = config_map.data or {}
+    if key not in data:
+        raise KubeError(f"{what}: no key {key!r} (keys: {', '.join(sorted(data)) or 'none'})")
+    return str(data[key])

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 import msgspec
+import orjson
+import yaml
 
 from extender.errors import WireError
 from extender.wire.types import (
@@ -147,3 +149,21 @@ def encode_priorities(priorities: list[HostPriority]) -> bytes:
 def encode_binding_result(result: ExtenderBindingResult) -> bytes:
     result.Error = scheduler_safe(result.Error)
     return _encoder.encode(result)
+
+
+def decode_pod_manifest(body: bytes) -> Pod:
+    """A Pod from a manifest a person wrote: JSON, or one YAML document."""
+    stripped = body.lstrip()
+    if stripped.startswith(b"{"):
+        return decode_pod(body, "pod manifest")
+    try:
+        data = yaml.safe_load(body)
+    except yaml.YAMLError as exc:
+        raise WireError(f"pod manifest: neither JSON nor YAML: {exc}") from None
+    if not isinstance(data, dict) or data.get("kind", "Pod") != "Pod":
+        raise WireError("pod manifest: expected a single Pod object")
+    try:
+        encoded = orjson.dumps(data)
+    except orjson.JSONEncodeError as exc:  # e.g. a non-string key such as `1:` or `yes:`
+        raise WireError(f"pod manifest: not a JSON-compatible object: {exc}") from None
+    return decode_pod(encoded, "pod manifest")

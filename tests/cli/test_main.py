@@ -202,11 +202,21 @@ def test_explain_reads_the_pod_from_stdin(
     assert data["pod"] == "ml/infer-7d9f"
 
 
-def test_explain_without_a_source_of_nodes_exits_2(
-    pod_file: Path, capsys: pytest.CaptureFixture[str]
+def test_explain_without_server_or_snapshot_reads_the_cluster_and_says_when_it_cannot(
+    pod_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["explain", "--policy", str(EXAMPLE_POLICY), str(pod_file)]) == 2
-    assert "give --server URL, or --snapshot FILE and --policy FILE" in capsys.readouterr().err
+    missing = tmp_path / "no-kubeconfig"
+    argv = ["explain", "--kubeconfig", str(missing), "--policy", str(EXAMPLE_POLICY)]
+    assert main([*argv, str(pod_file)]) == 1
+    assert f"error: no cluster credentials ({missing})" in capsys.readouterr().err
+
+
+def test_explain_names_a_missing_manifest_instead_of_asking_a_cluster(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["explain", "--snapshot", str(tmp_path / "s.yaml"), "--policy", str(EXAMPLE_POLICY)]
+    assert main([*argv, str(tmp_path / "pod.yaml")]) == 1
+    assert "pod.yaml: no such file" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -38,6 +38,7 @@ def _material(entry: dict[str, Any], key: str, directory: Path) -> str | None:
 
 class Kube:
     def __init__(self, kubeconfig: Path) -> None:
+        self.kubeconfig = kubeconfig
         config = yaml.safe_load(kubeconfig.read_text())
         context_name = config.get("current-context")
         context = next(c["context"] for c in config["contexts"] if c["name"] == context_name)

@@ -1,0 +1,87 @@
+"""Everything the doctor's checks read, gathered once from a cluster (or a server's cache)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from extender.doctor.findings import Finding
+from extender.doctor.templates import NodeTemplate
+from extender.policy.compiled import Policy
+from extender.policy.intent import PodIntent
+from extender.rules.engine import FilterResult, filter_nodes
+from extender.state.cache import ClusterCache
+from extender.wire.codec import decode_node, decode_pod
+from extender.wire.placement import Placement, decode_placement
+from extender.wire.types import Node, Pod
+
+
+@dataclass(frozen=True, slots=True)
+class PendingPod:
+    pod: Pod
+    placement: Placement
+
+    @property
+    def subject(self) -> str:
+        return f"pod/{self.pod.metadata.namespace}/{self.pod.metadata.name}"
+
+
+@dataclass
+class DoctorInputs:
+    policy: Policy
+    cache: ClusterCache  # nodes and the pods on them, as the extender sees them
+    node_labels: dict[str, dict[str, str]]  # every label of every node (the cache keeps few)
+    pending: list[PendingPod]
+    templates: list[NodeTemplate]
+    # Problems reading the sources (a CRD we may not list, say): reported as findings.
+    notes: list[Finding] = field(default_factory=list)
+
+    def filter(self, pending: PendingPod, intent: PodIntent) -> tuple[list[str], FilterResult]:
+        """The nodes the pod's own constraints admit, and our filter's verdict on them."""
+        names = [
+            n.name
+            for n in self.cache.nodes()
+            if pending.placement.admits(self.node_labels.get(n.name, n.labels))
+        ]
+        cache = self.cache
+        return names, filter_nodes(intent, names, cache.node_lookup, cache, self.policy)
+
+
+def is_pending(pod: Pod) -> bool:
+    return (
+        not pod.spec.nodeName
+        and pod.status.phase in ("", "Pending")
+        and pod.metadata.deletionTimestamp is None
+    )
+
+
+def pending_pods(raw_pods: list[bytes]) -> list[PendingPod]:
+    """The unbound, live pods among raw Pod objects (JSON), with their node constraints."""
+    found = []
+    for i, raw in enumerate(raw_pods):
+        pod = decode_pod(raw, f"pod {i}")
+        if is_pending(pod):
+            found.append(PendingPod(pod, decode_placement(raw, f"pod {i}")))
+    return found
+
+
+def inputs_from_objects(
+    policy: Policy,
+    raw_nodes: list[bytes],
+    raw_pods: list[bytes],
+    templates: list[NodeTemplate],
+    notes: list[Finding] | None = None,
+) -> DoctorInputs:
+    """A one-shot cache of the listed nodes and pods, and the pending pods among them."""
+    nodes: list[Node] = [decode_node(raw, i) for i, raw in enumerate(raw_nodes)]
+    pods = [decode_pod(raw, f"pod {i}") for i, raw in enumerate(raw_pods)]
+    cache = ClusterCache(policy)
+    cache.replace_nodes(nodes)
+    cache.replace_pods(pods)
+    return DoctorInputs(
+        policy=policy,
+        cache=cache,
+        node_labels={n.metadata.name: dict(n.metadata.labels or {}) for n in nodes},
+        pending=pending_pods(raw_pods),
+        templates=templates,
+        notes=list(notes or []),
+    )

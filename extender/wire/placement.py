@@ -1,0 +1,101 @@
+"""Where a pod may go by its own spec: nodeSelector and required node affinity.
+
+The verbs never read these (the scheduler applies them before calling us); the doctor
+does, to tell which node templates an autoscaler would consider for a pending pod.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import msgspec
+
+from extender.errors import WireError
+
+
+class NodeSelectorRequirement(msgspec.Struct, frozen=True):
+    key: str = ""
+    operator: str = ""
+    values: tuple[str, ...] = ()
+
+
+class NodeSelectorTerm(msgspec.Struct, frozen=True):
+    matchExpressions: tuple[NodeSelectorRequirement, ...] = ()
+
+
+class NodeSelector(msgspec.Struct, frozen=True):
+    nodeSelectorTerms: tuple[NodeSelectorTerm, ...] = ()
+
+
+class NodeAffinity(msgspec.Struct, frozen=True):
+    requiredDuringSchedulingIgnoredDuringExecution: NodeSelector | None = None
+
+
+class Affinity(msgspec.Struct, frozen=True):
+    nodeAffinity: NodeAffinity | None = None
+
+
+class _PlacementSpec(msgspec.Struct, frozen=True):
+    nodeSelector: dict[str, str] | None = None
+    affinity: Affinity | None = None
+
+
+class _PlacementPod(msgspec.Struct, frozen=True):
+    spec: _PlacementSpec = _PlacementSpec()
+
+
+class Placement(msgspec.Struct, frozen=True):
+    """A pod's hard node constraints: every selector pair, and any one of the terms."""
+
+    node_selector: dict[str, str]
+    terms: tuple[NodeSelectorTerm, ...]  # ORed; empty: no affinity
+
+    def admits(self, labels: Mapping[str, str]) -> bool:
+        """Whether a node with exactly these labels satisfies the pod's own constraints."""
+        if any(labels.get(k) != v for k, v in self.node_selector.items()):
+            return False
+        return not self.terms or any(term_matches(t, labels) for t in self.terms)
+
+
+def requirement_matches(req: NodeSelectorRequirement, labels: Mapping[str, str]) -> bool:
+    """As the scheduler's nodeaffinity helper evaluates one expression."""
+    value = labels.get(req.key)
+    match req.operator:
+        case "In":
+            return value is not None and value in req.values
+        case "NotIn":
+            return value is None or value not in req.values
+        case "Exists":
+            return value is not None
+        case "DoesNotExist":
+            return value is None
+        case "Gt" | "Lt":
+            try:
+                have, bound = int(value or ""), int(req.values[0])
+            except (ValueError, IndexError):
+                return False
+            return have > bound if req.operator == "Gt" else have < bound
+    return False
+
+
+def term_matches(term: NodeSelectorTerm, labels: Mapping[str, str]) -> bool:
+    # An empty term matches no node (k8s.io/component-helpers nodeaffinity).
+    return bool(term.matchExpressions) and all(
+        requirement_matches(r, labels) for r in term.matchExpressions
+    )
+
+
+_decoder = msgspec.json.Decoder(_PlacementPod)
+
+
+def decode_placement(body: bytes, what: str = "pod") -> Placement:
+    try:
+        spec = _decoder.decode(body).spec
+    except (msgspec.DecodeError, RecursionError) as exc:
+        raise WireError(f"{what}: node selector or affinity: {exc}") from None
+    required = spec.affinity.nodeAffinity if spec.affinity else None
+    selector = required.requiredDuringSchedulingIgnoredDuringExecution if required else None
+    return Placement(
+        node_selector=dict(spec.nodeSelector or {}),
+        terms=selector.nodeSelectorTerms if selector else (),
+    )

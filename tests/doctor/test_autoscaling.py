@@ -1,0 +1,183 @@
+"""Autoscaling: node templates against the classes, and what an autoscaler would create for
+a pod our rules leave Pending."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from extender.doctor.templates import (
+    ASG_LABEL_TAG,
+    CAPI_LABELS_ANNOTATION,
+    NodeTemplate,
+    load_template_file,
+    templates_from_objects,
+)
+from extender.errors import WireError
+from tests.builders import PREFIX, example_policy, node_dict, pod_dict
+from tests.doctor.builders import codes, findings, inputs
+
+GPU_NAME = "karpenter.k8s.aws/instance-gpu-name"
+ASG_INSTANCE_TYPE = ASG_LABEL_TAG + "node.kubernetes.io/instance-type"
+
+
+def nodepool(name: str, gpus: list[str], labels: dict[str, str] | None = None) -> dict[str, Any]:
+    return {
+        "apiVersion": "karpenter.sh/v1",
+        "kind": "NodePool",
+        "metadata": {"name": name},
+        "spec": {
+            "template": {
+                "metadata": {"labels": labels or {}},
+                "spec": {
+                    "requirements": [
+                        {"key": GPU_NAME, "operator": "In", "values": gpus},
+                        {"key": "karpenter.sh/capacity-type", "operator": "In", "values": ["spot"]},
+                    ]
+                },
+            }
+        },
+    }
+
+
+def pools(*objects: dict[str, Any]) -> list[NodeTemplate]:
+    return templates_from_objects(list(objects), "test")
+
+
+def premium_pod(name: str = "p", affinity_classes: list[str] | None = None) -> dict[str, Any]:
+    pod = pod_dict(name, 1, annotations={f"{PREFIX}required-classes": "premium"})
+    if affinity_classes is not None:
+        expression = {"key": f"{PREFIX}class", "operator": "In", "values": affinity_classes}
+        pod["spec"]["affinity"] = {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [{"matchExpressions": [expression]}]
+                }
+            }
+        }
+    return pod
+
+
+def test_a_nodepool_derives_one_class_per_allowed_gpu() -> None:
+    (pool,) = pools(nodepool("mixed", ["h100", "t4"]))
+    classes = {c.name for _, c in pool.classes(example_policy())}
+    assert classes == {"premium", "economy"}
+
+
+def test_classes_no_template_can_create_are_reported() -> None:
+    view = inputs(example_policy(), [node_dict("h")], templates=pools(nodepool("t4", ["t4"])))
+    subjects = [f["subject"] for f in findings(view, "class-not-creatable")]
+    assert subjects == ["class/premium", "class/standard"]
+
+
+def test_a_template_whose_class_label_disagrees_with_its_gpus() -> None:
+    # a100 without a memory label is the 40 GB A100: standard, not premium
+    pool = nodepool("a100", ["a100"], {f"{PREFIX}class": "premium"})
+    (found,) = findings(
+        inputs(example_policy(), [], templates=pools(pool)), "template-class-disagrees"
+    )
+    assert found["subject"] == "NodePool/a100"
+    assert "premium disagrees with standard" in found["message"]
+
+
+def test_a_template_without_the_class_label_cannot_serve_mirrored_pods() -> None:
+    view = inputs(example_policy(), [], templates=pools(nodepool("h100", ["h100"])))
+    (found,) = findings(view, "template-without-class-label")
+    assert "creates premium nodes without the label" in found["message"]
+
+
+def test_a_pending_pod_whose_affinity_admits_a_wrong_class_template() -> None:
+    templates = pools(
+        nodepool("t4", ["t4"], {f"{PREFIX}class": "economy"}),
+        nodepool("h100", ["h100"], {f"{PREFIX}class": "premium"}),
+    )
+    view = inputs(example_policy(), [node_dict("t", "T4", 4)], [premium_pod()], templates)
+    (found,) = findings(view, "scale-up-wrong-class")
+    assert found["subject"] == "pod/ml/p"
+    assert "admits NodePool/t4 (economy)" in found["message"]
+    assert "no-template-for-pod" not in codes(view)
+
+
+def test_a_mirrored_pod_only_matches_templates_of_its_classes() -> None:
+    templates = pools(
+        nodepool("t4", ["t4"], {f"{PREFIX}class": "economy"}),
+        nodepool("h100", ["h100"], {f"{PREFIX}class": "premium"}),
+    )
+    view = inputs(
+        example_policy(),
+        [node_dict("t", "T4", 4)],
+        [premium_pod(affinity_classes=["premium"])],
+        templates,
+    )
+    assert not codes(view) & {"scale-up-wrong-class", "no-template-for-pod"}
+
+
+def test_a_mirrored_pod_with_no_labelled_template_gets_no_scale_up() -> None:
+    # the premium pool lacks the class label, so the mirrored affinity never matches it
+    templates = pools(nodepool("h100", ["h100"]))
+    view = inputs(
+        example_policy(),
+        [node_dict("t", "T4", 4)],
+        [premium_pod(affinity_classes=["premium"])],
+        templates,
+    )
+    (found,) = findings(view, "no-template-for-pod")
+    assert "no node template creates a node that is of class premium" in found["message"]
+
+
+def test_pods_that_fit_now_are_not_checked_against_templates() -> None:
+    templates = pools(nodepool("t4", ["t4"], {f"{PREFIX}class": "economy"}))
+    view = inputs(example_policy(), [node_dict("h", "H100")], [premium_pod()], templates)
+    assert not codes(view) & {"scale-up-wrong-class", "no-template-for-pod"}
+
+
+def test_cluster_api_and_aws_node_groups_are_read_from_their_labels(tmp_path: Path) -> None:
+    capi = {
+        "apiVersion": "cluster.x-k8s.io/v1beta1",
+        "kind": "MachineDeployment",
+        "metadata": {
+            "name": "gpu-a",
+            "namespace": "capi",
+            "annotations": {
+                CAPI_LABELS_ANNOTATION: "nvidia.com/gpu.product=NVIDIA-H100-80GB-HBM3,pool=gpu"
+            },
+        },
+    }
+    asg = {
+        "AutoScalingGroups": [
+            {
+                "AutoScalingGroupName": "t4-group",
+                "Tags": [
+                    {
+                        "Key": ASG_INSTANCE_TYPE,
+                        "Value": "g4dn.xlarge",
+                    },
+                    {"Key": "team", "Value": "ml"},
+                ],
+            }
+        ]
+    }
+    (tmp_path / "capi.yaml").write_text(yaml.safe_dump(capi))
+    (tmp_path / "asg.json").write_text(json.dumps(asg))
+    (md,) = load_template_file(tmp_path / "capi.yaml")
+    (group,) = load_template_file(tmp_path / "asg.json")
+    assert md.subject == "MachineDeployment/capi/gpu-a"
+    assert [c.name for _, c in md.classes(example_policy())] == ["premium"]
+    assert group.labels == {"node.kubernetes.io/instance-type": "g4dn.xlarge"}
+    assert [c.name for _, c in group.classes(example_policy())] == ["economy"]
+
+
+def test_a_file_without_templates_is_refused_with_what_was_expected(tmp_path: Path) -> None:
+    path = tmp_path / "pods.yaml"
+    path.write_text(yaml.safe_dump({"kind": "Pod", "metadata": {"name": "x"}}))
+    with pytest.raises(WireError, match="no Karpenter NodePool, Cluster API"):
+        load_template_file(path)
+
+
+def test_no_templates_is_said_once_as_info() -> None:
+    (found,) = findings(inputs(example_policy(), [node_dict("h")]), "no-node-templates")
+    assert found["severity"] == "info"

@@ -1,0 +1,57 @@
+"""GET /debug/doctor: the doctor's report from the running server, read-only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+from aiohttp import web
+
+from tests.builders import PREFIX, node_dict, pod_dict
+from tests.server.serving import get, serving
+from tests.state.fake_apiserver import FakeApiServer
+
+
+def fake_cluster() -> FakeApiServer:
+    fake = FakeApiServer()
+    fake.kinds["nodes"].objects = [
+        node_dict("h1", "H100", 8),
+        node_dict("t1", "T4", 4, labels={f"{PREFIX}class": "premium"}),
+    ]
+    contradictory = {
+        f"{PREFIX}required-classes": "premium",
+        f"{PREFIX}excluded-classes": "premium",
+    }
+    fake.kinds["pods"].objects = [pod_dict("stuck", annotations=contradictory)]
+
+    async def forbidden(request: web.Request) -> web.Response:
+        status = {"kind": "Status", "code": 403, "reason": "Forbidden", "message": "no list"}
+        return web.json_response(status, status=403)
+
+    # Karpenter is installed but this identity may not read its NodePools.
+    fake.app.router.add_get("/apis/karpenter.sh/v1/nodepools", forbidden)
+    return fake
+
+
+async def test_the_report_lists_findings_from_a_fresh_listing(tmp_path: Path) -> None:
+    async with serving(fake_cluster(), tmp_path) as server:
+        status, text = await get(server.url + "/debug/doctor")
+    assert status == 200
+    report = orjson.loads(text)
+    assert report["summary"]["nodes"] == 2
+    assert report["summary"]["nodesPerClass"] == {"premium": 1, "standard": 0, "economy": 1}
+    found = {(f["code"], f["subject"]) for f in report["findings"]}
+    assert ("class-label-disagrees", "node/t1") in found
+    assert ("contradictory-wishes", "pod/ml/stuck") in found
+    assert ("templates-unreadable", "nodepools.karpenter.sh") in found
+    # errors come first
+    severities = [f["severity"] for f in report["findings"]]
+    assert severities == sorted(severities, key=["error", "warning", "info"].index)
+
+
+async def test_the_report_as_a_table(tmp_path: Path) -> None:
+    async with serving(fake_cluster(), tmp_path) as server:
+        status, text = await get(server.url + "/debug/doctor?output=table")
+    assert status == 200
+    assert text.startswith("cluster: 2 nodes (2 with GPUs; premium 1, standard 0, economy 1)")
+    assert "ERROR   over-constraint/contradictory-wishes  pod/ml/stuck" in text
