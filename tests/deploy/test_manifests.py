@@ -363,13 +363,19 @@ EXTENDER_RULES = [
     {"apiGroups": [""], "resources": ["nodes"], "verbs": ["list", "watch"]},
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
     {"apiGroups": [""], "resources": ["pods/binding"], "verbs": ["create"]},
+    {"apiGroups": ["karpenter.sh"], "resources": ["nodepools"], "verbs": ["list"]},
+    {
+        "apiGroups": ["cluster.x-k8s.io"],
+        "resources": ["machinedeployments", "machinesets", "machinepools"],
+        "verbs": ["list"],
+    },
 ]
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_rbac_is_least_privilege(rendered: dict[str, list[Obj]], variant: str) -> None:
     objects = rendered[variant]
-    # Exactly the calls in extender/state/watch.py and extender/state/kube.py.
+    # Exactly the calls in extender/state/watch.py, extender/state/kube.py and the doctor.
     assert find(objects, "ClusterRole", "gpuclass-extender")["rules"] == EXTENDER_RULES
     for role in (o for o in objects if o["kind"] in ("Role", "ClusterRole")):
         for rule in role["rules"]:

@@ -264,6 +264,10 @@ def test_the_extender_works_as_its_service_account_and_no_more(
         }
         not_refused = [what for what, call in refused.items() if not forbidden(own, *call)]
         assert not_refused == []
+        # /debug/doctor lists nodes, pods and node templates with the same identity.
+        status, report = extender.call("GET", "/debug/doctor")
+        assert status == 200
+        assert [f for f in report["findings"] if f["code"] == "templates-unreadable"] == []
         assert own.request("GET", f"/api/v1/namespaces/{ns}/pods/{name}")["spec"]["nodeName"]
     finally:
         extender.stop()
@@ -282,6 +286,10 @@ def test_subject_access_reviews_of_the_extender(deployed: Deployed) -> None:
     assert may("watch", "pods")
     assert may("get", "pods", namespace="team-a")
     assert may("create", "pods", subresource="binding", namespace="team-a")
+    assert may("list", "nodepools", group="karpenter.sh")
+    assert may("list", "machinedeployments", group="cluster.x-k8s.io")
+    assert not may("get", "nodepools", group="karpenter.sh")
+    assert not may("update", "nodepools", group="karpenter.sh")
     assert not may("get", "nodes")
     assert not may("update", "nodes")
     assert not may("update", "pods", subresource="status", namespace="team-a")
