@@ -1,8 +1,10 @@
 """`make demo`: a real kube-apiserver + kube-scheduler with sample GPU nodes and this extender.
 
 Creates a small mixed fleet (premium H100, standard A100-40GB and L40S, economy T4, one CPU
-node), then pods of the kinds cluster admins run, one after another, and shows where each
-went and why; pods left Pending show the reason from their FailedScheduling event.
+node, and two nodes with the label mistakes real fleets have), then pods of the kinds
+cluster admins run, one after another, and shows where each went and why; pods left
+Pending show the reason from their FailedScheduling event. Ends with `explain` of a
+Pending pod and `doctor` on the whole cluster (README: Troubleshooting).
 """
 
 from __future__ import annotations
@@ -36,6 +38,16 @@ FLEET: list[tuple[str, str, int, str]] = [
     ("l40s-0", "L40S", 4, "zone-b"),
     ("t4-0", "T4", 4, "zone-a"),
     ("t4-1", "T4", 4, "zone-b"),
+]
+# Label mistakes `doctor` finds: an admin's class label the hardware contradicts, and a GPU
+# product the policy does not map.
+MISLABELLED: list[tuple[str, dict[str, str], int]] = [
+    ("a100-1", {**localcluster.gfd_labels("A100-40GB", 8), f"{PREFIX}class": "premium"}, 8),
+    (
+        "rtx-0",
+        {"nvidia.com/gpu.product": "NVIDIA-GeForce-RTX-4090", "nvidia.com/gpu.count": "2"},
+        2,
+    ),
 ]
 
 
@@ -134,6 +146,15 @@ def explain(url: str, manifest: dict[str, Any]) -> str:
         return explanation_table(json.loads(response.read()))
 
 
+def cli(argv: list[str]) -> None:
+    """Run a gpuclass-extender command in this process, as a user would in a shell."""
+    from extender.cli.main import main as gpuclass_extender
+
+    sys.stdout.flush()
+    gpuclass_extender(argv)
+    sys.stdout.flush()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--keep", action="store_true", help="leave the cluster running")
@@ -144,6 +165,8 @@ def main() -> None:
     cluster.start()
     for name, product, gpus, zone in FLEET:
         labels = {**localcluster.gfd_labels(product, gpus), "topology.kubernetes.io/zone": zone}
+        localcluster.apply_fake_node(cluster.kubeconfig, name, labels, gpus=gpus)
+    for name, labels, gpus in MISLABELLED:
         localcluster.apply_fake_node(cluster.kubeconfig, name, labels, gpus=gpus)
     localcluster.apply_fake_node(cluster.kubeconfig, "cpu-0", {}, gpus=0)
     cluster.request("POST", "/api/v1/namespaces", {"metadata": {"name": NAMESPACE}})
@@ -165,10 +188,13 @@ def main() -> None:
             node, reason = outcome(cluster, name)
             rows.append((name, manifest, node, reason))
         print_outcomes(rows)
-        print("\nWhy finetune-1 waits (gpuclass-extender explain, same code as the server):\n")
-        print(explain(url, PODS[6]))
-        print("\nHow a new interactive pod would rank the nodes now:\n")
+        print("\nHow a new interactive pod would rank the nodes now (POST /debug/explain):\n")
         print(explain(url, pod("chat-3", 1, "interactive", "")))
+        live = ["--kubeconfig", str(cluster.kubeconfig), "--policy", str(POLICY)]
+        print(f"\n$ gpuclass-extender explain {NAMESPACE}/finetune-1   # why it waits\n")
+        cli(["explain", f"{NAMESPACE}/finetune-1", *live])
+        print("\n$ gpuclass-extender doctor   # what is wrong with this cluster\n")
+        cli(["doctor", *live])
         print(f"\nlogs: {workdir}")
         if args.keep:
             print(
@@ -186,6 +212,8 @@ def print_fleet() -> None:
     for name, product, gpus, zone in FLEET:
         gfd = localcluster.GFD_PRODUCTS[product][0]
         print(f"  {name:<8} {gpus} x {gfd:<24} {zone}")
+    print(f"  a100-1   8 x NVIDIA-A100-SXM4-40GB    labelled {PREFIX}class=premium")
+    print("  rtx-0    2 x NVIDIA-GeForce-RTX-4090  (a product the policy does not map)")
     print("  cpu-0    no GPU")
 
 

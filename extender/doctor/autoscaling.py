@@ -59,17 +59,24 @@ def _templates(templates: list[NodeTemplate], policy: Policy) -> Iterator[Findin
     for template in templates:
         derived = template.classes(policy)
         for _, node_class in derived:
+            if node_class.finding and "disagrees" in node_class.finding:
+                yield Finding(
+                    "warning",
+                    "autoscaling",
+                    "template-class-disagrees",
+                    template.subject,
+                    f"its nodes would get: {node_class.finding}",
+                    f"make its {label} label match its GPU labels",
+                )
+                break
             if node_class.finding:
                 yield Finding(
                     "warning",
                     "autoscaling",
-                    "template-class-disagrees"
-                    if "disagrees" in node_class.finding
-                    else "template-unclassified",
+                    "template-unclassified",
                     template.subject,
-                    f"its nodes would get: {node_class.finding}",
-                    f"make its {label} label match its GPU labels, or map the product in "
-                    "the policy",
+                    f"its nodes would get no class: {node_class.finding}",
+                    "map the product in the policy (gpuClasses products or aliases)",
                 )
                 break
         classes = {c.name for _, c in derived if c.name is not None}

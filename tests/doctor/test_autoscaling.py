@@ -181,3 +181,10 @@ def test_a_file_without_templates_is_refused_with_what_was_expected(tmp_path: Pa
 def test_no_templates_is_said_once_as_info() -> None:
     (found,) = findings(inputs(example_policy(), [node_dict("h")]), "no-node-templates")
     assert found["severity"] == "info"
+
+
+def test_a_template_of_a_product_no_class_maps() -> None:
+    view = inputs(example_policy(), [], templates=pools(nodepool("rtx", ["rtx-4090"])))
+    (found,) = findings(view, "template-unclassified")
+    assert found["subject"] == "NodePool/rtx"
+    assert "RTX-4090" in found["message"]

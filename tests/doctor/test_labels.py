@@ -67,3 +67,9 @@ def test_a_consistent_fleet_has_no_label_findings() -> None:
     nodes = [node_dict("h", "H100", 8), node_dict("a", "A10G", 4), node_dict("t", "T4", 4)]
     found = [f for f in findings(inputs(example_policy(), nodes)) if f["area"] == "labels"]
     assert found == []
+
+
+def test_other_invalid_node_labels_are_reported_with_the_label() -> None:
+    node = node_dict("h", "H100", 8, labels={f"{PREFIX}dedicated": "trainig"})
+    (found,) = findings(inputs(example_policy(), [node]), "node-label-invalid")
+    assert f"{PREFIX}dedicated=trainig names no workload class" in found["message"]
