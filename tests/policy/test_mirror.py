@@ -7,11 +7,21 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from extender.errors import WireError
 from extender.policy import class_affinity_patch, mirrored_requirement, pod_intent, pod_requirement
 from extender.wire import NodeSelectorRequirement
-from tests.builders import EXAMPLE_POLICY, PREFIX, example_policy, make_pod, pod_dict, policy_from
+from tests.builders import (
+    EXAMPLE_POLICY,
+    PREFIX,
+    apply_json_patch,
+    example_policy,
+    make_pod,
+    pod_dict,
+    policy_from,
+)
 
 CLASS_LABEL = f"{PREFIX}class"
 REQ = NodeSelectorRequirement(key=CLASS_LABEL, operator="In", values=("premium", "standard"))
@@ -111,26 +121,8 @@ def node_affinity(*terms: Any) -> dict[str, Any]:
     return {"nodeAffinity": {REQUIRED: {"nodeSelectorTerms": list(terms)}}}
 
 
-def apply_patch(document: Any, patch: list[dict[str, Any]]) -> Any:
-    """RFC 6902 `add` (the only operation the webhook emits), on a copy: as the API server
-    applies it (a missing parent is an error, `-` appends, an index inserts)."""
-    result = copy.deepcopy(document)
-    for operation in patch:
-        assert operation["op"] == "add"
-        *parents, last = operation["path"].split("/")[1:]
-        target = result
-        for token in parents:
-            target = target[int(token)] if isinstance(target, list) else target[token]
-        if isinstance(target, list):
-            index = len(target) if last == "-" else int(last)
-            target.insert(index, copy.deepcopy(operation["value"]))
-        else:
-            target[last] = copy.deepcopy(operation["value"])
-    return result
-
-
 def applied(pod: dict[str, Any]) -> dict[str, Any]:
-    patched: dict[str, Any] = apply_patch(pod, class_affinity_patch(pod, REQ))
+    patched: dict[str, Any] = apply_json_patch(pod, class_affinity_patch(pod, REQ))
     return patched
 
 
@@ -246,3 +238,56 @@ def test_a_malformed_affinity_is_a_wire_error_naming_the_field(affinity: Any, wh
 def test_a_pod_without_spec_is_a_wire_error() -> None:
     with pytest.raises(WireError, match="spec"):
         class_affinity_patch({"metadata": {}}, REQ)
+
+
+# ---- properties ----------------------------------------------------------------------
+
+_expressions = st.sampled_from(
+    [
+        ZONE,
+        EXPRESSION,
+        {"key": CLASS_LABEL, "operator": "In", "values": ["economy"]},
+        {"key": CLASS_LABEL, "operator": "NotIn", "values": ["premium"]},
+        {"key": "nvidia.com/gpu.count", "operator": "Gt", "values": ["1"]},
+    ]
+)
+_fields = [{"key": "metadata.name", "operator": "In", "values": ["n1"]}]
+_terms = st.lists(
+    st.builds(
+        lambda expressions, fields: {
+            **({"matchExpressions": expressions} if expressions is not None else {}),
+            **({"matchFields": _fields} if fields else {}),
+        },
+        st.none() | st.lists(_expressions, max_size=3),
+        st.booleans(),
+    ),
+    max_size=4,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_terms)
+def test_the_patch_adds_the_rule_to_every_term_that_can_match_keeps_the_rest_and_is_idempotent(
+    terms: list[dict[str, Any]],
+) -> None:
+    pod = pod_with(node_affinity(*terms) if terms else None)
+    patched = applied(pod)
+    assert class_affinity_patch(patched, REQ) == []
+    after = terms_of(patched)
+    if not terms:
+        assert after == [{"matchExpressions": [EXPRESSION]}]
+        return
+    assert len(after) == len(terms)
+    for old, new in zip(terms, after, strict=True):
+        old_expressions = old.get("matchExpressions") or []
+        assert new.get("matchFields") == old.get("matchFields")
+        assert new.get("matchExpressions", [])[: len(old_expressions)] == old_expressions
+        if old_expressions or old.get("matchFields"):
+            assert any(
+                e["key"] == CLASS_LABEL
+                and set(e["values"]) <= {"premium", "standard"}
+                and e["operator"] == "In"
+                for e in new["matchExpressions"]
+            )
+        else:
+            assert new == old  # an empty term matches no node, before and after

@@ -13,8 +13,7 @@ from extender.policy import Policy
 from extender.server.app import Limits
 from extender.server.metrics import Metrics
 from extender.state import ClusterCache
-from tests.builders import example_policy, make_cache, pod_dict
-from tests.policy.test_mirror import apply_patch
+from tests.builders import apply_json_patch, example_policy, make_cache, pod_dict
 from tests.server.payloads import Client, app_for, classes, fleet_nodes
 
 CLASS_LABEL = "gpuclass.example.io/class"
@@ -84,7 +83,7 @@ async def mutate(client: Client, body: Any) -> dict[str, Any]:
 
 def patched(pod: dict[str, Any], response: dict[str, Any]) -> dict[str, Any]:
     assert response["patchType"] == "JSONPatch"
-    result: dict[str, Any] = apply_patch(pod, json.loads(base64.b64decode(response["patch"])))
+    result: dict[str, Any] = apply_json_patch(pod, json.loads(base64.b64decode(response["patch"])))
     return result
 
 
