@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import itertools
 from collections.abc import Sequence
 from pathlib import Path
@@ -117,3 +118,21 @@ def make_cache(
     cache.replace_nodes(nodes)
     cache.replace_pods(pods)
     return cache
+
+
+def apply_json_patch(document: Any, patch: list[dict[str, Any]]) -> Any:
+    """RFC 6902 `add` (the only operation the webhook emits), on a copy: as the API server
+    applies it (a missing parent is an error, `-` appends, an index inserts)."""
+    result = copy.deepcopy(document)
+    for operation in patch:
+        assert operation["op"] == "add"
+        *parents, last = operation["path"].split("/")[1:]
+        target = result
+        for token in parents:
+            target = target[int(token)] if isinstance(target, list) else target[token]
+        if isinstance(target, list):
+            index = len(target) if last == "-" else int(last)
+            target.insert(index, copy.deepcopy(operation["value"]))
+        else:
+            target[last] = copy.deepcopy(operation["value"])
+    return result

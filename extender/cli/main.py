@@ -45,7 +45,17 @@ def _serve(args: argparse.Namespace) -> int:
         scheduler_names=frozenset(args.scheduler_name or DEFAULT_SCHEDULER_NAMES),
         health_host=args.health_host,
         health_port=args.health_port,
+        admission_webhook=args.admission_webhook,
+        admission_host=args.admission_host,
+        admission_port=args.admission_port,
     )
+    if args.admission_port is not None and args.tls_cert is None:
+        print(
+            "serve: --admission-port needs --tls-cert and --tls-key "
+            "(the API server calls admission webhooks over HTTPS only)",
+            file=sys.stderr,
+        )
+        return 2
     try:
         uvloop.run(serve(options))
     except PolicyError as exc:
@@ -196,6 +206,21 @@ def parser() -> argparse.ArgumentParser:
         help="also serve /healthz, /readyz and /metrics (only) over plain HTTP on this port",
     )
     serve.add_argument("--health-host", help="listen address of --health-port (default: --host)")
+    serve.add_argument(
+        "--admission-webhook",
+        action="store_true",
+        help="also serve POST /mutate, the mutating admission webhook that mirrors pods' "
+        "GPU-class rules into node affinity for autoscalers (docs/autoscaling.md)",
+    )
+    serve.add_argument(
+        "--admission-port",
+        type=int,
+        help="serve POST /mutate (and probes) on this TLS port, without asking for the "
+        "client certificate --client-ca requires on --port (the API server presents none)",
+    )
+    serve.add_argument(
+        "--admission-host", help="listen address of --admission-port (default: --host)"
+    )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve.add_argument("--log-format", default="auto", choices=["auto", "json", "text"])
     serve.set_defaults(run=_serve)

@@ -34,6 +34,9 @@ class DoctorInputs:
     templates: list[NodeTemplate]
     # Problems reading the sources (a CRD we may not list, say): reported as findings.
     notes: list[Finding] = field(default_factory=list)
+    # Pods whose required node affinity names the node class label (the admission
+    # webhook mirrors classes there): then a GPU node without that label is off-limits.
+    class_affinity_pods: int = 0
 
     def filter(self, pending: PendingPod, intent: PodIntent) -> tuple[list[str], FilterResult]:
         """The nodes the pod's own constraints admit, and our filter's verdict on them."""
@@ -77,6 +80,8 @@ def inputs_from_objects(
     cache = ClusterCache(policy)
     cache.replace_nodes(nodes)
     cache.replace_pods(pods)
+    label = policy.keys.node_class
+    placements = [decode_placement(raw, f"pod {i}") for i, raw in enumerate(raw_pods)]
     return DoctorInputs(
         policy=policy,
         cache=cache,
@@ -84,4 +89,8 @@ def inputs_from_objects(
         pending=pending_pods(raw_pods),
         templates=templates,
         notes=list(notes or []),
+        class_affinity_pods=sum(
+            any(r.key == label for t in placement.terms for r in t.matchExpressions)
+            for placement in placements
+        ),
     )

@@ -48,6 +48,18 @@ def check(inputs: DoctorInputs) -> Iterator[Finding]:
                 f"relabel with one of {', '.join(policy.class_names)}, or add the class "
                 "to the policy's gpuClasses",
             )
+        if inputs.class_affinity_pods and gpu_class.name is not None and explicit is None:
+            yield Finding(
+                "warning",
+                "labels",
+                "node-without-class-label",
+                subject,
+                f"{inputs.class_affinity_pods} pod(s) require {keys.node_class} in their node "
+                "affinity (the admission webhook mirrors classes there), and this "
+                f"{gpu_class.name} node lacks the label: the scheduler keeps them off it",
+                f"label it {keys.node_class}={gpu_class.name} (and its node template, so new "
+                "nodes carry it)",
+            )
         if gpu_class.product and class_for_product(gpu_class.product, policy) is None:
             unmapped[gpu_class.product].append(node.name)
         elif node.gpu_count and gpu_class.name is None and not gpu_class.product:

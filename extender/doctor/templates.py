@@ -28,7 +28,8 @@ import yaml
 from extender.errors import WireError
 from extender.policy.compiled import ClassName, Policy
 from extender.policy.node_class import NodeClass, classify_node
-from extender.wire.placement import NodeSelectorRequirement, Placement, requirement_matches
+from extender.wire.placement import Placement, requirement_matches
+from extender.wire.types import NodeSelectorRequirement
 
 CAPI_LABELS_ANNOTATION = "capacity.cluster-autoscaler.kubernetes.io/labels"
 ASG_LABEL_TAG = "k8s.io/cluster-autoscaler/node-template/label/"

@@ -30,6 +30,7 @@ from extender.policy.intent import PodIntent, pod_intent
 from extender.policy.store import PolicyStore
 from extender.rules import premium_headroom
 from extender.rules.engine import ShapeOf, explain_nodes, filter_nodes, score_nodes
+from extender.server.admission import ADMISSION, Admission, admission_routes
 from extender.server.explain import explanation_json
 from extender.server.metrics import Metrics
 from extender.state.cache import ClusterCache
@@ -139,7 +140,7 @@ async def errors_and_metrics(
     return response
 
 
-_LIMITED = frozenset({"filter", "prioritize", "bind", "debug_explain"})
+_LIMITED = frozenset({"filter", "prioritize", "bind", "debug_explain", "mutate"})
 _PHASE = web.RequestKey("phase", str)
 
 
@@ -495,9 +496,11 @@ def create_app(
     doctor_source: DoctorSource | None = None,
     scheduler_names: frozenset[str] = DEFAULT_SCHEDULER_NAMES,
     limits: Limits = Limits(),
+    admission: bool = False,
 ) -> web.Application:
     """The extender's routes; `binder` (pods/binding) and `pod_reader` are required for the
-    bind verb, which binds only pods of `scheduler_names`."""
+    bind verb, which binds only pods of `scheduler_names`. `admission` adds POST /mutate,
+    the mutating admission webhook for the pods of `scheduler_names`."""
     app = web.Application(
         client_max_size=limits.max_body_bytes,
         middlewares=[errors_and_metrics, limits_middleware(limits)],
@@ -522,6 +525,42 @@ def create_app(
             web.get("/debug/doctor", debug_doctor, name="debug_doctor"),
         ]
     )
+    if admission:
+        _add_admission(app, store, app[METRICS], scheduler_names)
+    return app
+
+
+def _add_admission(
+    app: web.Application, store: PolicyStore, metrics: Metrics, scheduler_names: frozenset[str]
+) -> None:
+    app[ADMISSION] = Admission(store, metrics, scheduler_names, _read)
+    app.router.add_routes(admission_routes())
+
+
+def create_admission_app(
+    store: PolicyStore,
+    cache: ClusterCache,
+    *,
+    metrics: Metrics,
+    scheduler_names: frozenset[str] = DEFAULT_SCHEDULER_NAMES,
+    limits: Limits = Limits(),
+) -> web.Application:
+    """POST /mutate (and the probes) alone, for a port the API server reaches without the
+    client certificate that --client-ca demands of callers of the verbs."""
+    app = web.Application(
+        client_max_size=limits.max_body_bytes,
+        middlewares=[errors_and_metrics, limits_middleware(limits)],
+    )
+    app[STORE] = store
+    app[CACHE] = cache
+    app[METRICS] = metrics
+    app.router.add_routes(
+        [
+            web.get("/healthz", healthz, name="healthz"),
+            web.get("/readyz", readyz, name="readyz"),
+        ]
+    )
+    _add_admission(app, store, metrics, scheduler_names)
     return app
 
 

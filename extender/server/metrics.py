@@ -55,6 +55,12 @@ class Metrics:
         self.tls_reloads = Counter(
             f"{PREFIX}_tls_reloads", "Serving certificate changes by result", ["result"], registry=r
         )
+        self.admissions = Counter(
+            f"{PREFIX}_admission_reviews",
+            "Pod admission reviews (/mutate) by outcome",
+            ["outcome"],
+            registry=r,
+        )
         self.binds = Counter(f"{PREFIX}_binds", "Bind calls by result", ["result"], registry=r)
         self.policy_reloads = Counter(
             f"{PREFIX}_policy_reloads", "Policy file reloads by result", ["result"], registry=r

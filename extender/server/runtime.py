@@ -16,11 +16,13 @@ from aiohttp import web
 from kubernetes_asyncio import client
 
 from extender.doctor.cluster import read_inputs
+from extender.errors import ExtenderError
 from extender.policy.compiled import Policy
 from extender.policy.store import PolicyStore
 from extender.server.app import (
     DEFAULT_SCHEDULER_NAMES,
     Limits,
+    create_admission_app,
     create_app,
     create_health_app,
 )
@@ -61,6 +63,11 @@ class ServeOptions:
     # A second, plain-HTTP port with /healthz, /readyz and /metrics only (None: off).
     health_host: str | None = None
     health_port: int | None = None
+    # POST /mutate, the mutating admission webhook, on the main port.
+    admission_webhook: bool = False
+    # ... or on a port of its own (TLS, no client certificate: the API server has none).
+    admission_host: str | None = None
+    admission_port: int | None = None
 
 
 def guard(coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
@@ -172,6 +179,10 @@ async def serve(
     stop: asyncio.Event | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT (or until `stop` is set: a seam for tests)."""
+    if options.admission_port is not None and options.tls_cert is None:
+        raise ExtenderError(
+            "--admission-port needs --tls-cert: the API server calls webhooks over HTTPS only"
+        )
     store = PolicyStore.from_file(options.policy)
     cache = ClusterCache(store.current, assume_ttl=options.assume_ttl_seconds)
     metrics = Metrics()
@@ -195,6 +206,7 @@ async def serve(
         doctor_source=partial(read_inputs, api),
         scheduler_names=options.scheduler_names,
         limits=options.limits,
+        admission=options.admission_webhook,
     )
     hooks = WatchHooks(
         event=lambda kind: metrics.watch_events.labels(kind).inc(),
@@ -235,6 +247,31 @@ async def serve(
     site = web.TCPSite(runner, options.host, options.port, ssl_context=ssl_context)
     await site.start()
     runners = [runner]
+    if options.admission_port is not None:
+        assert options.tls_cert is not None  # checked before anything started
+        # Same certificate, but no client certificate asked: the API server presents none.
+        webhook_tls = CertificateReloader(options.tls_cert, options.tls_key, None)
+        tasks.append(
+            guard(
+                reload_certificate_forever(webhook_tls, metrics, options.tls_poll_seconds),
+                "webhook certificate reload",
+            )
+        )
+        admission = app_runner(
+            create_admission_app(
+                store,
+                cache,
+                metrics=metrics,
+                scheduler_names=options.scheduler_names,
+                limits=options.limits,
+            )
+        )
+        await admission.setup()
+        admission_host = options.admission_host or options.host
+        await web.TCPSite(
+            admission, admission_host, options.admission_port, ssl_context=webhook_tls.context
+        ).start()
+        runners.append(admission)
     if options.health_port is not None:
         health = web.AppRunner(create_health_app(store, cache, metrics=metrics), access_log=None)
         await health.setup()
@@ -247,6 +284,7 @@ async def serve(
             "host": options.host,
             "port": options.port,
             "health_port": options.health_port,
+            "admission_port": options.admission_port,
             "policy": str(options.policy),
         },
     )

@@ -1,5 +1,11 @@
 """Layer 1: the extender/v1 JSON wire protocol as typed values."""
 
+from extender.wire.admission import (
+    AdmissionRequest,
+    AdmissionReview,
+    decode_admission_review,
+    encode_admission_response,
+)
 from extender.wire.codec import (
     decode_binding_args,
     decode_extender_args,
@@ -22,6 +28,7 @@ from extender.wire.types import (
     HostPriority,
     Node,
     NodeList,
+    NodeSelectorRequirement,
     ObjectMeta,
     OwnerReference,
     Pod,
@@ -30,6 +37,8 @@ from extender.wire.types import (
 )
 
 __all__ = [
+    "AdmissionRequest",
+    "AdmissionReview",
     "Container",
     "ExtenderArgs",
     "ExtenderBindingArgs",
@@ -38,18 +47,21 @@ __all__ = [
     "HostPriority",
     "Node",
     "NodeList",
+    "NodeSelectorRequirement",
     "ObjectMeta",
     "OwnerReference",
     "Pod",
     "PodSpec",
     "QuantityError",
     "ResourceRequirements",
+    "decode_admission_review",
     "decode_binding_args",
     "decode_extender_args",
     "decode_node",
     "decode_node_identity",
     "decode_pod",
     "decode_pod_manifest",
+    "encode_admission_response",
     "encode_binding_result",
     "encode_filter_result",
     "encode_priorities",

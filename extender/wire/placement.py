@@ -11,12 +11,7 @@ from collections.abc import Mapping
 import msgspec
 
 from extender.errors import WireError
-
-
-class NodeSelectorRequirement(msgspec.Struct, frozen=True):
-    key: str = ""
-    operator: str = ""
-    values: tuple[str, ...] = ()
+from extender.wire.types import NodeSelectorRequirement
 
 
 class NodeSelectorTerm(msgspec.Struct, frozen=True):

@@ -49,6 +49,14 @@ class PodSpec(msgspec.Struct, frozen=True):
     initContainers: list[Container] | None = None
 
 
+class NodeSelectorRequirement(msgspec.Struct, frozen=True):
+    """One expression of a node selector term (node affinity), as the API spells it."""
+
+    key: str
+    operator: str
+    values: tuple[str, ...] = ()
+
+
 class PodStatus(msgspec.Struct, frozen=True):
     phase: str = ""
 

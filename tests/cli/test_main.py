@@ -276,3 +276,11 @@ async def test_explain_against_a_running_server_matches_the_snapshot_answer(
     err = capsys.readouterr().err
     assert "/debug/explain: HTTP 400: " in err
     assert "expected a single Pod object" in err
+
+
+def test_serve_with_an_admission_port_but_no_certificate_exits_2(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["serve", "--policy", str(EXAMPLE_POLICY), "--admission-port", "9443"]
+    assert main(argv) == 2
+    assert "--admission-port needs --tls-cert" in capsys.readouterr().err

@@ -3,7 +3,7 @@ classes."""
 
 from __future__ import annotations
 
-from tests.builders import PREFIX, example_policy, node_dict
+from tests.builders import PREFIX, example_policy, node_dict, pod_dict
 from tests.doctor.builders import codes, findings, inputs
 
 
@@ -73,3 +73,23 @@ def test_other_invalid_node_labels_are_reported_with_the_label() -> None:
     node = node_dict("h", "H100", 8, labels={f"{PREFIX}dedicated": "trainig"})
     (found,) = findings(inputs(example_policy(), [node]), "node-label-invalid")
     assert f"{PREFIX}dedicated=trainig names no workload class" in found["message"]
+
+
+def test_with_mirrored_pods_a_gpu_node_without_the_class_label_is_reported() -> None:
+    labelled = node_dict("a", "H100", 8, labels={f"{PREFIX}class": "premium"})
+    unlabelled = node_dict("b", "H100", 8)
+    assert "node-without-class-label" not in codes(inputs(example_policy(), [labelled, unlabelled]))
+    pod = pod_dict("p", annotations={f"{PREFIX}required-classes": "premium"})
+    expression = {"key": f"{PREFIX}class", "operator": "In", "values": ["premium"]}
+    pod["spec"]["affinity"] = {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [{"matchExpressions": [expression]}]
+            }
+        }
+    }
+    (found,) = findings(
+        inputs(example_policy(), [labelled, unlabelled], [pod]), "node-without-class-label"
+    )
+    assert found["subject"] == "node/b"
+    assert f"label it {PREFIX}class=premium" in found["fix"]

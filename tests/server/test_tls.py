@@ -164,6 +164,46 @@ async def test_the_health_port_answers_probes_and_metrics_without_a_client_certi
         assert (await get(f"{health}/debug/cache"))[0] == 404
 
 
+async def test_the_admission_port_serves_mutate_over_tls_without_a_client_certificate(
+    pki: Pki, tmp_path: Path
+) -> None:
+    """The API server calls webhooks with no client certificate: --admission-port serves
+    /mutate (and probes) alone, with the serving certificate, while --client-ca still
+    guards the verbs."""
+    admission_port = free_port()
+    async with serving(
+        FakeApiServer(),
+        tmp_path,
+        tls_cert=pki.server.cert,
+        tls_key=pki.server.key,
+        client_ca=pki.ca.path,
+        admission_host="127.0.0.1",
+        admission_port=admission_port,
+    ) as server:
+        webhook = f"https://127.0.0.1:{admission_port}"
+        apiserver = client_context(pki, None)
+        assert (await get(f"{webhook}/healthz", apiserver))[0] == 200
+        review = {
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "request": {"uid": "u1", "kind": {"kind": "Pod"}, "operation": "DELETE"},
+        }
+        connector = aiohttp.TCPConnector(ssl=apiserver)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            response = await session.post(f"{webhook}/mutate", json=review)
+            assert response.status == 200
+            answer = await response.json()
+            assert answer["response"] == {"uid": "u1", "allowed": True}
+            for path in ("/filter", "/bind", "/debug/cache"):
+                response = await session.post(f"{webhook}{path}", data=b"{}")
+                assert response.status in (404, 405)
+        # The verbs' port still wants the scheduler's certificate, and has no /mutate.
+        with pytest.raises(aiohttp.ClientError):
+            await get(f"{server.url}/healthz", apiserver)
+        scheduler = client_context(pki, pki.scheduler)
+        assert (await get(f"{server.url}/mutate", scheduler))[0] == 404
+
+
 async def served_common_name(port: int, pki: Pki) -> str:
     """The common name of the certificate a new TLS connection to the server presents."""
     _, writer = await asyncio.open_connection(
