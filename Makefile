@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup controlplane lint test unit demo bench quality fuzz soak clean
+.PHONY: setup controlplane helm lint test unit demo bench quality fuzz soak clean
 
 setup: $(STAMP)
 
@@ -18,6 +18,11 @@ $(STAMP): pyproject.toml
 # kube-apiserver, kube-scheduler and kubectl built from k8s.io/kubernetes, cached by version.
 controlplane: setup
 	PYTHON=$(BIN)/python bash hack/build-controlplane.sh >/dev/null
+
+# helm v3.22.0 built from the Go module helm.sh/helm/v3 (Debian has no helm), cached by
+# version; for the chart tests (tests/deploy/test_helm.py).
+helm:
+	bash hack/build-helm.sh >/dev/null
 
 demo: controlplane
 	$(BIN)/python hack/demo.py
@@ -36,7 +41,7 @@ unit: setup
 	$(BIN)/python -m pytest -m "not integration"
 
 # Everything, including the integration tier on a local kube-apiserver + kube-scheduler.
-test: lint controlplane
+test: lint controlplane helm
 	$(BIN)/python -m pytest
 
 # Fuzzing (issue 9): 1,000,000 structure-aware and raw requests against a real `serve` on
