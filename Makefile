@@ -34,7 +34,7 @@ lint: setup
 	$(BIN)/lint-imports
 	$(BIN)/hadolint Dockerfile
 	$(BIN)/shellcheck hack/*.sh .ci/run
-	$(BIN)/yamllint --strict manifests
+	$(BIN)/yamllint --strict manifests charts
 
 # Tests that need no control plane.
 unit: setup
