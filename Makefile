@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup controlplane lint test unit demo bench quality fuzz soak clean
+.PHONY: setup controlplane helm lint test unit demo bench quality fuzz soak clean
 
 setup: $(STAMP)
 
@@ -19,6 +19,11 @@ $(STAMP): pyproject.toml
 controlplane: setup
 	PYTHON=$(BIN)/python bash hack/build-controlplane.sh >/dev/null
 
+# helm v3.22.0 built from the Go module helm.sh/helm/v3 (Debian has no helm), cached by
+# version; for the chart tests (tests/deploy/test_helm.py).
+helm:
+	bash hack/build-helm.sh >/dev/null
+
 demo: controlplane
 	$(BIN)/python hack/demo.py
 
@@ -29,14 +34,14 @@ lint: setup
 	$(BIN)/lint-imports
 	$(BIN)/hadolint Dockerfile
 	$(BIN)/shellcheck hack/*.sh .ci/run
-	$(BIN)/yamllint --strict manifests
+	$(BIN)/yamllint --strict manifests charts
 
 # Tests that need no control plane.
 unit: setup
 	$(BIN)/python -m pytest -m "not integration"
 
 # Everything, including the integration tier on a local kube-apiserver + kube-scheduler.
-test: lint controlplane
+test: lint controlplane helm
 	$(BIN)/python -m pytest
 
 # Fuzzing (issue 9): 1,000,000 structure-aware and raw requests against a real `serve` on

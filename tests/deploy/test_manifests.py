@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import shlex
 from pathlib import Path
-from typing import Any
 
 import kubernetes_validate
 import pytest
@@ -19,7 +18,19 @@ from yamllint import linter
 from yamllint.config import YamlLintConfig
 
 from extender.cli.main import main, parser
-from tests.deploy.render import MANIFESTS, NAMESPACE, REPO, VARIANTS, find, render
+from tests.deploy.render import (
+    MANIFESTS,
+    NAMESPACE,
+    REPO,
+    SCHEMA_VERSIONS,
+    VARIANTS,
+    Obj,
+    assert_locked_down,
+    container,
+    containers,
+    find,
+    render,
+)
 from tests.integration.stack import (
     EXAMPLE_POLICY,
     SCHEDULER_CONFIG,
@@ -27,42 +38,12 @@ from tests.integration.stack import (
     scheduler_config,
 )
 
-# Oldest and newest minor versions we support, and every one between (kubernetes-validate
-# ships one schema set per minor). kubescheduler.config.k8s.io/v1 is the only config API
-# left from 1.29 on; the local control plane runs 1.36.
-SCHEMA_VERSIONS = tuple(f"1.{minor}.0" for minor in range(29, 37))
 EXTENDER_IMAGE = "ghcr.io/example/gpuclass-extender"
-RUN_AS_USER = 65532
-
-Obj = dict[str, Any]
 
 
 @pytest.fixture(scope="module")
 def rendered() -> dict[str, list[Obj]]:
     return {variant: render(variant) for variant in VARIANTS}
-
-
-def pod_specs(objects: list[Obj]) -> list[tuple[str, Obj]]:
-    return [
-        (o["metadata"]["name"], o["spec"]["template"]["spec"])
-        for o in objects
-        if o["kind"] in ("Deployment", "StatefulSet", "DaemonSet", "Job")
-    ]
-
-
-def containers(objects: list[Obj]) -> list[tuple[str, Obj, Obj]]:
-    """(workload/container, container, pod spec) for every container and init container."""
-    return [
-        (f"{workload}/{c['name']}", c, spec)
-        for workload, spec in pod_specs(objects)
-        for c in spec.get("initContainers", []) + spec["containers"]
-    ]
-
-
-def container(objects: list[Obj], name: str) -> tuple[Obj, Obj]:
-    found = [(c, spec) for _, c, spec in containers(objects) if c["name"] == name]
-    assert len(found) == 1, f"expected one container {name}, got {len(found)}"
-    return found[0]
 
 
 def mounted_file(spec: Obj, c: Obj, path: str, objects: list[Obj]) -> tuple[str, str]:
@@ -169,6 +150,8 @@ def test_the_scheduler_reads_that_configmap_and_calls_its_sidecar(
     assert config["extenders"][0]["urlPrefix"] == f"http://127.0.0.1:{args.port}"
     assert args.host == "127.0.0.1"  # the verbs (/bind!) only for the scheduler beside it
     assert args.tls_cert is None  # loopback: plain HTTP
+    # /bind places only the pods of the scheduler beside it.
+    assert args.scheduler_name == [config["profiles"][0]["schedulerName"]]
     # Only the health/metrics port is exposed, and the probes use it.
     assert [p["containerPort"] for p in extender["ports"]] == [args.health_port]
     for probe in ("livenessProbe", "readinessProbe"):
@@ -298,29 +281,7 @@ def test_the_scheduler_snippet_calls_the_service_like_the_second_scheduler(
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_every_container_is_locked_down(rendered: dict[str, list[Obj]], variant: str) -> None:
-    found = containers(rendered[variant])
-    assert found
-    for where, c, spec in found:
-        pod = spec.get("securityContext", {})
-        own = c.get("securityContext", {})
-
-        def effective(key: str, own: Obj = own, pod: Obj = pod) -> Any:
-            return own.get(key, pod.get(key))
-
-        assert effective("runAsNonRoot") is True, where
-        assert effective("runAsUser") == RUN_AS_USER, where  # numeric: kubelet can check it
-        assert effective("seccompProfile") == {"type": "RuntimeDefault"}, where
-        assert own.get("readOnlyRootFilesystem") is True, where
-        assert own.get("allowPrivilegeEscalation") is False, where
-        assert own.get("capabilities") == {"drop": ["ALL"]}, where
-        assert own.get("privileged") in (None, False), where
-        assert "memory" in c["resources"]["limits"], where
-        assert {"cpu", "memory"} <= set(c["resources"]["requests"]), where
-        assert "livenessProbe" in c, where
-        assert "readinessProbe" in c, where
-    for _, spec in pod_specs(rendered[variant]):
-        assert not spec.get("hostNetwork"), variant
-        assert not spec.get("hostPID"), variant
+    assert_locked_down(rendered[variant])
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
