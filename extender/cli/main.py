@@ -44,6 +44,7 @@ def _serve(args: argparse.Namespace) -> int:
         scheduler_names=frozenset(args.scheduler_name or DEFAULT_SCHEDULER_NAMES),
         health_host=args.health_host,
         health_port=args.health_port,
+        events=args.events,
     )
     try:
         uvloop.run(serve(options))
@@ -179,6 +180,13 @@ def parser() -> argparse.ArgumentParser:
         help="also serve /healthz, /readyz and /metrics (only) over plain HTTP on this port",
     )
     serve.add_argument("--health-host", help="listen address of --health-port (default: --host)")
+    serve.add_argument(
+        "--events",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="record Events on the pods we decide (GpuClassScored, GpuClassUnschedulable); "
+        "needs create and patch on events.k8s.io events (default on)",
+    )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve.add_argument("--log-format", default="auto", choices=["auto", "json", "text"])
     serve.set_defaults(run=_serve)
