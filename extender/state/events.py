@@ -166,11 +166,13 @@ class EventRecorder:
             series.last_observed = now
             self._series.move_to_end(observation)
             self._count("aggregated")
-            if series.name is not None and not series.queued:
-                if series.written_count <= 1:  # the first repeat is written at once
-                    self._enqueue(series)
-                else:
-                    self._dirty.add(observation)
+            # The first repeat is written at once, later ones when due (or a full queue).
+            if (
+                series.name is not None
+                and not series.queued
+                and (series.written_count > 1 or not self._enqueue(series))
+            ):
+                self._dirty.add(observation)
             return "aggregated"
         if series is not None:  # a series that went quiet: forget it, start anew
             self._forget(observation)

@@ -261,3 +261,17 @@ async def test_the_number_of_open_series_is_bounded() -> None:
         s.recorder.record(seen(f"note {i}"))
         await s.settle()
     assert len(s.recorder._series) == 3
+
+
+async def test_a_repeat_that_finds_the_queue_full_is_patched_when_due() -> None:
+    s = setup(queue_size=1, patch_interval=30)
+    s.recorder.record(seen())
+    await s.settle()
+    s.recorder.record(seen("other"))  # fills the queue
+    assert s.recorder.record(seen()) == "aggregated"
+    await s.recorder.drain()
+    name = s.sink.calls[0][1]
+    assert ("patch", name, 2) not in s.sink.calls
+    s.clock.now += 30
+    await s.settle()
+    assert ("patch", name, 2) in s.sink.calls
