@@ -48,6 +48,7 @@ def _serve(args: argparse.Namespace) -> int:
         admission_webhook=args.admission_webhook,
         admission_host=args.admission_host,
         admission_port=args.admission_port,
+        events=args.events,
     )
     if args.admission_port is not None and args.tls_cert is None:
         print(
@@ -220,6 +221,13 @@ def parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--admission-host", help="listen address of --admission-port (default: --host)"
+    )
+    serve.add_argument(
+        "--events",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="record Events on the pods we decide (GpuClassScored, GpuClassUnschedulable); "
+        "needs create and patch on events.k8s.io events (default on)",
     )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve.add_argument("--log-format", default="auto", choices=["auto", "json", "text"])

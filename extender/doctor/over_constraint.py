@@ -11,6 +11,7 @@ from extender.doctor.inputs import DoctorInputs, PendingPod
 from extender.policy.compiled import ClassName, Policy
 from extender.policy.intent import WHOLE_GPU, PodIntent, pod_intent
 from extender.rules.base import Reject
+from extender.rules.notes import unschedulable_note
 from extender.state.features import NodeFeatures
 
 # Rules that only a change of labels, policy or pod wishes can satisfy.
@@ -43,7 +44,7 @@ def _blocked(inputs: DoctorInputs, pending: PendingPod, intent: PodIntent) -> It
         return  # placeable, or its own selector admits no node (the scheduler says so)
     rejects = result.rejects
     counts = Counter(r.rule for r in rejects.values())
-    tally = ", ".join(f"{n} {rule}" for rule, n in counts.most_common())
+    tally = unschedulable_note(intent, len(names), result.reject_counts)
     eligible = [cache.node(n) for n, r in rejects.items() if r.rule not in _CLASS_RULES]
     needs = _needs(intent)
     if not any(eligible):
@@ -64,8 +65,8 @@ def _blocked(inputs: DoctorInputs, pending: PendingPod, intent: PodIntent) -> It
             "over-constraint",
             "no-eligible-node",
             pending.subject,
-            f"needs {needs} of class {intent.allowed_text}; 0/{len(names)} nodes qualify "
-            f"({tally}): {_example(rejects, _CLASS_RULES)}",
+            f"needs {needs} of class {intent.allowed_text}; {tally}; "
+            f"{_example(rejects, _CLASS_RULES)}",
             fix,
         )
         return

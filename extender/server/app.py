@@ -31,9 +31,11 @@ from extender.policy.store import PolicyStore
 from extender.rules import premium_headroom
 from extender.rules.engine import ShapeOf, explain_nodes, filter_nodes, score_nodes
 from extender.server.admission import ADMISSION, Admission, admission_routes
+from extender.server.events import record_scored, record_unschedulable
 from extender.server.explain import explanation_json
 from extender.server.metrics import Metrics
 from extender.state.cache import ClusterCache
+from extender.state.events import EventRecorder
 from extender.state.features import NodeFeatures
 from extender.wire import (
     ExtenderBindingArgs,
@@ -93,6 +95,7 @@ BINDER = web.AppKey[Binder]("binder")
 POD_READER = web.AppKey[PodReader]("pod_reader")
 DOCTOR_SOURCE = web.AppKey[DoctorSource]("doctor_source")
 SCHEDULER_NAMES = web.AppKey("scheduler_names", frozenset)
+EVENTS = web.AppKey[EventRecorder | None]("events")
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,9 +243,13 @@ async def filter_handler(request: web.Request) -> web.Response:
     decisions = request.app[METRICS].decisions
     if result.passed:
         decisions.labels("passed", "").inc(len(result.passed))
+    reject_counts = result.reject_counts
     # One increment per (outcome, rule), not per node: thousands of rejects per request.
-    for reject, count in result.reject_counts.items():
+    for reject, count in reject_counts.items():
         decisions.labels("failed" if reject.resolvable else "unresolvable", reject.rule).inc(count)
+    recorder = request.app[EVENTS]
+    if recorder is not None and not result.passed:
+        record_unschedulable(recorder, req.intent, reject_counts)
     if log.isEnabledFor(logging.DEBUG):
         log.debug(
             "filter",
@@ -271,6 +278,9 @@ async def prioritize_handler(request: web.Request) -> web.Response:
     names, scores = score_nodes(
         req.intent, req.names, req.lookup, req.cache, req.policy, req.shape_of
     )
+    recorder = request.app[EVENTS]
+    if recorder is not None:
+        record_scored(recorder, req.intent, names, scores, req.lookup, req.policy)
     if log.isEnabledFor(logging.DEBUG):
         scored = dict(zip(names, scores, strict=True))
         log.debug("prioritize", extra={"pod": req.intent.key, "scores": scored})
@@ -497,10 +507,12 @@ def create_app(
     scheduler_names: frozenset[str] = DEFAULT_SCHEDULER_NAMES,
     limits: Limits = Limits(),
     admission: bool = False,
+    events: EventRecorder | None = None,
 ) -> web.Application:
     """The extender's routes; `binder` (pods/binding) and `pod_reader` are required for the
     bind verb, which binds only pods of `scheduler_names`. `admission` adds POST /mutate,
-    the mutating admission webhook for the pods of `scheduler_names`."""
+    the mutating admission webhook for the pods of `scheduler_names`; `events` records the
+    Events of filter and prioritize on the pods (None: none)."""
     app = web.Application(
         client_max_size=limits.max_body_bytes,
         middlewares=[errors_and_metrics, limits_middleware(limits)],
@@ -512,6 +524,7 @@ def create_app(
     app[POD_READER] = pod_reader or _no_pod_reader
     app[DOCTOR_SOURCE] = doctor_source or _no_doctor_source
     app[SCHEDULER_NAMES] = scheduler_names
+    app[EVENTS] = events
     app.router.add_routes(
         [
             web.post("/filter", filter_handler, name="filter"),

@@ -109,6 +109,13 @@ class Metrics:
         self.watch_errors = Counter(
             f"{PREFIX}_watch_errors", "Failed list or watch calls", ["kind"], registry=r
         )
+        self.events = Counter(
+            f"{PREFIX}_events",
+            "Events about pods: recorded (created), aggregated (counted into a series), "
+            "dropped (queue full), rate_limited (per-pod spam filter), failed (API error)",
+            ["outcome"],
+            registry=r,
+        )
         self.assumed_expired = Counter(
             f"{PREFIX}_assumed_pods_expired",
             "Assumed bindings the watch never confirmed within the TTL",

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import signal
+import socket
 import ssl
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
@@ -26,9 +29,11 @@ from extender.server.app import (
     create_app,
     create_health_app,
 )
+from extender.server.events import CONTROLLER
 from extender.server.metrics import Metrics
 from extender.state.cache import ClusterCache, Kind
-from extender.state.kube import api_client, bind_pod, read_pod
+from extender.state.events import EventRecorder
+from extender.state.kube import ApiEventSink, api_client, bind_pod, read_pod
 from extender.state.watch import WATCH_TIMEOUT_SECONDS, WatchHooks, watch_kind
 
 log = logging.getLogger(__name__)
@@ -68,6 +73,13 @@ class ServeOptions:
     # ... or on a port of its own (TLS, no client certificate: the API server has none).
     admission_host: str | None = None
     admission_port: int | None = None
+    # Record Events on the pods filter and prioritize decide (GpuClassScored, ...).
+    events: bool = True
+
+
+def reporting_instance() -> str:
+    """Who reports the Events: the pod's name (its hostname), at most 128 characters."""
+    return (os.environ.get("POD_NAME") or socket.gethostname() or "gpuclass-extender")[:128]
 
 
 def guard(coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
@@ -197,6 +209,14 @@ async def serve(
     store.on_change(apply_policy)
     api = await api_client(options.kubeconfig)
     core = client.CoreV1Api(api)
+    recorder = None
+    if options.events:
+        recorder = EventRecorder(
+            ApiEventSink(client.EventsV1Api(api)),
+            controller=CONTROLLER,
+            instance=reporting_instance(),
+            on_outcome=lambda outcome: metrics.events.labels(outcome).inc(),
+        )
     app = create_app(
         store,
         cache,
@@ -207,6 +227,7 @@ async def serve(
         scheduler_names=options.scheduler_names,
         limits=options.limits,
         admission=options.admission_webhook,
+        events=recorder,
     )
     hooks = WatchHooks(
         event=lambda kind: metrics.watch_events.labels(kind).inc(),
@@ -232,6 +253,8 @@ async def serve(
         guard(reload_policy_forever(store, metrics, options.policy_poll_seconds), "policy reload"),
         guard(expire_assumptions_forever(cache, metrics), "assumption expiry"),
     ]
+    if recorder is not None:
+        tasks.append(guard(recorder.run(), "event writer"))
     reloader = None
     if options.tls_cert is not None:
         reloader = CertificateReloader(options.tls_cert, options.tls_key, options.client_ca)
@@ -303,6 +326,11 @@ async def serve(
         await asyncio.gather(*tasks, return_exceptions=True)
         for each in reversed(runners):
             await each.cleanup()
+        if recorder is not None:
+            # The counts of running series the API has not heard of yet; briefly.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(2.0):
+                    await recorder.flush(final=True)
         await api.close()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)

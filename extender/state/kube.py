@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from extender.errors import KubeError, WatchGone
+from extender.state.events import EventBody
 from extender.wire import Pod, decode_pod
 
 
@@ -152,3 +154,71 @@ async def read_config_map_key(api: client.CoreV1Api, *, namespace: str, name: st
     if key not in data:
         raise KubeError(f"{what}: no key {key!r} (keys: {', '.join(sorted(data)) or 'none'})")
     return str(data[key])
+
+
+def _micro_time(seconds: float) -> str:
+    """A MicroTime as the API writes it: RFC 3339 in UTC with microseconds."""
+    moment = datetime.fromtimestamp(seconds, tz=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class ApiEventSink:
+    """Creates and patches events.k8s.io/v1 Events (an EventSink for the EventRecorder)."""
+
+    def __init__(self, api: client.EventsV1Api) -> None:
+        # Typed Any: we send plain dicts and a merge patch, which the stubs do not allow.
+        self.api: Any = api
+
+    async def create(self, event: EventBody) -> None:
+        seen = event.observation
+        ref = seen.regarding
+        body: dict[str, Any] = {
+            "apiVersion": "events.k8s.io/v1",
+            "kind": "Event",
+            "metadata": {"name": event.name, "namespace": ref.namespace},
+            "eventTime": _micro_time(event.event_time),
+            "reportingController": event.controller,
+            "reportingInstance": event.instance,
+            "action": seen.action,
+            "reason": seen.reason,
+            "type": seen.type,
+            "note": seen.note,
+            "regarding": {
+                "apiVersion": ref.api_version,
+                "kind": ref.kind,
+                "namespace": ref.namespace,
+                "name": ref.name,
+                "uid": ref.uid,
+            },
+        }
+        if event.count > 1:
+            body["series"] = {
+                "count": event.count,
+                "lastObservedTime": _micro_time(event.last_observed),
+            }
+        what = f"create event {ref.namespace}/{event.name}"
+        async with kube_errors(what):
+            response: Any = await self.api.create_namespaced_event(
+                namespace=ref.namespace, body=body, _preload_content=False
+            )
+            status, reply = response.status, await response.read()
+        if not 200 <= status < 300:
+            raise KubeError(f"{what}: {status}: {_message(reply)}", status)
+
+    async def patch_series(
+        self, *, namespace: str, name: str, count: int, last_observed: float
+    ) -> None:
+        """Set the Event's series count and lastObservedTime (a merge patch, as client-go)."""
+        patch = {"series": {"count": count, "lastObservedTime": _micro_time(last_observed)}}
+        what = f"patch event {namespace}/{name}"
+        async with kube_errors(what):
+            response: Any = await self.api.patch_namespaced_event(
+                name=name,
+                namespace=namespace,
+                body=patch,
+                _content_type="application/merge-patch+json",
+                _preload_content=False,
+            )
+            status, reply = response.status, await response.read()
+        if not 200 <= status < 300:
+            raise KubeError(f"{what}: {status}: {_message(reply)}", status)

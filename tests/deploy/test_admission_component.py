@@ -11,8 +11,15 @@ import pytest
 
 from extender.cli.main import parser
 from extender.server.app import DEFAULT_BUDGET_SECONDS
-from tests.deploy.render import MANIFESTS, NAMESPACE, find, render
-from tests.deploy.test_manifests import SCHEMA_VERSIONS, container, mounted_file
+from tests.deploy.render import (
+    MANIFESTS,
+    NAMESPACE,
+    SCHEMA_VERSIONS,
+    container,
+    find,
+    render,
+)
+from tests.deploy.test_manifests import mounted_file
 
 EXAMPLE = "examples/cluster-scheduler-with-webhook"
 COMPONENT = MANIFESTS / "components" / "admission-webhook"

@@ -330,6 +330,8 @@ EXTENDER_RULES = [
         "resources": ["machinedeployments", "machinesets", "machinepools"],
         "verbs": ["list"],
     },
+    # ApiEventSink: create an Event, merge-patch its series; no get/list/update/delete.
+    {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
 ]
 
 

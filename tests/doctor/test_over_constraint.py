@@ -34,7 +34,7 @@ def test_a_required_class_no_node_has_names_the_nearest_class_present() -> None:
         [requiring("p", "standard", 2)],
     )
     (found,) = findings(view, "no-eligible-node")
-    assert "0/2 nodes qualify (2 class_required)" in found["message"]
+    assert "0/2 nodes: 2 wrong GPU class (need standard)" in found["message"]
     assert "add a node of class standard" in found["fix"]
     # premium and economy are both one tier away; the higher one is named first
     assert f"{PREFIX}required-classes=premium,standard" in found["fix"]
@@ -52,7 +52,7 @@ def test_gpu_attribute_failures_are_named_with_the_fix() -> None:
         [pod_dict("p", workload="interactive")],
     )
     (found,) = findings(view, "no-eligible-node")
-    assert "gpu_attributes" in found["message"]
+    assert "0/1 nodes: 1 GPU attributes not as required" in found["message"]
     assert "relax the workload's gpuAttributes" in found["fix"]
 
 
@@ -89,7 +89,7 @@ def test_headroom_that_blocks_a_pod_is_named() -> None:
         [*busy, requiring("p", "premium", 2, workload="batch")],
     )
     (found,) = findings(view, "no-eligible-node-with-room")
-    assert "premium_headroom" in found["message"]
+    assert "(0/1 nodes: 1 premium headroom reserved)" in found["message"]
     assert "headroom keeps part of a class free" in found["fix"]
 
 
@@ -107,4 +107,4 @@ def test_only_nodes_the_pods_own_selector_admits_count() -> None:
     pod["spec"]["nodeSelector"] = {"pool": "b"}
     nodes = [node_dict("h", labels={"pool": "a"}), node_dict("t", "T4", 4, labels={"pool": "b"})]
     (found,) = findings(inputs(example_policy(), nodes, [pod]), "no-eligible-node")
-    assert "0/1 nodes qualify" in found["message"]
+    assert "0/1 nodes: 1 wrong GPU class" in found["message"]

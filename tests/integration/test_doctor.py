@@ -115,7 +115,7 @@ def test_pending_pods_our_rules_block_are_explained_with_what_would_admit_them(
     assert code == 1
     pod = f"pod/{fleet.namespace}/"
     blocked = finding(report, "no-eligible-node", pod + "needs-standard")
-    assert "0/2 nodes qualify (2 class_required)" in blocked["message"]
+    assert "0/2 nodes: 2 wrong GPU class (need standard)" in blocked["message"]
     assert "add a node of class standard" in blocked["fix"]
     assert f"{PREFIX}required-classes=premium,standard" in blocked["fix"]
     contradiction = finding(report, "contradictory-wishes", pod + "contradicts")

@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from tests.deploy.render import MANIFESTS, NAMESPACE, find, kubectl, render
-from tests.integration.fleet import Fleet
+from tests.integration.fleet import Fleet, wait_for
 from tests.integration.kube import ApiError, Kube
 from tests.integration.stack import (
     EXAMPLE_POLICY,
@@ -225,6 +225,30 @@ def test_the_extender_works_as_its_service_account_and_no_more(
         assert status == 200
         assert f"refused: the pod is already bound to {node}" in answer["Error"]
 
+        # Its Events, written with its own token (the pod need not exist for an Event).
+        gpu_pod = {
+            "metadata": {"name": "scored", "namespace": fleet_of.namespace, "uid": "u-scored"},
+            "spec": {
+                "containers": [
+                    {
+                        "name": "main",
+                        "resources": {
+                            "requests": {"nvidia.com/gpu": "1"},
+                            "limits": {"nvidia.com/gpu": "1"},
+                        },
+                    }
+                ]
+            },
+        }
+        prioritize = {"Pod": gpu_pod, "NodeNames": [node]}
+        assert extender.call("POST", "/prioritize", prioritize)[0] == 200
+        events = f"/apis/events.k8s.io/v1/namespaces/{fleet_of.namespace}/events"
+        wait_for(
+            lambda: kube.request("GET", f"{events}?fieldSelector=regarding.name=scored")["items"],
+            10,
+            "the extender's GpuClassScored event",
+        )
+
         # What it must not do, with its own token.
         own = Kube(kubeconfig)
         ns = fleet_of.namespace
@@ -233,6 +257,7 @@ def test_the_extender_works_as_its_service_account_and_no_more(
             "patch a node": ("PATCH", f"/api/v1/nodes/{node}", {"metadata": {"labels": {}}}),
             "delete a node": ("DELETE", f"/api/v1/nodes/{node}"),
             "create a pod": ("POST", f"/api/v1/namespaces/{ns}/pods", pod),
+            "list events": ("GET", f"/apis/events.k8s.io/v1/namespaces/{ns}/events"),
             "delete a pod": ("DELETE", f"/api/v1/namespaces/{ns}/pods/{name}"),
             "list secrets": ("GET", "/api/v1/secrets"),
             "read configmaps": ("GET", f"/api/v1/namespaces/{NAMESPACE}/configmaps"),
@@ -295,7 +320,14 @@ def test_subject_access_reviews_of_the_extender(deployed: Deployed) -> None:
     assert not may("update", "pods", subresource="status", namespace="team-a")
     assert not may("delete", "pods", namespace="team-a")
     assert not may("create", "pods", subresource="eviction", namespace="team-a")
-    assert not may("create", "events", namespace="team-a")
+    # Its Events on pods: events.k8s.io only, create and patch (a series), nothing more.
+    events = {"group": "events.k8s.io", "namespace": "team-a"}
+    assert may("create", "events", **events)
+    assert may("patch", "events", **events)
+    assert not may("get", "events", **events)
+    assert not may("list", "events", **events)
+    assert not may("delete", "events", **events)
+    assert not may("create", "events", namespace="team-a")  # core/v1 events: not used
     assert not may("get", "secrets", namespace=NAMESPACE)
     assert not may("*", "*")
 

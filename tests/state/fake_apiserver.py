@@ -36,6 +36,12 @@ class FakeApiServer:
         self.app.router.add_get("/api/v1/pods", self._handle("pods"))
         self.app.router.add_post("/api/v1/namespaces/{namespace}/pods/{name}/binding", self._bind)
         self.app.router.add_get("/api/v1/namespaces/{namespace}/pods/{name}", self._read_pod)
+        events = "/apis/events.k8s.io/v1/namespaces/{namespace}/events"
+        self.app.router.add_post(events, self._create_event)
+        self.app.router.add_patch(events + "/{name}", self._patch_event)
+        # (namespace, name) -> the events.k8s.io/v1 Event; and each PATCH's content type.
+        self.events: dict[tuple[str, str], dict[str, Any]] = {}
+        self.event_patches: list[tuple[str, dict[str, Any]]] = []
         # (namespace, name) -> node, for pods bound through the binding subresource.
         self.bound: dict[tuple[str, str], str] = {}
         self.bindings: list[dict[str, Any]] = []
@@ -50,6 +56,22 @@ class FakeApiServer:
             return web.json_response(status, status=409)
         self.bound[key] = body["target"]["name"]
         return web.json_response({"kind": "Status", "status": "Success", "code": 201}, status=201)
+
+    async def _create_event(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        key = (request.match_info["namespace"], body["metadata"]["name"])
+        self.events[key] = body
+        return web.json_response(body, status=201)
+
+    async def _patch_event(self, request: web.Request) -> web.Response:
+        key = (request.match_info["namespace"], request.match_info["name"])
+        patch = await request.json()
+        self.event_patches.append((request.content_type, patch))
+        if key not in self.events:
+            status = {"kind": "Status", "code": 404, "reason": "NotFound", "message": "gone"}
+            return web.json_response(status, status=404)
+        self.events[key] = {**self.events[key], **patch}
+        return web.json_response(self.events[key])
 
     async def _read_pod(self, request: web.Request) -> web.Response:
         namespace, name = request.match_info["namespace"], request.match_info["name"]

@@ -9,7 +9,8 @@ from aiohttp.test_utils import TestServer
 from kubernetes_asyncio import client
 
 from extender.errors import KubeError
-from extender.state.kube import bind_pod
+from extender.state.events import EventBody, ObjectRef, Observation
+from extender.state.kube import ApiEventSink, bind_pod
 from tests.state.fake_apiserver import FakeApiServer
 
 
@@ -52,3 +53,82 @@ async def test_binding_a_pod_already_on_another_node_fails_with_the_apiserver_me
     with pytest.raises(KubeError, match="already assigned to node 'gpu-a'") as caught:
         await bind_pod(api, namespace="ml", name="infer", uid="u-1", node="gpu-b")
     assert caught.value.status == 409
+
+
+# ---- Events ----------------------------------------------------------------------------------
+
+
+def events_api(core: client.CoreV1Api) -> client.EventsV1Api:
+    """An Events API on the same connection as the fixture's core API."""
+    return client.EventsV1Api(core.api_client)  # type: ignore[attr-defined]
+
+
+def _event(count: int = 1) -> EventBody:
+    seen = Observation(
+        ObjectRef(namespace="ml", name="infer", uid="u-1"),
+        "Normal",
+        "GpuClassScored",
+        "Scoring",
+        "best: gpu-a (premium, score 9/10) of 3 nodes",
+    )
+    return EventBody(
+        name="infer.1",
+        observation=seen,
+        controller="gpuclass.example.io/extender",
+        instance="extender-0",
+        event_time=1_764_140_000.25,
+        count=count,
+        last_observed=1_764_140_030.5,
+    )
+
+
+async def test_the_event_sink_creates_an_events_v1_event_about_the_pod(
+    apiserver: tuple[FakeApiServer, client.CoreV1Api],
+) -> None:
+    fake, core = apiserver
+    sink = ApiEventSink(events_api(core))
+    await sink.create(_event())
+    body = fake.events[("ml", "infer.1")]
+    assert body["apiVersion"] == "events.k8s.io/v1"
+    assert body["eventTime"] == "2025-11-26T06:53:20.250000Z"
+    assert body["regarding"] == {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "namespace": "ml",
+        "name": "infer",
+        "uid": "u-1",
+    }
+    assert (body["reportingController"], body["reportingInstance"]) == (
+        "gpuclass.example.io/extender",
+        "extender-0",
+    )
+    assert (body["type"], body["reason"], body["action"]) == ("Normal", "GpuClassScored", "Scoring")
+    assert "series" not in body
+
+
+async def test_the_event_sink_creates_a_repeated_event_with_its_series(
+    apiserver: tuple[FakeApiServer, client.CoreV1Api],
+) -> None:
+    fake, core = apiserver
+    await ApiEventSink(events_api(core)).create(_event(count=3))
+    series = fake.events[("ml", "infer.1")]["series"]
+    assert series == {"count": 3, "lastObservedTime": "2025-11-26T06:53:50.500000Z"}
+
+
+async def test_the_event_sink_merge_patches_the_series_and_maps_404(
+    apiserver: tuple[FakeApiServer, client.CoreV1Api],
+) -> None:
+    fake, core = apiserver
+    sink = ApiEventSink(events_api(core))
+    await sink.create(_event())
+    await sink.patch_series(namespace="ml", name="infer.1", count=4, last_observed=1_764_140_060)
+    assert fake.event_patches == [
+        (
+            "application/merge-patch+json",
+            {"series": {"count": 4, "lastObservedTime": "2025-11-26T06:54:20.000000Z"}},
+        )
+    ]
+    assert fake.events[("ml", "infer.1")]["series"]["count"] == 4
+    with pytest.raises(KubeError) as gone:
+        await sink.patch_series(namespace="ml", name="nope", count=2, last_observed=0)
+    assert gone.value.status == 404
