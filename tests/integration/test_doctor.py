@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import localcluster  # hack/, on pytest's pythonpath
 import orjson
 import pytest
 import yaml
@@ -43,6 +44,7 @@ def finding(report: dict[str, Any], code: str, subject: str) -> dict[str, str]:
 def policy_file(tmp_path: Path, **changes: Any) -> Path:
     doc = yaml.safe_load(EXAMPLE_POLICY.read_text())
     doc["gpuClasses"].append({"name": "ultra", "products": ["GB200"]})
+    doc["workloadClasses"].update(changes.pop("workloads", {}))
     doc.update(changes)
     path = tmp_path / "policy.yaml"
     path.write_text(yaml.safe_dump(doc))
@@ -58,10 +60,18 @@ def test_label_and_policy_findings_on_a_live_fleet(
     fleet.node("bare", None, 2)
     fleet.node("rtx", None, 2, labels={"nvidia.com/gpu.product": "NVIDIA-GeForce-RTX-4090"})
     fleet.node("mixed", "H100", 8, labels={"cloud.google.com/gke-accelerator": "nvidia-tesla-t4"})
+    fleet.node("odd", None, 2, labels={CLASS: "platinum"})
+    fleet.node("typo", "H100", 8, labels={f"{PREFIX}dedicated": "trainig"})
+    fleet.node("t4-for-interactive", "T4", 4, labels={f"{PREFIX}dedicated": "interactive"})
     policy = policy_file(
         tmp_path,
-        headroom=[{"class": "premium", "reserve": 0.05, "for": ["interactive"], "mode": "hard"}],
-        dedicated={"classes": [{"class": "economy", "workload": "interactive"}]},
+        headroom=[
+            {"class": "premium", "reserve": 0.04, "for": ["interactive"], "mode": "hard"},
+            {"class": "standard", "reserve": 0.2, "for": ["interactive"]},
+            {"class": "economy", "reserve": 0.5, "for": ["interactive"]},
+        ],
+        dedicated={"classes": [{"class": "economy", "workload": "training"}]},
+        workloads={"training": {"requiredClasses": ["premium"]}},
     )
     kubeconfig = str(fleet.kube.kubeconfig)
     code, report = run(capsys, "doctor", "--kubeconfig", kubeconfig, "--policy", str(policy))
@@ -76,19 +86,36 @@ def test_label_and_policy_findings_on_a_live_fleet(
         in finding(report, "product-labels-disagree", node + "mixed")["message"]
     )
     assert "GB200" in finding(report, "class-without-nodes", "class/ultra")["fix"]
+    assert (
+        "platinum names no GPU class"
+        in finding(report, "unknown-class-label", node + "odd")["message"]
+    )
+    assert "trainig" in finding(report, "node-label-invalid", node + "typo")["message"]
     below = finding(report, "headroom-below-one-gpu", "headroom/premium")["message"]
-    assert "5% of 16 premium GPUs is 0.8 GPU" in below
-    assert finding(report, "dedicated-class-unusable", "class/economy")["severity"] == "error"
+    assert "4% of 24 premium GPUs is 0.96 GPU" in below  # h, typo and mixed: 24 GPUs
+    assert (
+        finding(report, "headroom-without-capacity", "headroom/standard")["severity"] == "warning"
+    )
+    nobody = finding(report, "headroom-for-nobody", "headroom/economy")["message"]
+    assert "interactive, which may not use economy" in nobody
+    unusable = finding(report, "dedicated-class-unusable", "class/economy")
+    assert "dedicated (hard) to training" in unusable["message"]
+    assert finding(report, "dedicated-node-unusable", node + "t4-for-interactive")
+    assert finding(report, "no-node-templates", "cluster")["severity"] == "info"
     summary = report["summary"]
-    assert summary["nodesPerClass"]["premium"] == 2  # h and mixed (its GFD label wins)
+    assert summary["nodesPerClass"]["premium"] == 3  # h, typo and mixed (its GFD label wins)
 
 
 def test_pending_pods_our_rules_block_are_explained_with_what_would_admit_them(
-    fleet: Fleet, capsys: pytest.CaptureFixture[str]
+    sole_gpu_fleet: Fleet, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    fleet = sole_gpu_fleet
     fleet.node("h", "H100", 8)
     fleet.node("t", "T4", 4)
     fleet.await_cached()
+    # Batch takes all of premium but its 2-GPU reserve; then interactive eats into it.
+    fleet.pod("batch-on-premium", 6, workload="batch", annotations={"required-classes": "premium"})
+    fleet.bound("batch-on-premium")
     fleet.pod("needs-standard", 2, annotations={"required-classes": "standard"})
     fleet.pod(
         "contradicts", 1, annotations={"required-classes": "premium", "excluded-classes": "premium"}
@@ -123,6 +150,13 @@ def test_pending_pods_our_rules_block_are_explained_with_what_would_admit_them(
     big = finding(report, "no-eligible-node-with-room", pod + "too-big")
     assert "no node of an allowed class has 16 GPUs (the largest has 8)" in big["fix"]
     assert not {c for c, s in found(report) if s == pod + "fits"}
+    unmet = finding(report, "headroom-unmet-now", "headroom/premium")
+    assert (
+        "1 of 8 premium GPUs are free, below the 2 reserve; other workloads hold 6"
+        in unmet["message"]
+    )
+    small = finding(report, "headroom-smaller-than-pods", "headroom/premium")
+    assert "interactive pods here ask up to 16 GPUs" in small["message"]
 
 
 @pytest.fixture
@@ -219,8 +253,28 @@ def test_nodepools_and_node_group_files_are_checked_against_classes_and_pending_
     t4 = make_nodepool(fleet, nodepools, "t4", ["t4"], {CLASS: "economy"})
     a100 = make_nodepool(fleet, nodepools, "a100", ["a100"], {CLASS: "premium"})
     h100 = make_nodepool(fleet, nodepools, "h100", ["h100"], {})
+    rtx = make_nodepool(fleet, nodepools, "rtx", ["rtx-4090"], {})
     fleet.pod("big", 16, annotations={"required-classes": "premium"})
     fleet.pending_reason("big")
+    # As the admission webhook stores it: the class mirrored into required node affinity.
+    mirrored = fleet.kube.request("GET", f"/api/v1/namespaces/{fleet.namespace}/pods/big")
+    mirrored["metadata"] = {
+        "name": "big-mirrored",
+        "annotations": mirrored["metadata"]["annotations"],
+    }
+    mirrored["spec"]["affinity"] = {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [
+                    {"matchExpressions": [{"key": CLASS, "operator": "In", "values": ["premium"]}]}
+                ]
+            }
+        }
+    }
+    mirrored.pop("status", None)
+    fleet.kube.request("POST", f"/api/v1/namespaces/{fleet.namespace}/pods", mirrored)
+    fleet.pods.append("big-mirrored")
+    fleet.pending_reason("big-mirrored")
     asg = {
         "AutoScalingGroups": [
             {
@@ -253,6 +307,18 @@ def test_nodepools_and_node_group_files_are_checked_against_classes_and_pending_
     assert f"{t4} (economy)" in wrong
     assert f"{a100} (standard)" in wrong
     assert h100 not in wrong
+    assert "RTX-4090" in finding(report, "template-unclassified", rtx)["message"]
+    # Mirrored, the pod matches only templates that carry the class label: none is premium.
+    unserved = finding(report, "no-template-for-pod", f"pod/{fleet.namespace}/big-mirrored")
+    assert "of class premium" in unserved["message"]
+    # The mislabelled a100 pool still matches it: the autoscaler would create a standard node.
+    misled = finding(report, "scale-up-wrong-class", f"pod/{fleet.namespace}/big-mirrored")
+    assert f"admits {a100} (standard):" in misled["message"]
+    # ... and the scheduler keeps it off the unlabelled premium node.
+    assert (
+        "premium node lacks the label"
+        in finding(report, "node-without-class-label", f"node/{fleet.id}-h")["message"]
+    )
 
     # The server's read-only endpoint lists the same cluster with the same checks.
     status, body = local.get("/debug/doctor")
@@ -311,3 +377,45 @@ def test_live_explain_by_name_and_by_manifest_matches_the_server(
     )
     assert code == 0
     assert served["nodes"] == live["nodes"]
+
+
+def test_an_identity_that_may_not_list_nodepools_gets_a_finding_not_a_failure(
+    fleet: Fleet,
+    nodepools: list[str],
+    local: LocalStack,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    kube, ns = fleet.kube, fleet.namespace
+    name = f"doctor-viewer-{fleet.id}"
+    kube.request(
+        "POST", f"/api/v1/namespaces/{ns}/serviceaccounts", {"metadata": {"name": "viewer"}}
+    )
+    rbac = "/apis/rbac.authorization.k8s.io/v1"
+    rules = [{"apiGroups": [""], "resources": ["nodes", "pods"], "verbs": ["list"]}]
+    kube.request("POST", f"{rbac}/clusterroles", {"metadata": {"name": name}, "rules": rules})
+    binding = {
+        "metadata": {"name": name},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+        "subjects": [{"kind": "ServiceAccount", "name": "viewer", "namespace": ns}],
+    }
+    kube.request("POST", f"{rbac}/clusterrolebindings", binding)
+    try:
+        token = kube.request(
+            "POST",
+            f"/api/v1/namespaces/{ns}/serviceaccounts/viewer/token",
+            {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {}},
+        )["status"]["token"]
+        kubeconfig = tmp_path / "viewer.kubeconfig"
+        cluster = local.cluster
+        localcluster.write_kubeconfig(
+            kubeconfig, cluster.server_url, cluster.ca_file, token, "viewer"
+        )
+        argv = ["doctor", "--kubeconfig", str(kubeconfig), "--policy", str(EXAMPLE_POLICY)]
+        _, report = run(capsys, *argv)
+        unreadable = finding(report, "templates-unreadable", NODEPOOL_CRD)
+        assert "403" in unreadable["message"]
+        assert "grant list on nodepools.karpenter.sh" in unreadable["fix"]
+    finally:
+        kube.request("DELETE", f"{rbac}/clusterrolebindings/{name}")
+        kube.request("DELETE", f"{rbac}/clusterroles/{name}")
