@@ -9,6 +9,7 @@ No control plane needed, only the helm that `make helm` builds (and the kubectl 
 
 from __future__ import annotations
 
+import base64
 import copy
 import re
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ import pytest
 import yaml
 
 from extender.cli.main import parser
+from extender.server.app import DEFAULT_BUDGET_SECONDS
 from tests.deploy.render import (
     CHART,
     HELM_VERSION,
@@ -35,6 +37,7 @@ from tests.deploy.render import (
     render,
     run_helm,
 )
+from tests.deploy.test_admission_component import EXAMPLE
 
 # Labels helm's conventions add on top of manifests/'s (which carry part-of only).
 HELM_LABELS = {
@@ -456,3 +459,185 @@ def test_the_second_scheduler_opens_its_metrics_port_only_for_scraping(
     scraped = helm_template({"serviceMonitor": {"enabled": True}})
     (rule,) = find(scraped, "NetworkPolicy")["spec"]["ingress"]
     assert rule == {"ports": [{"port": "metrics", "protocol": "TCP"}]}
+
+
+# ---- admission webhook ---------------------------------------------------------------------
+
+# The chart's form of manifests/examples/cluster-scheduler-with-webhook.
+WEBHOOK_ON: Obj = mode("cluster-scheduler", admissionWebhook={"enabled": True})
+# Every admissionWebhook value changed from its default.
+WEBHOOK_TUNED: Obj = mode(
+    "cluster-scheduler",
+    admissionWebhook={
+        "enabled": True,
+        "port": 9000,
+        "failurePolicy": "Fail",
+        "timeoutSeconds": 10,
+        "excludeNamespaces": ["kube-system", "gpuclass-system", "monitoring"],
+        "caBundle": base64.b64encode(b"-----BEGIN CERTIFICATE-----\n").decode(),
+    },
+)
+
+
+SECOND_SCHEDULER_WEBHOOK = (
+    "admissionWebhook.enabled needs mode cluster-scheduler: in mode second-scheduler the"
+    " extender is a sidecar on loopback, which the API server cannot reach"
+)
+
+
+@pytest.fixture(scope="module")
+def webhook_on() -> list[Obj]:
+    return helm_template(WEBHOOK_ON)
+
+
+@pytest.fixture(scope="module")
+def webhook_tuned() -> list[Obj]:
+    return helm_template(WEBHOOK_TUNED)
+
+
+def only_webhook(objects: list[Obj]) -> Obj:
+    (hook,) = find(objects, "MutatingWebhookConfiguration", "gpuclass-extender")["webhooks"]
+    webhook: Obj = hook
+    return webhook
+
+
+def test_the_admission_webhook_rendering_is_the_kustomize_example(
+    webhook_on: list[Obj],
+) -> None:
+    kustomize = normalised(render(EXAMPLE))
+    kustomize.pop(("Namespace", "", NAMESPACE))
+    assert normalised(webhook_on) == kustomize
+
+
+@pytest.mark.parametrize("values", [WEBHOOK_ON, WEBHOOK_TUNED], ids=["enabled", "tuned"])
+def test_helm_lint_strict_passes_with_the_admission_webhook(values: Obj) -> None:
+    result = run_helm("lint", "--strict", "-n", NAMESPACE, values=values)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("version", SCHEMA_VERSIONS)
+def test_the_admission_webhook_rendering_validates_against_the_kubernetes_schemas(
+    webhook_on: list[Obj], webhook_tuned: list[Obj], version: str
+) -> None:
+    for obj in webhook_on + webhook_tuned:
+        kubernetes_validate.validate(obj, version, strict=True)
+
+
+def test_the_webhook_values_reach_the_webhook_and_the_extender(webhook_tuned: list[Obj]) -> None:
+    webhook = only_webhook(webhook_tuned)
+    assert webhook["failurePolicy"] == "Fail"
+    assert webhook["timeoutSeconds"] == 10
+    # The extender's own namespace stays excluded, once.
+    (expression,) = webhook["namespaceSelector"]["matchExpressions"]
+    assert expression["values"] == ["kube-system", "monitoring", NAMESPACE]
+    # An explicit CA replaces cert-manager's injection.
+    client = webhook["clientConfig"]
+    assert client["caBundle"] == WEBHOOK_TUNED["admissionWebhook"]["caBundle"]
+    configuration = find(webhook_tuned, "MutatingWebhookConfiguration")
+    assert "annotations" not in configuration["metadata"]
+    # The port: the extender serves /mutate there, the Service forwards to it.
+    extender, _ = container(webhook_tuned, "extender")
+    args = parser().parse_args(extender["args"])
+    assert args.admission_port == 9000
+    service = find(webhook_tuned, "Service", client["service"]["name"])
+    (port,) = [p for p in service["spec"]["ports"] if p["port"] == client["service"]["port"]]
+    named = {p["name"]: p["containerPort"] for p in extender["ports"]}
+    assert named[port["targetPort"]] == args.admission_port == 9000
+
+
+def test_the_ca_is_injected_from_a_named_certificate() -> None:
+    objects = helm_template(
+        mode("cluster-scheduler", admissionWebhook={"enabled": True, "caInjectFrom": "my-cert"})
+    )
+    annotations = find(objects, "MutatingWebhookConfiguration")["metadata"]["annotations"]
+    assert annotations == {"cert-manager.io/inject-ca-from": f"{NAMESPACE}/my-cert"}
+
+
+def test_the_webhook_times_out_after_the_extender_s_request_budget(
+    webhook_on: list[Obj],
+) -> None:
+    assert only_webhook(webhook_on)["timeoutSeconds"] > DEFAULT_BUDGET_SECONDS
+
+
+@pytest.mark.parametrize(
+    ("values", "error"),
+    [
+        ({"admissionWebhook": {"enabled": True}}, SECOND_SCHEDULER_WEBHOOK),
+        (
+            mode("cluster-scheduler", admissionWebhook={"failurePolicy": "Never"}),
+            "at '/admissionWebhook/failurePolicy': value must be one of 'Ignore', 'Fail'",
+        ),
+        (
+            mode("cluster-scheduler", admissionWebhook={"caBundle": "not base64!"}),
+            "at '/admissionWebhook/caBundle'",
+        ),
+    ],
+    ids=[
+        "second-scheduler",
+        "failure-policy-typo",
+        "ca-bundle-not-base64",
+    ],
+)
+@pytest.mark.parametrize("command", ["lint", "template"])
+def test_a_misconfigured_webhook_fails_readably(command: str, values: Obj, error: str) -> None:
+    result = run_helm(command, "--strict" if command == "lint" else "--debug", values=values)
+    assert result.returncode != 0
+    assert error in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("values", "error"),
+    [
+        (
+            mode("cluster-scheduler", admissionWebhook={"enabled": True, "timeoutSeconds": 4}),
+            "admissionWebhook.timeoutSeconds (4) must exceed the extender's request budget",
+        ),
+        (
+            mode(
+                "cluster-scheduler",
+                admissionWebhook={"enabled": True, "timeoutSeconds": 5},
+                extender={"requestBudgetSeconds": 6.0},
+            ),
+            "admissionWebhook.timeoutSeconds (5) must exceed the extender's request budget",
+        ),
+        (
+            mode("cluster-scheduler", admissionWebhook={"enabled": True, "port": 8443}),
+            "admissionWebhook.port (8443) must differ from the extender's other ports",
+        ),
+    ],
+    ids=["timeout-below-budget", "budget-raised-above-timeout", "port-clash"],
+)
+def test_webhook_values_that_contradict_the_extender_s_fail_to_render(
+    values: Obj, error: str
+) -> None:
+    """Checks across values, in the template (`helm lint` only logs a template's `fail`)."""
+    result = run_helm("template", values=values)
+    assert result.returncode != 0
+    assert error in result.stderr
+
+
+def test_the_webhook_fails_in_second_scheduler_mode_even_without_the_schema() -> None:
+    """helm lint ignores a template's `fail`; the schema says it first, the template
+    still refuses when the schema is skipped."""
+    result = run_helm(
+        "template", "--skip-schema-validation", values={"admissionWebhook": {"enabled": True}}
+    )
+    assert result.returncode != 0
+    assert SECOND_SCHEDULER_WEBHOOK in result.stderr
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_a_disabled_webhook_renders_no_webhook_objects_ports_or_flags(
+    defaults: dict[str, list[Obj]], everything_on: dict[str, list[Obj]], variant: str
+) -> None:
+    for objects in (defaults[variant], everything_on[variant]):
+        assert "MutatingWebhookConfiguration" not in {o["kind"] for o in objects}
+        extender, _ = container(objects, "extender")
+        assert parser().parse_args(extender["args"]).admission_port is None
+        assert "webhook" not in {p["name"] for p in extender["ports"]}
+        for obj in objects:
+            if obj["kind"] == "Service":
+                assert "webhook" not in {p["name"] for p in obj["spec"]["ports"]}
+            if obj["kind"] == "NetworkPolicy":
+                ports = [p["port"] for r in obj["spec"].get("ingress", []) for p in r["ports"]]
+                assert "webhook" not in ports

@@ -75,8 +75,9 @@ tolerations:
 {{/*
 The extender container. second-scheduler: the verbs (/filter, /prioritize, /bind, /debug)
 only on loopback, for the scheduler beside it. cluster-scheduler: HTTPS on :8443 behind
-the Service. Both: probes and /metrics on a plain-HTTP port of their own (kubelet and
-Prometheus have no client certificate), which serves nothing else.
+the Service, and with admissionWebhook.enabled /mutate on a TLS port of its own. Both:
+probes and /metrics on a plain-HTTP port of their own (kubelet and Prometheus have no
+client certificate), which serves nothing else.
 */}}
 {{- define "gpuclass-extender.extenderContainer" -}}
 {{- $second := eq .Values.mode "second-scheduler" -}}
@@ -133,6 +134,12 @@ Prometheus have no client certificate), which serves nothing else.
   - --max-body-bytes
   - {{ .Values.extender.maxBodyBytes | int64 | quote }}
   {{- end }}
+  {{- if and (not $second) .Values.admissionWebhook.enabled }}
+  - --admission-port
+  - {{ .Values.admissionWebhook.port | quote }}
+  - --admission-host
+  - 0.0.0.0
+  {{- end }}
   {{- range .Values.extender.extraArgs }}
   - {{ . | quote }}
   {{- end }}
@@ -145,6 +152,11 @@ Prometheus have no client certificate), which serves nothing else.
   - name: metrics
     containerPort: 8080
     protocol: TCP
+  {{- if and (not $second) .Values.admissionWebhook.enabled }}
+  - name: webhook
+    containerPort: {{ .Values.admissionWebhook.port }}
+    protocol: TCP
+  {{- end }}
   livenessProbe:
     httpGet:
       path: /healthz
