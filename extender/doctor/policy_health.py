@@ -137,7 +137,7 @@ def _dedication(inputs: DoctorInputs) -> Iterator[Finding]:
         if (
             dedicated_to is not None
             and node_class is not None
-            and node_class not in policy.dedicated_classes
+            and policy.keys.node_dedicated in node.labels  # the label, not its class's rule
             and node_class not in workload_classes(policy, dedicated_to)
         ):
             yield Finding(
