@@ -36,6 +36,8 @@ def reject_phrase(reject: Reject, pod: PodIntent) -> str:
     """A few words for a node count: "24 wrong GPU class (need premium)"."""
     rule = reject.rule
     if rule == class_required.NAME:
+        if reject.reason.startswith("node has no GPU class"):
+            return "without a GPU class"
         if reject.reason.startswith("node has no "):
             return "without GPUs"
         return f"wrong GPU class (need {pod.allowed_text})"

@@ -23,6 +23,10 @@ def intent(**kw: object) -> PodIntent:
         (Reject("class_required", "GPU class economy (T4) is below ...", False),
          "wrong GPU class (need standard or better)"),
         (Reject("class_required", "node has no nvidia.com/gpu allocatable", False), "without GPUs"),
+        (
+            Reject("class_required", "node has no GPU class (product X); pod needs any", False),
+            "without a GPU class",
+        ),
         (Reject("gpu_attributes", "GPU attribute ...", False), "GPU attributes not as required"),
         (Reject("dedicated_node", "node is dedicated to batch ...", False),
          "dedicated to other workloads"),
@@ -33,7 +37,7 @@ def intent(**kw: object) -> PodIntent:
         (Reject("gpu_fit", "not enough free GPUs: needs 1 whole", True), "not enough free GPUs"),
         (NOT_CACHED, "not yet in the extender's cache"),
     ],
-    ids=["class", "no-gpus", "attributes", "dedicated", "separation", "headroom", "fit", "cache"],
+    ids=["class", "no-gpus", "no-class", "attributes", "dedicated", "separation", "headroom", "fit", "cache"],
 )  # fmt: skip
 def test_each_rule_has_a_short_phrase(reject: Reject, phrase: str) -> None:
     assert reject_phrase(reject, intent()) == phrase
