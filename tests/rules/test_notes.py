@@ -37,7 +37,10 @@ def intent(**kw: object) -> PodIntent:
         (Reject("gpu_fit", "not enough free GPUs: needs 1 whole", True), "not enough free GPUs"),
         (NOT_CACHED, "not yet in the extender's cache"),
     ],
-    ids=["class", "no-gpus", "no-class", "attributes", "dedicated", "separation", "headroom", "fit", "cache"],
+    ids=[
+        "class", "no-gpus", "no-class", "attributes", "dedicated", "separation", "headroom",
+        "fit", "cache",
+    ],
 )  # fmt: skip
 def test_each_rule_has_a_short_phrase(reject: Reject, phrase: str) -> None:
     assert reject_phrase(reject, intent()) == phrase
