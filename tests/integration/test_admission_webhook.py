@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import localcluster  # hack/, on pytest's pythonpath
 import pytest
 
 from tests.deploy.render import find, render
@@ -84,13 +85,7 @@ class Webhook:
             return False
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        localcluster.terminate(self.process, grace=10)
         self.process = None
 
 
