@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import OUT, REPO
+from bench.e2e import CONFIGS
 
 SECTIONS = ("latency", "inprocess", "memory", "e2e")
 
@@ -44,9 +45,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--e2e-sizes", type=_sizes, help="end to end nodes (1000,5000)")
     p.add_argument("--e2e-pods", type=_sizes, help="pods per run, per size (2000,300)")
     p.add_argument("--e2e-repeats", type=_sizes, help="repeats per size (2,2)")
+    p.add_argument(
+        "--e2e-configs",
+        type=lambda text: tuple(text.split(",")),
+        default=CONFIGS,
+        help=f"end-to-end configurations ({','.join(CONFIGS)})",
+    )
     p.add_argument("--scheduler-qps", type=int, default=5000, help="0: scheduler default (50)")
     args = p.parse_args(argv)
     args.only = [s.strip() for s in args.only.split(",") if s.strip()]
+    if set(args.e2e_configs) - set(CONFIGS):
+        p.error(f"--e2e-configs: known configurations are {', '.join(CONFIGS)}")
     unknown = set(args.only) - set(SECTIONS)
     if unknown:
         p.error(f"--only: unknown sections {sorted(unknown)}; known: {', '.join(SECTIONS)}")
@@ -121,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             pods=_per_size(pods, sizes),
             repeats=_per_size(repeats, sizes),
             scheduler_qps=args.scheduler_qps,
+            configs=args.e2e_configs,
         )
         rep.e2e = run_e2e(e2e, say)
         print("\n" + report.e2e_tables(rep.e2e) + "\n", flush=True)

@@ -8,6 +8,7 @@ status) are created once; then every repeat runs each configuration, in rotating
   floor       + the floor extender (bench.floor), filter + prioritize
   ours        + `gpuclass-extender serve`, filter + prioritize
   ours+bind   + `gpuclass-extender serve`, filter + prioritize + bind (the shipped config)
+  ours+bind-no-events   the same with `serve --no-events`: what the decision Events cost
 
 One run: create P pending one-GPU pods (1/3 interactive, 2/3 batch) while no scheduler
 runs; start the extender (for ours: the time to /readyz 200 is the readiness figure, with
@@ -41,7 +42,7 @@ from bench.procs import Child, cpu_seconds
 from bench.stats import Spread, spread
 
 NAMESPACE = "bench"
-CONFIGS = ("alone", "floor", "ours", "ours+bind")
+CONFIGS = ("alone", "floor", "ours", "ours+bind", "ours+bind-no-events")
 SCHEDULER_CONFIG = REPO / "manifests" / "second-scheduler" / "scheduler-config.yaml"
 POLICY = REPO / "manifests" / "base" / "policy.yaml"
 _BOUND = re.compile(
@@ -194,15 +195,20 @@ def scheduler_config(config: str, url: str, qps: int) -> dict[str, Any]:
         return cfg
     extender = cfg["extenders"][0]
     extender["urlPrefix"] = url
-    if config != "ours+bind":
+    if "+bind" not in config:
         del extender["bindVerb"]
     return cfg
 
 
-def start_ours(cluster: localcluster.LocalCluster) -> localcluster.ExtenderProcess:
+def start_ours(
+    cluster: localcluster.LocalCluster, events: bool = True
+) -> localcluster.ExtenderProcess:
     """`gpuclass-extender serve` against the local cluster, as the integration tests start it."""
     ours = localcluster.ExtenderProcess(
-        kubeconfig=cluster.kubeconfig, policy=POLICY, log=OUT / "e2e-extender.log"
+        kubeconfig=cluster.kubeconfig,
+        policy=POLICY,
+        log=OUT / "e2e-extender.log",
+        extra_args=() if events else ("--no-events",),
     )
     ours.start(timeout=300)
     return ours
@@ -251,7 +257,7 @@ def _run_one(
             floor = Child("bench.floor", "--nodes", str(nodes), log=OUT / "e2e-floor.log")
             url = f"http://127.0.0.1:{floor.port}"
         elif config.startswith("ours"):
-            ours = start_ours(cluster)
+            ours = start_ours(cluster, events="no-events" not in config)
             url = ours.url
         # JSON, so that localcluster keeps clientConnection's qps and burst.
         path = OUT / f"scheduler-{config.replace('+', '-')}.json"

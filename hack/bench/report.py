@@ -308,7 +308,8 @@ class Report:
                 "5000 (as scheduler_perf does; at the default 50 every config binds ~50-70 "
                 "pods/s). *alone*: no extenders block; *floor*: the floor extender, filter + "
                 "prioritize; *ours*: `gpuclass-extender serve`, filter + prioritize; "
-                "*ours+bind*: the shipped config (bind too). Order rotates every repeat; "
+                "*ours+bind*: the shipped config (bind too); *ours+bind-no-events*: the "
+                "same with `serve --no-events`. Order rotates every repeat; "
                 "ratios are per repeat. CPU ms/pod: the process's CPU time while the "
                 "scheduler ran, per bound pod (scheduler start-up included).",
                 "",
