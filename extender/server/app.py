@@ -94,6 +94,7 @@ METRICS = web.AppKey("metrics", Metrics)
 BINDER = web.AppKey[Binder]("binder")
 POD_READER = web.AppKey[PodReader]("pod_reader")
 DOCTOR_SOURCE = web.AppKey[DoctorSource]("doctor_source")
+DOCTOR_RUNNING = web.AppKey("doctor_running", asyncio.Lock)
 SCHEDULER_NAMES = web.AppKey("scheduler_names", frozenset)
 EVENTS = web.AppKey[EventRecorder | None]("events")
 
@@ -476,7 +477,11 @@ def _node_json(cache: ClusterCache, node: NodeFeatures) -> dict[str, Any]:
 async def debug_doctor(request: web.Request) -> web.Response:
     """The doctor's report on the cluster as it is now (one fresh listing, not the cache:
     it needs every label and the pending pods' specs), under the policy in force."""
-    inputs = await request.app[DOCTOR_SOURCE](request.app[STORE].current)
+    running = request.app[DOCTOR_RUNNING]
+    if running.locked():  # each report lists the whole cluster: one at a time
+        raise Overloaded("a doctor report is being built; retry when it is done")
+    async with running:
+        inputs = await request.app[DOCTOR_SOURCE](request.app[STORE].current)
     report = diagnose(inputs)
     if request.query.get("output") == "table":
         return web.Response(text=report_table(report) + "\n")
@@ -523,6 +528,7 @@ def create_app(
     app[BINDER] = binder or _no_binder
     app[POD_READER] = pod_reader or _no_pod_reader
     app[DOCTOR_SOURCE] = doctor_source or _no_doctor_source
+    app[DOCTOR_RUNNING] = asyncio.Lock()
     app[SCHEDULER_NAMES] = scheduler_names
     app[EVENTS] = events
     app.router.add_routes(

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import orjson
 from aiohttp import web
+from pytest_aiohttp import AiohttpClient
 
-from tests.builders import PREFIX, node_dict, pod_dict
+from extender.doctor.inputs import DoctorInputs
+from extender.policy import Policy
+from extender.state import ClusterCache
+from tests.builders import PREFIX, example_policy, node_dict, pod_dict
+from tests.doctor.builders import inputs
+from tests.server.payloads import app_for
 from tests.server.serving import get, serving
 from tests.state.fake_apiserver import FakeApiServer
 
@@ -55,3 +62,34 @@ async def test_the_report_as_a_table(tmp_path: Path) -> None:
     assert status == 200
     assert text.startswith("cluster: 2 nodes (2 with GPUs; premium 1, standard 0, economy 1)")
     assert "ERROR   over-constraint/contradictory-wishes  pod/ml/stuck" in text
+
+
+async def test_one_report_at_a_time_the_next_caller_is_told_to_retry(
+    aiohttp_client: AiohttpClient,
+) -> None:
+    policy = example_policy()
+    listing = asyncio.Event()
+    release = asyncio.Event()
+
+    async def slow_source(current: Policy) -> DoctorInputs:
+        listing.set()
+        await release.wait()
+        return inputs(current, [node_dict("h1")])
+
+    client = await aiohttp_client(app_for(policy, ClusterCache(policy), doctor_source=slow_source))
+    first = asyncio.create_task(client.get("/debug/doctor"))
+    await listing.wait()
+    busy = await client.get("/debug/doctor")
+    assert busy.status == 503
+    assert "a doctor report is being built" in (await busy.json())["message"]
+    release.set()
+    assert (await first).status == 200
+    assert (await client.get("/debug/doctor")).status == 200
+
+
+async def test_without_api_credentials_the_report_says_why(aiohttp_client: AiohttpClient) -> None:
+    policy = example_policy()
+    client = await aiohttp_client(app_for(policy, ClusterCache(policy)))
+    response = await client.get("/debug/doctor")
+    assert response.status == 502
+    assert "doctor is not enabled" in (await response.json())["message"]
