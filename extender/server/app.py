@@ -556,6 +556,23 @@ def _add_admission(
     app.router.add_routes(admission_routes())
 
 
+def _probes_app(
+    store: PolicyStore, cache: ClusterCache, metrics: Metrics, **options: Any
+) -> web.Application:
+    """An application with /healthz and /readyz only, for a port of its own."""
+    app = web.Application(**options)
+    app[STORE] = store
+    app[CACHE] = cache
+    app[METRICS] = metrics
+    app.router.add_routes(
+        [
+            web.get("/healthz", healthz, name="healthz"),
+            web.get("/readyz", readyz, name="readyz"),
+        ]
+    )
+    return app
+
+
 def create_admission_app(
     store: PolicyStore,
     cache: ClusterCache,
@@ -566,18 +583,12 @@ def create_admission_app(
 ) -> web.Application:
     """POST /mutate (and the probes) alone, for a port the API server reaches without the
     client certificate that --client-ca demands of callers of the verbs."""
-    app = web.Application(
+    app = _probes_app(
+        store,
+        cache,
+        metrics,
         client_max_size=limits.max_body_bytes,
         middlewares=[errors_and_metrics, limits_middleware(limits)],
-    )
-    app[STORE] = store
-    app[CACHE] = cache
-    app[METRICS] = metrics
-    app.router.add_routes(
-        [
-            web.get("/healthz", healthz, name="healthz"),
-            web.get("/readyz", readyz, name="readyz"),
-        ]
     )
     _add_admission(app, store, metrics, scheduler_names)
     return app
@@ -588,17 +599,8 @@ def create_health_app(
 ) -> web.Application:
     """Probes and metrics only, for a port kubelet and Prometheus reach without the verbs'
     client certificate and without access to /filter, /bind or /debug."""
-    app = web.Application(middlewares=[errors_and_metrics])
-    app[STORE] = store
-    app[CACHE] = cache
-    app[METRICS] = metrics
-    app.router.add_routes(
-        [
-            web.get("/healthz", healthz, name="healthz"),
-            web.get("/readyz", readyz, name="readyz"),
-            web.get("/metrics", metrics_handler, name="metrics"),
-        ]
-    )
+    app = _probes_app(store, cache, metrics, middlewares=[errors_and_metrics])
+    app.router.add_get("/metrics", metrics_handler, name="metrics")
     return app
 
 

@@ -25,10 +25,12 @@ from bench import OUT, fixtures
 from bench.procs import Child, LoadGen
 
 
-class _StubRequest:
-    """Just what filter_handler and prioritize_handler read from a request."""
+class _StubRequest(dict[Any, Any]):
+    """Just what filter_handler and prioritize_handler use of a request: its app, its body,
+    and item storage (the handlers note the phase they are in)."""
 
     def __init__(self, app: Any, body: bytes) -> None:
+        super().__init__()
         self.app = app
         self._body = body
 
