@@ -17,6 +17,7 @@ from extender.errors import ExtenderError
 from extender.policy.compiled import Policy
 from extender.policy.loader import load_policy_file, load_policy_text
 from extender.server.explain import explanation
+from extender.state.cache import ClusterCache
 from extender.state.kube import (
     api_client,
     list_nodes,
@@ -24,7 +25,7 @@ from extender.state.kube import (
     read_config_map_key,
     read_pod,
 )
-from extender.wire.codec import decode_pod_manifest
+from extender.wire.codec import decode_node, decode_pod, decode_pod_manifest
 
 DEFAULT_POLICY_CONFIGMAP = "gpuclass-system/gpuclass-policy:policy.yaml"
 
@@ -76,7 +77,6 @@ async def _doctor(args: argparse.Namespace) -> dict[str, Any]:
 async def explain_in_cluster(args: argparse.Namespace, manifest: bytes | None) -> dict[str, Any]:
     """Explain a pod (a manifest, or one the cluster holds) against the cluster as it is,
     through the same rules and cache the server uses."""
-    from extender.doctor.inputs import inputs_from_objects
     from extender.policy.intent import pod_intent
     from extender.rules.engine import explain_nodes
 
@@ -89,10 +89,14 @@ async def explain_in_cluster(args: argparse.Namespace, manifest: bytes | None) -
         else:
             namespace, _, name = str(args.pod).rpartition("/")
             pod = await read_pod(core, namespace=namespace or args.namespace, name=name)
-        view = inputs_from_objects(policy, await list_nodes(core), await list_pods(core), [])
+        raw_nodes, raw_pods = await list_nodes(core), await list_pods(core)
     finally:
         await api.close()
-    cache = view.cache
+    cache = ClusterCache.of(
+        policy,
+        (decode_node(raw, i) for i, raw in enumerate(raw_nodes)),
+        (decode_pod(raw, f"pod {i}") for i, raw in enumerate(raw_pods)),
+    )
     names = args.nodes.split(",") if args.nodes else [n.name for n in cache.nodes()]
     intent = pod_intent(pod, policy)
     return explanation(intent, explain_nodes(intent, names, cache.node, cache, policy), policy)

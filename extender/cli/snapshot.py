@@ -38,7 +38,4 @@ def load_snapshot(path: Path, policy: Policy) -> ClusterCache:
         except (msgspec.ValidationError, orjson.JSONEncodeError) as exc:  # e.g. a key `1:`
             raise WireError(f"snapshot {path}: object {i} ({kind}): {exc}") from None
         (nodes if isinstance(decoded, Node) else pods).append(decoded)  # type: ignore[arg-type]
-    cache = ClusterCache(policy)
-    cache.replace_nodes(nodes)
-    cache.replace_pods(pods)
-    return cache
+    return ClusterCache.of(policy, nodes, pods)

@@ -9,7 +9,6 @@ from typing import Any
 from extender.doctor import autoscaling, labels, over_constraint, policy_health
 from extender.doctor.findings import Finding, report_json, sort_findings
 from extender.doctor.inputs import DoctorInputs
-from extender.policy.intent import pod_intent
 
 CHECKS = (labels.check, over_constraint.check, autoscaling.check, policy_health.check)
 
@@ -28,7 +27,7 @@ def diagnose(inputs: DoctorInputs) -> dict[str, Any]:
         "nodes": len(nodes),
         "gpuNodes": sum(n.gpu_count > 0 for n in nodes),
         "nodesPerClass": per_class,
-        "pendingGpuPods": sum(pod_intent(p.pod, inputs.policy).wants_gpus for p in inputs.pending),
+        "pendingGpuPods": sum(p.intent.wants_gpus for p in inputs.pending),
         "nodeTemplates": len(inputs.templates),
     }
     return report_json(sort_findings(findings), summary)

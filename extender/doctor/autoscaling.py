@@ -13,15 +13,14 @@ from collections.abc import Iterator
 
 from extender.doctor.findings import Finding
 from extender.doctor.inputs import DoctorInputs, PendingPod
-from extender.doctor.templates import NodeTemplate, creatable_classes
+from extender.doctor.templates import Derived, NodeTemplate, creatable_classes, gpu_templates
 from extender.policy.compiled import ClassName, Policy
-from extender.policy.intent import PodIntent, pod_intent
 
 
 def check(inputs: DoctorInputs) -> Iterator[Finding]:
     policy = inputs.policy
-    gpu_templates = [t for t in inputs.templates if t.is_gpu(policy)]
-    if not gpu_templates:
+    templates = gpu_templates(inputs.templates, policy)
+    if not templates:
         yield Finding(
             "info",
             "autoscaling",
@@ -33,8 +32,8 @@ def check(inputs: DoctorInputs) -> Iterator[Finding]:
             "this cluster's API",
         )
         return
-    yield from _templates(gpu_templates, policy)
-    creatable = creatable_classes(gpu_templates, policy)
+    yield from _templates(templates, policy)
+    creatable = creatable_classes(templates)
     for name in policy.class_names:
         if name not in creatable:
             yield Finding(
@@ -47,17 +46,16 @@ def check(inputs: DoctorInputs) -> Iterator[Finding]:
                 "that it is not autoscaled",
             )
     for pending in inputs.pending:
-        intent = pod_intent(pending.pod, policy)
+        intent = pending.intent
         if not intent.wants_gpus or intent.conflicts:
             continue
-        if not inputs.filter(pending, intent)[1].passed:  # only pods our rules leave Pending
-            yield from _pod(pending, intent, gpu_templates, policy)
+        if not inputs.filter(pending)[1].passed:  # only pods our rules leave Pending
+            yield from _pod(pending, templates, policy)
 
 
-def _templates(templates: list[NodeTemplate], policy: Policy) -> Iterator[Finding]:
+def _templates(templates: list[tuple[NodeTemplate, Derived]], policy: Policy) -> Iterator[Finding]:
     label = policy.keys.node_class
-    for template in templates:
-        derived = template.classes(policy)
+    for template, derived in templates:
         for _, node_class in derived:
             if node_class.finding and "disagrees" in node_class.finding:
                 yield Finding(
@@ -94,13 +92,14 @@ def _templates(templates: list[NodeTemplate], policy: Policy) -> Iterator[Findin
 
 
 def _pod(
-    pending: PendingPod, intent: PodIntent, templates: list[NodeTemplate], policy: Policy
+    pending: PendingPod, templates: list[tuple[NodeTemplate, Derived]], policy: Policy
 ) -> Iterator[Finding]:
     """What the autoscaler would do for this pod, against what our filter allows."""
+    intent = pending.intent
     good: list[str] = []
     wrong: dict[str, ClassName] = {}
-    for template in templates:
-        for labels, node_class in template.classes(policy):
+    for template, derived in templates:
+        for labels, node_class in derived:
             if not template.may_satisfy(pending.placement, labels):
                 continue
             if node_class.name in intent.allowed:

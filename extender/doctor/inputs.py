@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from extender.doctor.findings import Finding
 from extender.doctor.templates import NodeTemplate
 from extender.policy.compiled import Policy
-from extender.policy.intent import PodIntent
+from extender.policy.intent import PodIntent, pod_intent
 from extender.rules.engine import FilterResult, filter_nodes
 from extender.state.cache import ClusterCache
 from extender.wire.codec import decode_node, decode_pod
@@ -19,6 +19,7 @@ from extender.wire.types import Node, Pod
 class PendingPod:
     pod: Pod
     placement: Placement
+    intent: PodIntent
 
     @property
     def subject(self) -> str:
@@ -37,16 +38,22 @@ class DoctorInputs:
     # Pods whose required node affinity names the node class label (the admission
     # webhook mirrors classes there): then a GPU node without that label is off-limits.
     class_affinity_pods: int = 0
+    _verdicts: dict[str, tuple[list[str], FilterResult]] = field(default_factory=dict, repr=False)
 
-    def filter(self, pending: PendingPod, intent: PodIntent) -> tuple[list[str], FilterResult]:
-        """The nodes the pod's own constraints admit, and our filter's verdict on them."""
-        names = [
-            n.name
-            for n in self.cache.nodes()
-            if pending.placement.admits(self.node_labels.get(n.name, n.labels))
-        ]
-        cache = self.cache
-        return names, filter_nodes(intent, names, cache.node_lookup, cache, self.policy)
+    def filter(self, pending: PendingPod) -> tuple[list[str], FilterResult]:
+        """The nodes the pod's own constraints admit, and our filter's verdict on them
+        (worked out once per pod: several checks ask)."""
+        found = self._verdicts.get(pending.subject)
+        if found is None:
+            cache = self.cache
+            names = [
+                n.name
+                for n in cache.nodes()
+                if pending.placement.admits(self.node_labels.get(n.name, n.labels))
+            ]
+            verdict = filter_nodes(pending.intent, names, cache.node_lookup, cache, self.policy)
+            found = self._verdicts[pending.subject] = (names, verdict)
+        return found
 
 
 def is_pending(pod: Pod) -> bool:
@@ -55,16 +62,6 @@ def is_pending(pod: Pod) -> bool:
         and pod.status.phase in ("", "Pending")
         and pod.metadata.deletionTimestamp is None
     )
-
-
-def pending_pods(raw_pods: list[bytes]) -> list[PendingPod]:
-    """The unbound, live pods among raw Pod objects (JSON), with their node constraints."""
-    found = []
-    for i, raw in enumerate(raw_pods):
-        pod = decode_pod(raw, f"pod {i}")
-        if is_pending(pod):
-            found.append(PendingPod(pod, decode_placement(raw, f"pod {i}")))
-    return found
 
 
 def inputs_from_objects(
@@ -77,16 +74,17 @@ def inputs_from_objects(
     """A one-shot cache of the listed nodes and pods, and the pending pods among them."""
     nodes: list[Node] = [decode_node(raw, i) for i, raw in enumerate(raw_nodes)]
     pods = [decode_pod(raw, f"pod {i}") for i, raw in enumerate(raw_pods)]
-    cache = ClusterCache(policy)
-    cache.replace_nodes(nodes)
-    cache.replace_pods(pods)
-    label = policy.keys.node_class
     placements = [decode_placement(raw, f"pod {i}") for i, raw in enumerate(raw_pods)]
+    label = policy.keys.node_class
     return DoctorInputs(
         policy=policy,
-        cache=cache,
+        cache=ClusterCache.of(policy, nodes, pods),
         node_labels={n.metadata.name: dict(n.metadata.labels or {}) for n in nodes},
-        pending=pending_pods(raw_pods),
+        pending=[
+            PendingPod(pod, placement, pod_intent(pod, policy))
+            for pod, placement in zip(pods, placements, strict=True)
+            if is_pending(pod)
+        ],
         templates=templates,
         notes=list(notes or []),
         class_affinity_pods=sum(

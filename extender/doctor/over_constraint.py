@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from extender.doctor.findings import Finding
 from extender.doctor.inputs import DoctorInputs, PendingPod
 from extender.policy.compiled import ClassName, Policy
-from extender.policy.intent import WHOLE_GPU, PodIntent, pod_intent
+from extender.policy.intent import WHOLE_GPU, PodIntent
 from extender.rules.base import Reject
 from extender.rules.notes import unschedulable_note
 from extender.state.features import NodeFeatures
@@ -20,7 +20,7 @@ _CLASS_RULES = frozenset({"class_required", "gpu_attributes", "dedicated_node"})
 
 def check(inputs: DoctorInputs) -> Iterator[Finding]:
     for pending in inputs.pending:
-        intent = pod_intent(pending.pod, inputs.policy)
+        intent = pending.intent
         if not intent.wants_gpus:
             continue
         if intent.conflicts:
@@ -39,7 +39,7 @@ def check(inputs: DoctorInputs) -> Iterator[Finding]:
 
 def _blocked(inputs: DoctorInputs, pending: PendingPod, intent: PodIntent) -> Iterator[Finding]:
     cache, policy = inputs.cache, inputs.policy
-    names, result = inputs.filter(pending, intent)
+    names, result = inputs.filter(pending)
     if not names or result.passed:
         return  # placeable, or its own selector admits no node (the scheduler says so)
     rejects = result.rejects

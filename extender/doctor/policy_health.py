@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from extender.doctor.findings import Finding
 from extender.doctor.inputs import DoctorInputs
 from extender.policy.compiled import ClassName, Policy, WorkloadName
-from extender.policy.intent import WHOLE_GPU, pod_intent
+from extender.policy.intent import WHOLE_GPU
 from extender.policy.loader import allowed_classes
 
 _OUTCOME = {"hard": "refused", "soft": "scored down"}
@@ -113,7 +113,7 @@ def _largest_pods(inputs: DoctorInputs) -> dict[WorkloadName, int]:
     for record in inputs.cache.pods():
         largest[record.workload] = max(largest.get(record.workload, 0), record.demand.gpus)
     for pending in inputs.pending:
-        intent = pod_intent(pending.pod, inputs.policy)
+        intent = pending.intent
         largest[intent.workload] = max(largest.get(intent.workload, 0), intent.demand.gpus)
     return largest
 

@@ -108,16 +108,28 @@ class NodeTemplate:
             for t in placement.terms
         )
 
-    def is_gpu(self, policy: Policy) -> bool:
-        """Whether its nodes have GPUs, as far as its labels and requirements tell."""
-        mentioned = set(self.labels) | {r.key for r in self.requirements}
-        if mentioned & (KARPENTER_GPU_KEYS | {policy.keys.node_class}):
-            return True
-        return any(c.product or c.finding for _, c in self.classes(policy))
-
     def classes(self, policy: Policy) -> list[tuple[dict[str, str], NodeClass]]:
         """Each label variant that matters to classification, with the class it derives."""
         return [(v, classify_node(v, policy)) for v in self.variants(policy.node_label_keys)]
+
+
+Derived = list[tuple[dict[str, str], NodeClass]]
+
+
+def gpu_templates(
+    templates: list[NodeTemplate], policy: Policy
+) -> list[tuple[NodeTemplate, Derived]]:
+    """The templates whose nodes have GPUs (as far as their labels and requirements tell),
+    each with its classes derived once for every check that reads them."""
+    found = []
+    for template in templates:
+        derived = template.classes(policy)
+        mentioned = set(template.labels) | {r.key for r in template.requirements}
+        if mentioned & (KARPENTER_GPU_KEYS | {policy.keys.node_class}) or any(
+            c.product or c.finding for _, c in derived
+        ):
+            found.append((template, derived))
+    return found
 
 
 def _overlaps(pod: NodeSelectorRequirement, template: NodeSelectorRequirement) -> bool:
@@ -171,19 +183,13 @@ def load_template_file(path: Path) -> list[NodeTemplate]:
     return templates
 
 
-class _Requirement(msgspec.Struct, frozen=True):
-    key: str
-    operator: str
-    values: tuple[str, ...] = ()
-
-
 def _nodepool(obj: dict[str, Any], source: str) -> NodeTemplate:
     template = (obj.get("spec") or {}).get("template") or {}
     labels = ((template.get("metadata") or {}).get("labels")) or {}
     raw = ((template.get("spec") or {}).get("requirements")) or []
     name = str((obj.get("metadata") or {}).get("name", "?"))
     try:
-        requirements = msgspec.convert(raw, tuple[_Requirement, ...])
+        requirements = msgspec.convert(raw, tuple[NodeSelectorRequirement, ...])
     except msgspec.ValidationError as exc:
         raise WireError(f"NodePool {name}: spec.template.spec.requirements: {exc}") from None
     return NodeTemplate(
@@ -191,9 +197,7 @@ def _nodepool(obj: dict[str, Any], source: str) -> NodeTemplate:
         name=name,
         source=source,
         labels={str(k): str(v) for k, v in labels.items()},
-        requirements=tuple(
-            NodeSelectorRequirement(r.key, r.operator, r.values) for r in requirements
-        ),
+        requirements=requirements,
     )
 
 
@@ -217,13 +221,6 @@ def _asg(group: dict[str, Any], source: str) -> NodeTemplate:
     return NodeTemplate(kind="AutoScalingGroup", name=name, source=source, labels=labels)
 
 
-def creatable_classes(templates: list[NodeTemplate], policy: Policy) -> dict[ClassName, list[str]]:
-    """Each class some template can create, with those templates' subjects."""
-    found: dict[ClassName, list[str]] = {}
-    for template in templates:
-        for _, node_class in template.classes(policy):
-            if node_class.name is not None and template.subject not in found.get(
-                node_class.name, []
-            ):
-                found.setdefault(node_class.name, []).append(template.subject)
-    return found
+def creatable_classes(templates: list[tuple[NodeTemplate, Derived]]) -> set[ClassName]:
+    """The classes some template can create."""
+    return {c.name for _, derived in templates for _, c in derived if c.name is not None}

@@ -143,6 +143,14 @@ class ClusterCache:
         self.nodes_synced = False
         self.pods_synced = False
 
+    @classmethod
+    def of(cls, policy: Policy, nodes: Iterable[Node], pods: Iterable[Pod]) -> ClusterCache:
+        """A synced cache holding exactly these objects (one listing, no watch)."""
+        cache = cls(policy)
+        cache.replace_nodes(nodes)
+        cache.replace_pods(pods)
+        return cache
+
     # ---- reading -------------------------------------------------------------------------
 
     @property

@@ -7,6 +7,7 @@ import base64
 import msgspec
 
 from extender.errors import WireError
+from extender.wire.codec import decode_as
 
 ADMISSION_API_VERSION = "admission.k8s.io/v1"
 ADMISSION_KIND = "AdmissionReview"
@@ -47,14 +48,7 @@ def decode_admission_review(body: bytes) -> AdmissionRequest:
     """The request of an AdmissionReview v1; WireError says precisely what is wrong."""
     if not body:
         raise WireError("AdmissionReview: empty body, expected a JSON object")
-    try:
-        review = _review_decoder.decode(body)
-    except msgspec.ValidationError as exc:
-        raise WireError(f"AdmissionReview: {exc}") from None
-    except msgspec.DecodeError as exc:
-        raise WireError(f"AdmissionReview: malformed JSON: {exc}") from None
-    except RecursionError:
-        raise WireError("AdmissionReview: JSON nested too deeply") from None
+    review = decode_as(_review_decoder, body, "AdmissionReview")
     if review.apiVersion != ADMISSION_API_VERSION or review.kind != ADMISSION_KIND:
         raise WireError(
             f"AdmissionReview: apiVersion {review.apiVersion!r}, kind {review.kind!r}; expected "

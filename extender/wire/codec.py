@@ -33,7 +33,8 @@ _ARGS_KEYS = {"pod": "Pod", "nodes": "Nodes", "nodenames": "NodeNames"}
 _BIND_KEYS = {k.lower(): k for k in ("PodName", "PodNamespace", "PodUID", "Node")}
 
 
-def _decode(decoder: msgspec.json.Decoder[T], body: bytes | msgspec.Raw, what: str) -> T:
+def decode_as(decoder: msgspec.json.Decoder[T], body: bytes | msgspec.Raw, what: str) -> T:
+    """Decode with `decoder`; every failure is a WireError that says where and what."""
     try:
         return decoder.decode(body)
     except msgspec.ValidationError as exc:
@@ -64,11 +65,11 @@ def decode_extender_args(body: bytes) -> ExtenderArgs:
     """The pod and node list of a filter/prioritize call; WireError says what is wrong."""
     if not body:
         raise WireError("ExtenderArgs: empty body, expected a JSON object")
-    args = _decode(_args_decoder, body, "ExtenderArgs")
+    args = decode_as(_args_decoder, body, "ExtenderArgs")
     if args.Pod is None or (args.Nodes is None and args.NodeNames is None):
         respelled = _canonical_keys(body, _ARGS_KEYS)
         if respelled is not None:
-            args = _decode(_args_decoder, respelled, "ExtenderArgs")
+            args = decode_as(_args_decoder, respelled, "ExtenderArgs")
     if args.Pod is None:
         raise WireError("ExtenderArgs: 'Pod' is missing or null, expected a v1.Pod object")
     if args.NodeNames is None and (args.Nodes is None or args.Nodes.items is None):
@@ -95,14 +96,14 @@ _identity_decoder = msgspec.json.Decoder(NodeIdentity)
 
 def decode_node_identity(raw: msgspec.Raw | bytes, index: int) -> tuple[str, str]:
     """(name, resourceVersion) of a raw Node; a full decode skips everything else."""
-    node = _decode(_identity_decoder, raw, f"ExtenderArgs.Nodes.items[{index}]")
+    node = decode_as(_identity_decoder, raw, f"ExtenderArgs.Nodes.items[{index}]")
     if not node.metadata.name:
         raise WireError(f"ExtenderArgs.Nodes.items[{index}]: metadata.name is empty")
     return node.metadata.name, node.metadata.resourceVersion
 
 
 def decode_node(raw: msgspec.Raw | bytes, index: int) -> Node:
-    node = _decode(_node_decoder, raw, f"ExtenderArgs.Nodes.items[{index}]")
+    node = decode_as(_node_decoder, raw, f"ExtenderArgs.Nodes.items[{index}]")
     if not node.metadata.name:
         raise WireError(f"ExtenderArgs.Nodes.items[{index}]: metadata.name is empty")
     return node
@@ -112,11 +113,11 @@ def decode_binding_args(body: bytes) -> ExtenderBindingArgs:
     """The pod and target node of a bind call; every field is required."""
     if not body:
         raise WireError("ExtenderBindingArgs: empty body, expected a JSON object")
-    args = _decode(_bind_decoder, body, "ExtenderBindingArgs")
+    args = decode_as(_bind_decoder, body, "ExtenderBindingArgs")
     if not (args.PodName and args.PodNamespace and args.PodUID and args.Node):
         respelled = _canonical_keys(body, _BIND_KEYS)
         if respelled is not None:
-            args = _decode(_bind_decoder, respelled, "ExtenderBindingArgs")
+            args = decode_as(_bind_decoder, respelled, "ExtenderBindingArgs")
     missing = [f for f in ("PodName", "PodNamespace", "PodUID", "Node") if not getattr(args, f)]
     if missing:
         raise WireError(f"ExtenderBindingArgs: missing or empty {', '.join(missing)}")
@@ -124,7 +125,7 @@ def decode_binding_args(body: bytes) -> ExtenderBindingArgs:
 
 
 def decode_pod(body: bytes, what: str = "Pod") -> Pod:
-    return _decode(_pod_decoder, body, what)
+    return decode_as(_pod_decoder, body, what)
 
 
 def scheduler_safe(reason: str) -> str:

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 
 import msgspec
 
-from extender.errors import WireError
+from extender.wire.codec import decode_as
 from extender.wire.types import NodeSelectorRequirement
 
 
@@ -84,10 +84,7 @@ _decoder = msgspec.json.Decoder(_PlacementPod)
 
 
 def decode_placement(body: bytes, what: str = "pod") -> Placement:
-    try:
-        spec = _decoder.decode(body).spec
-    except (msgspec.DecodeError, RecursionError) as exc:
-        raise WireError(f"{what}: node selector or affinity: {exc}") from None
+    spec = decode_as(_decoder, body, f"{what}: node selector or affinity").spec
     required = spec.affinity.nodeAffinity if spec.affinity else None
     selector = required.requiredDuringSchedulingIgnoredDuringExecution if required else None
     return Placement(
