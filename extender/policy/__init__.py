@@ -11,7 +11,7 @@ from extender.policy.compiled import (
 )
 from extender.policy.intent import NO_GPU, WHOLE_GPU, GpuDemand, PodIntent, gpu_demand, pod_intent
 from extender.policy.loader import dump_policy, load_policy_file, load_policy_text
-from extender.policy.mirror import class_affinity_patch, mirrored_requirement, pod_requirement
+from extender.policy.mirror import class_affinity_patch, mirrored_requirement
 from extender.policy.node_class import UNCLASSIFIED, NodeClass, classify_node
 from extender.policy.products import normalise_product
 from extender.policy.store import PolicyStore
@@ -40,5 +40,4 @@ __all__ = [
     "mirrored_requirement",
     "normalise_product",
     "pod_intent",
-    "pod_requirement",
 ]

@@ -16,8 +16,8 @@ from typing import Any
 
 from extender.errors import WireError
 from extender.policy.compiled import Policy
-from extender.policy.intent import PodIntent, pod_intent
-from extender.wire.types import NodeSelectorRequirement, Pod
+from extender.policy.intent import PodIntent
+from extender.wire.types import NodeSelectorRequirement
 
 AFFINITY_PATH = "/spec/affinity"
 NODE_AFFINITY = "nodeAffinity"
@@ -41,11 +41,6 @@ def mirrored_requirement(intent: PodIntent, policy: Policy) -> NodeSelectorRequi
         return None
     values = tuple(name for name in policy.class_names if name in intent.allowed)
     return NodeSelectorRequirement(key=policy.keys.node_class, operator="In", values=values)
-
-
-def pod_requirement(pod: Pod, policy: Policy) -> NodeSelectorRequirement | None:
-    """`mirrored_requirement` of a pod as the API stores it."""
-    return mirrored_requirement(pod_intent(pod, policy), policy)
 
 
 def implies(expression: Mapping[str, Any], requirement: NodeSelectorRequirement) -> bool:

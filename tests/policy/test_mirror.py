@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from extender.errors import WireError
-from extender.policy import class_affinity_patch, mirrored_requirement, pod_intent, pod_requirement
+from extender.policy import class_affinity_patch, mirrored_requirement, pod_intent
 from extender.wire import NodeSelectorRequirement
 from tests.builders import (
     EXAMPLE_POLICY,
@@ -74,7 +74,7 @@ def test_the_requirement_lists_the_allowed_classes_highest_tier_first(
     kw: dict[str, Any], values: tuple[str, ...] | None
 ) -> None:
     policy = example_policy()
-    requirement = pod_requirement(make_pod(**kw), policy)
+    requirement = mirrored_requirement(pod_intent(make_pod(**kw), policy), policy)
     if values is None:
         assert requirement is None
     else:
@@ -102,7 +102,7 @@ def test_the_key_is_the_policys_explicit_node_class_label() -> None:
     doc["nodeClassification"]["classLabel"] = "example.com/gpu-tier"
     policy = policy_from(yaml.safe_dump(doc))
     pod = make_pod(annotations=annotated(required_classes="premium"))
-    requirement = pod_requirement(pod, policy)
+    requirement = mirrored_requirement(pod_intent(pod, policy), policy)
     assert requirement is not None
     assert requirement.key == "example.com/gpu-tier"
 
