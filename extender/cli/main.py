@@ -25,37 +25,34 @@ def _serve(args: argparse.Namespace) -> int:
     from extender.server.runtime import ServeOptions, serve
 
     logs.configure(args.log_level, args.log_format)
-    options = ServeOptions(
-        policy=args.policy,
-        host=args.host,
-        port=args.port,
-        kubeconfig=args.kubeconfig,
-        policy_poll_seconds=args.policy_poll_seconds,
-        assume_ttl_seconds=args.assume_ttl_seconds,
-        limits=Limits(
-            max_body_bytes=args.max_body_bytes,
-            max_concurrent=args.max_concurrent_requests,
-            budget_seconds=args.request_budget_seconds,
-        ),
-        tls_cert=args.tls_cert,
-        tls_key=args.tls_key,
-        client_ca=args.client_ca,
-        tls_poll_seconds=args.tls_poll_seconds,
-        watch_timeout_seconds=args.watch_timeout_seconds,
-        scheduler_names=frozenset(args.scheduler_name or DEFAULT_SCHEDULER_NAMES),
-        health_host=args.health_host,
-        health_port=args.health_port,
-        admission_webhook=args.admission_webhook,
-        admission_host=args.admission_host,
-        admission_port=args.admission_port,
-        events=args.events,
-    )
-    if args.admission_port is not None and args.tls_cert is None:
-        print(
-            "serve: --admission-port needs --tls-cert and --tls-key "
-            "(the API server calls admission webhooks over HTTPS only)",
-            file=sys.stderr,
+    try:
+        options = ServeOptions(
+            policy=args.policy,
+            host=args.host,
+            port=args.port,
+            kubeconfig=args.kubeconfig,
+            policy_poll_seconds=args.policy_poll_seconds,
+            assume_ttl_seconds=args.assume_ttl_seconds,
+            limits=Limits(
+                max_body_bytes=args.max_body_bytes,
+                max_concurrent=args.max_concurrent_requests,
+                budget_seconds=args.request_budget_seconds,
+            ),
+            tls_cert=args.tls_cert,
+            tls_key=args.tls_key,
+            client_ca=args.client_ca,
+            tls_poll_seconds=args.tls_poll_seconds,
+            watch_timeout_seconds=args.watch_timeout_seconds,
+            scheduler_names=frozenset(args.scheduler_name or DEFAULT_SCHEDULER_NAMES),
+            health_host=args.health_host,
+            health_port=args.health_port,
+            admission_webhook=args.admission_webhook,
+            admission_host=args.admission_host,
+            admission_port=args.admission_port,
+            events=args.events,
         )
+    except ValueError as exc:  # options that contradict each other
+        print(f"serve: {exc}", file=sys.stderr)
         return 2
     try:
         uvloop.run(serve(options))

@@ -19,7 +19,6 @@ from aiohttp import web
 from kubernetes_asyncio import client
 
 from extender.doctor.cluster import read_inputs
-from extender.errors import ExtenderError
 from extender.policy.compiled import Policy
 from extender.policy.store import PolicyStore
 from extender.server.app import (
@@ -75,6 +74,13 @@ class ServeOptions:
     admission_port: int | None = None
     # Record Events on the pods filter and prioritize decide (GpuClassScored, ...).
     events: bool = True
+
+    def __post_init__(self) -> None:
+        if self.admission_port is not None and self.tls_cert is None:
+            raise ValueError(
+                "--admission-port needs --tls-cert and --tls-key (the API server calls "
+                "admission webhooks over HTTPS only)"
+            )
 
 
 def reporting_instance() -> str:
@@ -191,10 +197,6 @@ async def serve(
     stop: asyncio.Event | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT (or until `stop` is set: a seam for tests)."""
-    if options.admission_port is not None and options.tls_cert is None:
-        raise ExtenderError(
-            "--admission-port needs --tls-cert: the API server calls webhooks over HTTPS only"
-        )
     store = PolicyStore.from_file(options.policy)
     cache = ClusterCache(store.current, assume_ttl=options.assume_ttl_seconds)
     metrics = Metrics()
@@ -271,7 +273,7 @@ async def serve(
     await site.start()
     runners = [runner]
     if options.admission_port is not None:
-        assert options.tls_cert is not None  # checked before anything started
+        assert options.tls_cert is not None  # ServeOptions checks it
         # Same certificate, but no client certificate asked: the API server presents none.
         webhook_tls = CertificateReloader(options.tls_cert, options.tls_key, None)
         tasks.append(
