@@ -10,12 +10,10 @@ from extender.doctor.findings import Finding
 from extender.doctor.inputs import DoctorInputs, PendingPod
 from extender.policy.compiled import ClassName, Policy
 from extender.policy.intent import WHOLE_GPU, PodIntent
+from extender.rules import dedicated_node, gpu_attributes, gpu_fit, premium_headroom, separation
 from extender.rules.base import Reject
 from extender.rules.notes import unschedulable_note
 from extender.state.features import NodeFeatures
-
-# Rules that only a change of labels, policy or pod wishes can satisfy.
-_CLASS_RULES = frozenset({"class_required", "gpu_attributes", "dedicated_node"})
 
 
 def check(inputs: DoctorInputs) -> Iterator[Finding]:
@@ -45,7 +43,9 @@ def _blocked(inputs: DoctorInputs, pending: PendingPod, intent: PodIntent) -> It
     rejects = result.rejects
     counts = Counter(r.rule for r in rejects.values())
     tally = unschedulable_note(intent, len(names), result.reject_counts)
-    eligible = [cache.node(n) for n, r in rejects.items() if r.rule not in _CLASS_RULES]
+    # Unresolvable rejects need a change of labels, policy or pod wishes; the other nodes
+    # are of an allowed class and lack room (or a rule keeps the pod off them now).
+    eligible = [cache.node(n) for n, r in rejects.items() if r.resolvable]
     needs = _needs(intent)
     if not any(eligible):
         nearest = _nearest_class(intent, [cache.node(n) for n in names], policy)
@@ -56,9 +56,9 @@ def _blocked(inputs: DoctorInputs, pending: PendingPod, intent: PodIntent) -> It
                 f", or let it use the nearest class present, {nearest} (annotation "
                 f"{policy.keys.pod_required_classes}={widened})"
             )
-        if counts.get("gpu_attributes"):
+        if counts.get(gpu_attributes.NAME):
             fix += "; or relax the workload's gpuAttributes"
-        if counts.get("dedicated_node"):
+        if counts.get(dedicated_node.NAME):
             fix += f"; or let it use dedicated nodes ({policy.keys.pod_tolerate_dedicated})"
         yield Finding(
             "error",
@@ -66,7 +66,7 @@ def _blocked(inputs: DoctorInputs, pending: PendingPod, intent: PodIntent) -> It
             "no-eligible-node",
             pending.subject,
             f"needs {needs} of class {intent.allowed_text}; {tally}; "
-            f"{_example(rejects, _CLASS_RULES)}",
+            f"{_unresolvable_example(rejects)}",
             fix,
         )
         return
@@ -75,7 +75,7 @@ def _blocked(inputs: DoctorInputs, pending: PendingPod, intent: PodIntent) -> It
     fit = _fitting_devices(best, intent)
     short = intent.demand.gpus - fit
     capacity = f"the most on one eligible node is {fit} ({best.name})"
-    blocking = {r.rule for r in rejects.values()} - _CLASS_RULES - {"gpu_fit"}
+    blocking = {r.rule for r in rejects.values() if r.resolvable} - {gpu_fit.NAME}
     largest = max(n.gpu_count for n in have)
     if largest < intent.demand.gpus:
         fix = (
@@ -86,9 +86,9 @@ def _blocked(inputs: DoctorInputs, pending: PendingPod, intent: PodIntent) -> It
         fix = f"free or add {short} GPU(s) on a node of class {intent.allowed_text}"
     else:
         fix = "the GPUs are there; the rules below keep the pod off them"
-    if "premium_headroom" in blocking:
+    if premium_headroom.NAME in blocking:
         fix += "; headroom keeps part of a class free for other workloads (policy headroom)"
-    if "separation" in blocking:
+    if separation.NAME in blocking:
         fix += "; hard separation keeps it off nodes running the workloads it avoids"
     yield Finding(
         "warning",
@@ -131,8 +131,8 @@ def _nearest_class(
     )
 
 
-def _example(rejects: dict[str, Reject], rules: frozenset[str]) -> str:
+def _unresolvable_example(rejects: dict[str, Reject]) -> str:
     for name, reject in sorted(rejects.items()):
-        if reject.rule in rules:
+        if not reject.resolvable:
             return f"e.g. {name}: {reject.reason}"
     return ""
