@@ -68,7 +68,7 @@ bench: controlplane
 	PYTHONPATH=hack $(BIN)/python -m bench $(BENCH_ARGS)
 
 # Scheduling quality on the shipped openb traces, every model, seeds 42..51 (docs/quality.md).
-OPENB := ../shared/data/openb
+OPENB := data/openb
 TRACES := default gpushare40 gpushare100 multigpu20 cpu050 gpuspec10 gpuspec20
 SIMULATE := $(BIN)/gpuclass-extender simulate --nodes $(OPENB)/openb_node_list_gpu_node.csv \
 	  --policy manifests/examples/openb-policy.yaml --jobs 2

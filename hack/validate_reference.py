@@ -3,7 +3,7 @@
 For each trace x policy x seed (42..51) it runs the paper's protocol (extender/simulate) and
 prints a Markdown table: our median unallocated GPU % at 100% arrived, its spread over the
 seeds, the published median (FGD repository, `experiments/analysis/expected_results/
-analysis_allo_discrete.csv`, as quoted in shared/data/README.md), the difference, and the
+analysis_allo_discrete.csv`, as quoted in data/README.md), the difference, and the
 time per seed.
 
     nice -n 10 .venv/bin/python hack/validate_reference.py --jobs 1 --output out.md
@@ -38,7 +38,7 @@ from extender.simulate import (
 from extender.simulate.published import PUBLISHED
 from extender.simulate.reference import POLICY_NAMES, TieBreak, reference_policy
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "openb"
+DEFAULT_DATA = Path(__file__).resolve().parents[1] / "data" / "openb"
 NODE_FILE = "openb_node_list_gpu_node.csv"
 TRACES = ("default", "gpushare40", "gpushare100", "multigpu20", "cpu050", "gpuspec10", "gpuspec20")
 CHECKED_POLICIES = ("Random", "BestFit", "FGD")

@@ -1,13 +1,13 @@
 """The FGD paper's published results on the shipped openb traces, the yardstick `simulate`
 and hack/validate_reference.py compare against.
 
-Source: ../shared/data/README.md, from the FGD repository (hkust-adsl/kubernetes-scheduler-
+Source: data/README.md, from the FGD repository (hkust-adsl/kubernetes-scheduler-
 simulator), `experiments/analysis/expected_results/analysis_allo_discrete.csv`.
 """
 
 from __future__ import annotations
 
-# Unallocated GPU % at 100% arrived, median of seeds 42..51 (shared/data/README.md).
+# Unallocated GPU % at 100% arrived, median of seeds 42..51 (data/README.md).
 PUBLISHED: dict[str, dict[str, float]] = {
     "default": {
         "Random": 13.75,

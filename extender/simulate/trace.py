@@ -1,6 +1,6 @@
 """Read the openb GPU-cluster trace (node list and pod list CSVs) into typed numpy tables.
 
-Format: /work/shared/data/README.md, after the FGD paper's trace release (Weng et al.,
+Format: data/README.md, after the FGD paper's trace release (Weng et al.,
 "Beware of Fragmentation", USENIX ATC'23; repository hkust-adsl/kubernetes-scheduler-simulator,
 `data/README.md`). Every malformed cell is reported with its file, line and column, all at
 once, so a broken trace is fixed in one pass.

@@ -11,7 +11,7 @@ from extender.simulate import Cluster, PodRequest
 from extender.simulate.trace import MISSING_TIME, PodTable
 
 REPO = Path(__file__).resolve().parents[2]
-OPENB = REPO.parent / "shared" / "data" / "openb"
+OPENB = REPO / "data" / "openb"
 NODE_FILE = OPENB / "openb_node_list_gpu_node.csv"
 
 

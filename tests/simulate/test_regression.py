@@ -11,9 +11,7 @@ import pytest
 
 from extender.simulate import REFERENCE_POLICIES, read_nodes, read_pods, run_seed
 from extender.simulate.trace import NodeTable, PodTable
-from tests.simulate.builders import NODE_FILE, OPENB, openb_pods
-
-pytestmark = pytest.mark.skipif(not OPENB.is_dir(), reason="shared openb data not present")
+from tests.simulate.builders import NODE_FILE, openb_pods
 
 # policy: (unallocated % at 100% arrived, failed pods) of 2133 arrivals.
 PINNED = {

@@ -8,7 +8,7 @@ import pytest
 
 from extender.simulate import TraceError, read_nodes, read_pods
 from extender.simulate.trace import MISSING_TIME
-from tests.simulate.builders import NODE_FILE, OPENB, openb_pods
+from tests.simulate.builders import NODE_FILE, openb_pods
 
 POD_HEADER = (
     "name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,qos,pod_phase,"
@@ -143,7 +143,6 @@ def test_node_rows_and_node_errors(tmp_path: Path) -> None:
     assert [(i.line, i.column) for i in caught.value.issues] == [(2, "model"), (3, "sn")]
 
 
-@pytest.mark.skipif(not OPENB.is_dir(), reason="shared openb data not present")
 def test_the_shipped_trace_matches_its_readme() -> None:
     nodes = read_nodes(NODE_FILE)
     assert (len(nodes), int(nodes.gpus.sum())) == (1213, 6212)
