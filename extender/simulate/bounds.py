@@ -1,77 +1,201 @@
-"""FGD held to our placement wishes: what separation and class preference cost the best packer.
+"""FGD held to our wishes at the policy's own price: the bound our models are held against.
 
-`fgd-separated` runs the validated FGD policy (node-order ties, CPU-aware fragmentation)
-but only on the nodes our policy would want, in tiers: a pod goes to the first tier with a
-feasible node, FGD choosing inside it.
+`fgd+wishes` runs the validated FGD measure (CPU-aware expected fragmentation, integer
+sigmoid scores, ties to a seeded node order; `reference.py`) with what our policy asks:
 
-1. nodes of a preferred class of the pod's workload holding no GPU of a workload it avoids;
-2. nodes of a preferred class;
-3. nodes holding no GPU of a workload it avoids;
-4. any feasible node.
+1. Preferred classes as tiers: a GPU pod goes to a node of one of its workload's preferred
+   classes whenever one fits (the strictest reading of a preference).
+2. Separation at GPU level, hard: a GPU-sharing pod never shares a GPU with pods of a
+   workload class it avoids, or that avoids it.
+3. Separation at node level at the policy's price. Our score is the weighted mean of its
+   components; with packing `fragmentation`, one GPU of fragment growth moves the packing
+   component by 1/2. So losing separation (its component falling from 1 to s, the very
+   function of `rules/separation.py`) is worth `2 * w_separation / w_packing * (1 - s)`
+   GPUs of fragment: FGD pays exactly that (no 0..10 rounding, no in-tree scores). Mode
+   `hard` refuses such nodes, as our filter does; mode `off` or weight 0 ignores
+   separation (then also at GPU level).
+4. Fragmentation as the pod's own workload class sees it: the typical pods are those of
+   its workload class (and pods without GPUs), because under separation the free GPUs it
+   leaves behind will be used by pods like it, not by the classes it keeps away.
 
-No score-merging scheduler can keep these wishes more strictly, and FGD is the best packer
-we know on these traces, so its unallocated GPU share is the figure to hold our models
-against once the separation and preferred-class goals are met: it measures what the
-wishes themselves cost in allocation.
+Sweeping the separation weight traces a frontier of unallocated GPUs against co-location
+(`simulate --frontier`); a scheduler that merges scores through kube-scheduler cannot keep
+the same wishes at a lower cost in GPUs than this one pays, unless it packs better than FGD.
 """
 
 from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from extender.policy.compiled import Policy, WorkloadName
 from extender.simulate.cluster import BoolArray, Cluster, PodRequest
 from extender.simulate.extender_model import model_class, trace_workload
-from extender.simulate.protocol import Placement, Scheduler
-from extender.simulate.trace import IntArray
+from extender.simulate.fragmentation import FloatArray, FragmentationModel, typical_pods
+from extender.simulate.protocol import Placement
+from extender.simulate.reference import first_whole_gpus
+from extender.simulate.trace import IntArray, PodTable
+
+MAX_SCORE = 100
 
 
-class WishTiers:
-    """Wraps a scheduler; narrows each GPU pod's feasible nodes to its best wish tier."""
+@dataclass(frozen=True, slots=True)
+class SeparationPrice:
+    """What node-level co-location costs, in GPUs of fragment growth (inf: hard)."""
 
-    def __init__(self, inner: Scheduler, cluster: Cluster, policy: Policy) -> None:
-        self.inner = inner
+    gpus: float
+    gpu_level: bool
+
+    @classmethod
+    def of(cls, policy: Policy, workload: WorkloadName) -> SeparationPrice:
+        rule = policy.workloads[workload].separation
+        weights = policy.weights
+        if rule.mode == "off" or not _avoided_by_or_avoiding(policy, workload):
+            return cls(0.0, gpu_level=False)
+        if rule.mode == "hard" or _hard_against(policy, workload):
+            return cls(math.inf, gpu_level=True)
+        if weights.separation <= 0:
+            return cls(0.0, gpu_level=False)
+        if weights.packing <= 0:
+            return cls(math.inf, gpu_level=True)
+        return cls(2.0 * weights.separation / weights.packing, gpu_level=True)
+
+
+def _avoided_by_or_avoiding(policy: Policy, workload: WorkloadName) -> frozenset[WorkloadName]:
+    """Workload classes this one keeps apart from, either way (separation is symmetric)."""
+    own = policy.workloads[workload].separation
+    mine = own.avoid if own.mode != "off" else frozenset()
+    theirs = {
+        name
+        for name, rules in policy.workloads.items()
+        if rules.separation.mode != "off" and workload in rules.separation.avoid
+    }
+    return frozenset(mine | theirs) - {workload}
+
+
+def _hard_against(policy: Policy, workload: WorkloadName) -> bool:
+    return any(
+        rules.separation.mode == "hard" and workload in rules.separation.avoid
+        for rules in policy.workloads.values()
+    )
+
+
+def with_separation_weight(policy: Policy, weight: float | None) -> Policy:
+    """The policy with its separation weight set (None: every separation made hard)."""
+    if weight is not None:
+        return replace(policy, weights=replace(policy.weights, separation=weight))
+    workloads = {
+        name: replace(rules, separation=replace(rules.separation, mode="hard"))
+        if rules.separation.avoid and rules.separation.mode != "off"
+        else rules
+        for name, rules in policy.workloads.items()
+    }
+    return replace(policy, workloads=workloads)
+
+
+class FgdWishes:
+    """FGD within the policy's preferred classes, paying the policy's separation price."""
+
+    name = "fgd+wishes"
+
+    def __init__(
+        self, cluster: Cluster, trace: PodTable, policy: Policy, tie_rank: IntArray
+    ) -> None:
         self.policy = policy
+        self.tie_rank = tie_rank
+        workloads = np.array([trace_workload_of(q, policy) for q in trace.qos], dtype=object)
+        self.general = FragmentationModel(typical_pods(trace), cluster)
+        self.models: dict[WorkloadName, FragmentationModel] = {}
+        for name in policy.workloads:
+            own = np.flatnonzero((workloads == name) | (trace.num_gpu == 0))
+            if (trace.num_gpu[own] > 0).any():
+                self.models[name] = FragmentationModel(typical_pods(trace.take(own)), cluster)
         node_class = np.array([model_class(m, policy) or "" for m in cluster.models])
-        self._preferred: dict[WorkloadName, BoolArray] = {
+        self.preferred: dict[WorkloadName, BoolArray] = {
             name: np.isin(node_class, sorted(rules.preferred_classes))
             for name, rules in policy.workloads.items()
         }
-        self._avoids = {
-            name: tuple(sorted(rules.separation.avoid)) for name, rules in policy.workloads.items()
+        self.apart = {name: _avoided_by_or_avoiding(policy, name) for name in policy.workloads}
+        self.price = {name: SeparationPrice.of(policy, name) for name in policy.workloads}
+        # Milli-GPU each workload class holds, per node and GPU.
+        self.held: dict[WorkloadName, IntArray] = {
+            name: np.zeros(cluster.gpu_free.shape, dtype=np.int64) for name in policy.workloads
         }
-        self._milli: dict[WorkloadName, IntArray] = {
-            name: np.zeros(len(cluster), dtype=np.int64) for name in policy.workloads
-        }
-
-    @property
-    def name(self) -> str:
-        return f"{self.inner.name}+wishes"
 
     def decide(
         self, cluster: Cluster, pod: PodRequest, feasible: BoolArray, rng: np.random.Generator
     ) -> Placement | None:
+        nodes = np.flatnonzero(feasible)
         if pod.num_gpu == 0:
-            return self.inner.decide(cluster, pod, feasible, rng)
+            before, after = self.general.fragment_after(cluster, nodes, pod.cpu_milli, 0, 0)
+            return Placement(self._best(nodes, _scores(after[:, 0] - before)))
         workload = trace_workload(pod, self.policy)
-        preferred = self._preferred[workload]
-        clear = np.ones(len(cluster), dtype=bool)
-        for avoided in self._avoids[workload]:
-            clear &= self._milli[avoided] == 0
-        narrowed = feasible
-        for tier in (preferred & clear, preferred, clear):
-            if (feasible & tier).any():
-                narrowed = feasible & tier
-                break
-        choice = self.inner.decide(cluster, pod, narrowed, rng)
-        if choice is not None:
-            self._milli[workload][choice.node] += pod.total_gpu_milli
-        return choice
+        price = self.price[workload]
+        avoided = np.zeros(cluster.gpu_free.shape, dtype=np.int64)
+        for other in self.apart[workload]:
+            avoided += self.held[other]
+        if math.isinf(price.gpus):  # hard: as our filter, refuse nodes with avoided pods
+            nodes = nodes[avoided[nodes].sum(axis=1) == 0]
+            if len(nodes) == 0:
+                return None
+        preferred = self.preferred[workload][nodes]
+        if preferred.any():
+            nodes = nodes[preferred]
+        model = self.models.get(workload, self.general)
+        before, after = model.fragment_after(
+            cluster, nodes, pod.cpu_milli, pod.gpu_milli, pod.num_gpu
+        )
+        growth = after - before[:, None]  # (nodes, GPU choices), NaN where it does not fit
+        if pod.is_sharing and price.gpu_level:
+            growth = np.where(avoided[nodes] > 0, np.nan, growth)
+        open_gpu = ~np.isnan(growth)
+        fits = open_gpu.any(axis=1)
+        if not fits.any():
+            return None  # only GPUs shared with avoided pods have room
+        nodes, growth = nodes[fits], growth[fits]
+        gpu = np.argmin(np.where(np.isnan(growth), np.inf, growth), axis=1)
+        cost = growth[np.arange(len(nodes)), gpu]
+        if price.gpus > 0 and not math.isinf(price.gpus):
+            cost = cost + price.gpus * WHOLE * (1.0 - _separation(avoided[nodes], cluster, nodes))
+        best = self._best(nodes, _scores(cost))
+        if pod.is_sharing:
+            gpus: tuple[int, ...] = (int(gpu[np.flatnonzero(nodes == best)[0]]),)
+        else:
+            gpus = first_whole_gpus(cluster, best, pod.num_gpu)
+        for g in gpus:
+            self.held[workload][best, g] += pod.gpu_milli
+        return Placement(best, gpus)
 
     def release(self, cluster: Cluster, pod: PodRequest, placement: Placement) -> None:
-        workload = trace_workload(pod, self.policy)
         if pod.num_gpu:
-            self._milli[workload][placement.node] -= pod.total_gpu_milli
-        release = getattr(self.inner, "release", None)
-        if release is not None:
-            release(cluster, pod, placement)
+            workload = trace_workload(pod, self.policy)
+            for g in placement.gpus:
+                self.held[workload][placement.node, g] -= pod.gpu_milli
+
+    def _best(self, nodes: IntArray, scores: IntArray) -> int:
+        top = nodes[scores == scores.max()]
+        return int(top[np.argmin(self.tie_rank[top])])
+
+
+WHOLE = 1000.0
+
+
+def _scores(growth_milli: FloatArray) -> IntArray:
+    """FGD's integer score of a fragment growth (milli-GPU): 100 x sigmoid(-growth/1000)."""
+    scores: IntArray = np.trunc(MAX_SCORE / (1.0 + np.exp(growth_milli / WHOLE))).astype(np.int64)
+    return scores
+
+
+def _separation(avoided: IntArray, cluster: Cluster, nodes: IntArray) -> FloatArray:
+    """rules/separation.py's score per node: 1 without avoided pods, else at most 0.5."""
+    held = avoided.sum(axis=1)
+    capacity = np.maximum(cluster.gpu_count[nodes] * 1000, 1)
+    score: FloatArray = np.where(held > 0, 0.5 * np.clip(1.0 - held / capacity, 0.0, 1.0), 1.0)
+    return score
+
+
+def trace_workload_of(qos: str, policy: Policy) -> WorkloadName:
+    """The workload class of a trace pod with this qos."""
+    return trace_workload(PodRequest(0, 0, qos=qos), policy)

@@ -8,8 +8,9 @@
 - `extender-profile-exact`: the same without rounding our score to the wire's 0..10
   integers (impossible in a real cluster; it measures what the rounding costs);
 - the FGD paper's reference policies, as validated against its published results;
-- `fgd+wishes`: FGD held to our policy's preferred classes and separation in strict tiers
-  (`bounds.py`): what those wishes cost the best packer, the bound for our models.
+- `fgd+wishes`: FGD held to our policy's preferred classes and separation, at the price
+  the policy's weights set (`bounds.py`): what those wishes cost the best packer, the
+  bound for our models.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import yaml
 
 from extender.errors import ExtenderError
 from extender.policy.compiled import Policy
-from extender.simulate.bounds import WishTiers
+from extender.simulate.bounds import FgdWishes
 from extender.simulate.cluster import Cluster
 from extender.simulate.extender_model import ExtenderProfile, ExtenderScheduler
 from extender.simulate.kube_scheduler import (
@@ -128,8 +129,9 @@ def model_factory(
     if name == "default":
         return lambda cluster, trace, rng: DefaultScheduler()
     if name == "fgd+wishes":
-        fgd = reference_policy("FGD")
-        return lambda cluster, trace, rng: WishTiers(fgd(cluster, trace, rng), cluster, policy)
+        return lambda cluster, trace, rng: FgdWishes(
+            cluster, trace, policy, rng.permutation(len(cluster)).astype(np.int64)
+        )
     if name not in OUR_MODELS:
         raise ProfileError(f"unknown model {name!r} (known: {', '.join(MODEL_NAMES)})")
     shipped = profile_from_config(config, policy.gpu_resource)

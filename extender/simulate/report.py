@@ -33,6 +33,7 @@ class Summary:
     seeds: int
     unallocated: Spread
     colocated: Spread
+    gpu_colocated: Spread
     preferred: Spread
     failed: Spread
     seconds: Spread
@@ -67,6 +68,7 @@ def summarise(results: Sequence[RunResult]) -> list[Summary]:
                 seeds=len(runs),
                 unallocated=Spread.of([r.unallocated_pct for r in runs]),
                 colocated=Spread.of([r.colocated_pct for r in runs]),
+                gpu_colocated=Spread.of([r.gpu_colocated_pct for r in runs]),
                 preferred=_spread_of_known([r.preferred_pct for r in runs]),
                 failed=Spread.of([float(r.failed) for r in runs]),
                 seconds=Spread.of([r.seconds for r in runs]),
@@ -83,7 +85,8 @@ def _spread_of_known(values: Sequence[float]) -> Spread:
 
 HEADER = (
     "| model | unallocated GPU % at 100% arrived | published | interactive GPUs co-located "
-    "with batch % | interactive on a preferred class % | failed pods | s/seed |"
+    "with batch on a node % | on a shared GPU % | interactive on a preferred class % "
+    "| failed pods | s/seed |"
 )
 
 
@@ -100,12 +103,13 @@ def table(summaries: Sequence[Summary]) -> str:
         )
         lines.append("")
         lines.append(HEADER)
-        lines.append("|---|---|---|---|---|---|---|")
+        lines.append("|---|---|---|---|---|---|---|---|")
         for s in rows:
             published = f"{s.published:.2f}" if s.published is not None else "-"
             lines.append(
                 f"| {s.model} | {fmt(s.unallocated)} | {published} | {fmt(s.colocated, 1)} "
-                f"| {fmt(s.preferred, 1)} | {fmt(s.failed, 0)} | {fmt(s.seconds, 1)} |"
+                f"| {fmt(s.gpu_colocated, 1)} | {fmt(s.preferred, 1)} | {fmt(s.failed, 0)} "
+                f"| {fmt(s.seconds, 1)} |"
             )
         lines.append("")
     return "\n".join(lines)

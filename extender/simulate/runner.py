@@ -52,6 +52,7 @@ class RunResult:
     arrivals: int
     failed: int
     colocated_pct: float
+    gpu_colocated_pct: float
     preferred_pct: float
     seconds: float
 
@@ -99,6 +100,7 @@ def run_task(task: Task) -> RunResult:
         arrivals=result.arrivals,
         failed=result.failed,
         colocated_pct=separation.colocated_pct,
+        gpu_colocated_pct=separation.gpu_colocated_pct,
         preferred_pct=separation.preferred_pct,
         seconds=result.seconds,
     )

@@ -3,6 +3,8 @@ apart, and how often interactive pods get the GPU class they prefer.
 
 - co-location: the share of interactive pods' GPU milli that sits on a node also holding
   batch pods' GPUs (at the end of a run; pods never leave in the paper's protocol);
+- GPU co-location: the same per GPU: interactive milli on GPUs that batch pods share (only
+  GPU-sharing pods can share one);
 - preferred class: of the interactive GPU pods that arrived while a node of one of their
   preferred classes could take them (fits, and allowed by their required classes), the
   share placed on a preferred class.
@@ -33,6 +35,8 @@ BATCH_QOS = "BE"
 class SeparationOutcome:
     colocated_pct: float
     """Interactive GPU milli on nodes that also hold batch GPU milli, % of all interactive."""
+    gpu_colocated_pct: float
+    """Interactive GPU milli on GPUs that also hold batch GPU milli, % of all interactive."""
     preferred_pct: float
     """Interactive pods placed on a preferred class, % of those that had room there (NaN
     when none had: the policy prefers no class, or its classes were always full)."""
@@ -53,8 +57,9 @@ class SeparationObserver:
         self.node_class: IntArray = np.array(
             [-1 if c is None else index[c] for c in classes], dtype=np.int64
         )
-        self.interactive_milli = np.zeros(len(cluster), dtype=np.int64)
-        self.batch_milli = np.zeros(len(cluster), dtype=np.int64)
+        # Milli-GPU per node and GPU.
+        self.interactive_milli = np.zeros(cluster.gpu_free.shape, dtype=np.int64)
+        self.batch_milli = np.zeros(cluster.gpu_free.shape, dtype=np.int64)
         self.had_room = 0
         self.on_preferred = 0
         self._preferred = self._class_mask(
@@ -88,34 +93,41 @@ class SeparationObserver:
                 if choice is not None and allowed[choice.node]:
                     self.on_preferred += 1
         if choice is not None:
-            if workload == self.interactive:
-                self.interactive_milli[choice.node] += pod.total_gpu_milli
-            elif workload == self.batch:
-                self.batch_milli[choice.node] += pod.total_gpu_milli
+            self._count(workload, pod, choice, +1)
         return choice
+
+    def _count(self, workload: WorkloadName, pod: PodRequest, where: Placement, sign: int) -> None:
+        held = {self.interactive: self.interactive_milli, self.batch: self.batch_milli}
+        if workload in held:
+            held[workload][where.node, list(where.gpus)] += sign * pod.gpu_milli
 
     def release(self, cluster: Cluster, pod: PodRequest, placement: Placement) -> None:
         """A pod left (time-ordered replays): forget its GPUs, tell the scheduler."""
-        workload = self.workload_of(pod)
-        if workload == self.interactive:
-            self.interactive_milli[placement.node] -= pod.total_gpu_milli
-        elif workload == self.batch:
-            self.batch_milli[placement.node] -= pod.total_gpu_milli
+        self._count(self.workload_of(pod), pod, placement, -1)
         release = getattr(self.inner, "release", None)
         if release is not None:
             release(cluster, pod, placement)
 
     def colocated_pct(self) -> float:
         """Interactive GPU milli on nodes also holding batch GPU milli, % (now)."""
-        total = int(self.interactive_milli.sum())
-        shared = int(self.interactive_milli[self.batch_milli > 0].sum())
-        return 100.0 * shared / total if total else 0.0
+        interactive = self.interactive_milli.sum(axis=1)
+        return _share(interactive, self.batch_milli.sum(axis=1) > 0)
+
+    def gpu_colocated_pct(self) -> float:
+        """Interactive GPU milli on GPUs also holding batch GPU milli, % (now)."""
+        return _share(self.interactive_milli, self.batch_milli > 0)
 
     def outcome(self) -> SeparationOutcome:
         return SeparationOutcome(
             colocated_pct=self.colocated_pct(),
+            gpu_colocated_pct=self.gpu_colocated_pct(),
             preferred_pct=(
                 100.0 * self.on_preferred / self.had_room if self.had_room else math.nan
             ),
             preferred_had_room=self.had_room,
         )
+
+
+def _share(milli: IntArray, where: BoolArray) -> float:
+    total = int(milli.sum())
+    return 100.0 * int(milli[where].sum()) / total if total else 0.0

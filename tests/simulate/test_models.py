@@ -3,13 +3,18 @@ measures, and the report a person reads."""
 
 from __future__ import annotations
 
+import re
+import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from extender.cli.main import main
-from extender.simulate import PodRequest
+from extender.policy.compiled import Policy
+from extender.simulate import Cluster, PodRequest, PodTable
+from extender.simulate.bounds import with_separation_weight
 from extender.simulate.kube_scheduler import GPU, DefaultScheduler
 from extender.simulate.models import (
     MODEL_NAMES,
@@ -109,9 +114,39 @@ def test_co_location_counts_interactive_gpus_on_nodes_with_batch_gpus() -> None:
     outcome = observer.outcome()
 
     assert outcome.colocated_pct == pytest.approx(100 / 3)
+    assert outcome.gpu_colocated_pct == 0.0  # whole GPUs: never one GPU for both
     # The V100M32 node (preferred) had room for all three; only the last went there.
     assert outcome.preferred_had_room == 3
     assert outcome.preferred_pct == pytest.approx(100 / 3)
+
+
+def test_gpu_co_location_counts_interactive_shares_on_gpus_batch_shares_too() -> None:
+    policy = openb_policy()
+    cluster = make_cluster(("G2", 2))
+    gpus = iter([(0,), (0,), (1,)])
+
+    class Fixed:
+        name = "fixed"
+
+        def decide(self, *_: object) -> Placement:
+            return Placement(0, next(gpus))
+
+    observer = SeparationObserver(Fixed(), cluster, policy)
+    rng = np.random.default_rng(0)
+    placed = []
+    # batch 300 on GPU 0, interactive 200 beside it on GPU 0, interactive 600 alone on GPU 1
+    for qos, milli in (("BE", 300), ("LS", 200), ("LS", 600)):
+        pod = PodRequest(1_000, 1_024, 1, milli, (), qos)
+        choice = observer.decide(cluster, pod, cluster.feasible(pod), rng)
+        assert choice is not None
+        cluster.place(choice.node, choice.gpus, pod)
+        placed.append((pod, choice))
+
+    assert observer.outcome().gpu_colocated_pct == pytest.approx(100 * 200 / 800)
+    assert observer.outcome().colocated_pct == 100.0
+    batch_pod, batch_choice = placed[0]
+    observer.release(cluster, batch_pod, batch_choice)  # the batch pod leaves
+    assert observer.outcome().gpu_colocated_pct == 0.0
 
 
 def test_the_default_model_is_the_default_profile() -> None:
@@ -122,13 +157,13 @@ def test_the_default_model_is_the_default_profile() -> None:
 
 def test_the_report_summarises_seeds_with_their_spread() -> None:
     runs = [
-        RunResult("fgd", "default", seed, u, (50.0,) * 131, 10_000, 100, c, 90.0, 1.0)
-        for seed, u, c in ((42, 4.0, 10.0), (43, 5.0, 20.0), (44, 6.0, 30.0))
+        RunResult("fgd", "default", seed, u, (50.0,) * 131, 10_000, 100, c, g, 90.0, 1.0)
+        for seed, u, c, g in ((42, 4.0, 10.0, 0.0), (43, 5.0, 20.0, 1.0), (44, 6.0, 30.0, 0.0))
     ]
 
     text = table(summarise(runs))
 
-    assert "| fgd | 5.00 [4.00-6.00] | 4.77 | 20.0 [10.0-30.0] |" in text
+    assert "| fgd | 5.00 [4.00-6.00] | 4.77 | 20.0 [10.0-30.0] | 0.0 [0.0-1.0] | 90.0 |" in text
     assert "FGD's published median 4.77" in text
 
 
@@ -177,7 +212,11 @@ def test_simulate_prints_a_table_and_writes_a_report_with_plots(
     assert "| default+extender |" in out
     assert "[6/6] tiny fgd seed 43" in err
     assert (tmp_path / "quality" / "tiny.png").stat().st_size > 10_000
-    assert "![tiny](quality/tiny.png)" in report.read_text()
+    written = report.read_text()
+    assert "![tiny](quality/tiny.png)" in written
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    assert f"- commit: {head.stdout.strip()}" in written
+    assert re.search(r"finished \d{4}-\d\d-\d\d \d\d:\d\d UTC", written)
     curves = (tmp_path / "quality" / "allocation.csv").read_text().splitlines()
     assert curves[0].startswith("trace,model,arrived_0,arrived_1,")
     assert curves[1].startswith("tiny,fgd,")
@@ -204,3 +243,60 @@ def test_fgd_held_to_our_wishes_keeps_workloads_apart_and_on_preferred_classes()
     assert place(PodRequest(1_000, 1_024, 1, 1000, (), "LS")) == 1 - batch_node
     # And batch keeps to the node it already holds.
     assert place(PodRequest(1_000, 1_024, 1, 500, (), "BE")) == batch_node
+
+
+def _placer(
+    policy: Policy, cluster: Cluster, trace: PodTable
+) -> Callable[[PodRequest], Placement | None]:
+    scheduler = model_factory("fgd+wishes", policy)(cluster, trace, np.random.default_rng(0))
+    rng = np.random.default_rng(0)
+
+    def place(pod: PodRequest) -> Placement | None:
+        choice = scheduler.decide(cluster, pod, cluster.feasible(pod), rng)
+        if choice is not None:
+            cluster.place(choice.node, choice.gpus, pod)
+        return choice
+
+    return place
+
+
+def test_fgd_held_to_our_wishes_never_shares_a_gpu_between_interactive_and_batch() -> None:
+    cluster = make_cluster(("V100M32", 1))
+    place = _placer(openb_policy(), cluster, pod_table([share(300), share(500)]))
+
+    assert place(PodRequest(1_000, 1_024, 1, 300, (), "BE")) is not None
+    # Room for 700 more on the only GPU, but batch holds it: the interactive pod is refused.
+    assert place(PodRequest(1_000, 1_024, 1, 500, (), "LS")) is None
+    # Another batch pod may share it.
+    assert place(PodRequest(1_000, 1_024, 1, 500, (), "BE")) is not None
+
+
+@pytest.mark.parametrize(
+    ("weight", "shares_node"), [(0.5, True), (3.0, False)], ids=["cheap", "dear"]
+)
+def test_the_separation_weight_is_the_price_fgd_held_to_our_wishes_pays(
+    weight: float, shares_node: bool
+) -> None:
+    policy = with_separation_weight(openb_policy(), weight)
+    cluster = make_cluster(("V100M32", 2), ("V100M32", 2))
+    # Typical pods take two whole GPUs: the second GPU beside the batch pod is a fragment
+    # only an interactive pod there would fill (2 GPUs of fragment saved).
+    place = _placer(policy, cluster, pod_table([whole(2)]))
+
+    batch = place(PodRequest(1_000, 1_024, 1, 1000, (), "BE"))
+    interactive = place(PodRequest(1_000, 1_024, 1, 1000, (), "LS"))
+
+    assert batch is not None
+    assert interactive is not None
+    # Co-locating costs 2 x weight x 0.75 GPUs of fragment (separation score 0.25): less
+    # than the 2 saved at weight 0.5, more at 3.
+    assert (interactive.node == batch.node) is shares_node
+
+
+def test_hard_separation_refuses_nodes_with_avoided_pods_in_the_bound_too() -> None:
+    policy = with_separation_weight(openb_policy(), None)
+    cluster = make_cluster(("G2", 8))
+    place = _placer(policy, cluster, pod_table([whole(1)]))
+
+    assert place(PodRequest(1_000, 1_024, 1, 1000, (), "BE")) is not None
+    assert place(PodRequest(1_000, 1_024, 1, 1000, (), "LS")) is None
