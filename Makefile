@@ -67,9 +67,14 @@ soak: controlplane
 bench: controlplane
 	PYTHONPATH=hack $(BIN)/python -m bench $(BENCH_ARGS)
 
-# Scheduling quality on the shipped openb traces, every model, seeds 42..51 (docs/quality.md).
+# Scheduling quality on the shipped openb traces, every model, seeds 42..51 (docs/quality.md);
+# then the frontier: ours and FGD held to our wishes with the separation weight swept
+# (docs/quality-frontier.md; three traces with interactive and batch pods, seeds 42..44).
 OPENB := data/openb
 TRACES := default gpushare40 gpushare100 multigpu20 cpu050 gpuspec10 gpuspec20
+FRONTIER_TRACES ?= default gpushare100 gpuspec20
+FRONTIER ?= 0,0.25,policy,10,hard
+FRONTIER_SEEDS ?= 42-44
 SIMULATE := $(BIN)/gpuclass-extender simulate --nodes $(OPENB)/openb_node_list_gpu_node.csv \
 	  --policy manifests/examples/openb-policy.yaml --jobs 2
 quality: $(STAMP)
@@ -77,6 +82,9 @@ quality: $(STAMP)
 	  --report docs/quality.md $(QUALITY_ARGS)
 	$(SIMULATE) --mode timeline --pods $(OPENB)/openb_pod_list_default.csv \
 	  --models default,default+extender,extender-profile,fgd --report docs/quality-timeline.md
+	$(SIMULATE) $(foreach t,$(FRONTIER_TRACES),--pods $(OPENB)/openb_pod_list_$(t).csv) \
+	  --models extender-profile,fgd+wishes --frontier $(FRONTIER) --seeds $(FRONTIER_SEEDS) \
+	  --report docs/quality-frontier.md
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

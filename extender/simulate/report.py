@@ -38,6 +38,7 @@ class Summary:
     failed: Spread
     seconds: Spread
     curve: tuple[float, ...]  # median allocation % at each arrived percent
+    separation: str = ""  # the frontier point: separation weight, `hard`, or the policy's
 
     @property
     def published_fgd(self) -> float | None:
@@ -52,11 +53,11 @@ class Summary:
 
 def summarise(results: Sequence[RunResult]) -> list[Summary]:
     """Per (trace, model), in the order they first appear."""
-    groups: dict[tuple[str, str], list[RunResult]] = {}
+    groups: dict[tuple[str, str, str], list[RunResult]] = {}
     for result in results:
-        groups.setdefault((result.trace, result.model), []).append(result)
+        groups.setdefault((result.trace, result.model, result.separation), []).append(result)
     summaries = []
-    for (trace, model), runs in groups.items():
+    for (trace, model, separation), runs in groups.items():
         curves = np.array([r.curve for r in runs], dtype=np.float64)
         with warnings.catch_warnings():  # a percent no arrival rounded to stays NaN
             warnings.simplefilter("ignore", RuntimeWarning)
@@ -73,6 +74,7 @@ def summarise(results: Sequence[RunResult]) -> list[Summary]:
                 failed=Spread.of([float(r.failed) for r in runs]),
                 seconds=Spread.of([r.seconds for r in runs]),
                 curve=tuple(float(x) for x in median_curve),
+                separation=separation,
             )
         )
     return summaries
@@ -233,3 +235,60 @@ def write_curves(summaries: Sequence[Summary], directory: Path) -> Path:
         rows.append(",".join([s.trace, s.model, *cells]))
     path.write_text("\n".join(rows) + "\n")
     return path
+
+
+FRONTIER_HEADER = (
+    "| model | separation weight | unallocated GPU % at 100% arrived | interactive GPUs "
+    "co-located with batch on a node % | on a shared GPU % | interactive on a preferred "
+    "class % |"
+)
+
+
+def frontier_table(summaries: Sequence[Summary]) -> str:
+    """Per trace, each model at each separation weight: the points of the frontier."""
+    lines: list[str] = []
+    for trace in dict.fromkeys(s.trace for s in summaries):
+        rows = [s for s in summaries if s.trace == trace]
+        lines += [f"**{trace}** ({rows[0].seeds} seeds)", "", FRONTIER_HEADER]
+        lines.append("|---|---|---|---|---|---|")
+        for s in rows:
+            lines.append(
+                f"| {s.model} | {s.separation or 'policy'} | {fmt(s.unallocated)} | {fmt(s.colocated, 1)} "
+                f"| {fmt(s.gpu_colocated, 1)} | {fmt(s.preferred, 1)} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot_frontier(summaries: Sequence[Summary], directory: Path) -> list[Path]:
+    """Per trace: unallocated GPUs against co-location, a line per model through its
+    separation weights (medians of seeds), each point labelled with its weight."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for trace in dict.fromkeys(s.trace for s in summaries):
+        figure, axes = plt.subplots(figsize=(7.5, 5.2))
+        for model in dict.fromkeys(s.model for s in summaries if s.trace == trace):
+            points = [s for s in summaries if s.trace == trace and s.model == model]
+            x = [s.colocated.median for s in points]
+            y = [s.unallocated.median for s in points]
+            axes.plot(x, y, marker="o", linewidth=1.2, label=model)
+            for s, px, py in zip(points, x, y, strict=True):
+                axes.annotate(
+                    s.separation, (px, py), fontsize=7, xytext=(3, 3), textcoords="offset points"
+                )
+        axes.set_xlabel("interactive GPUs on nodes with batch pods, %")
+        axes.set_ylabel("unallocated GPUs at 100% arrived, %")
+        axes.set_title(f"{trace}: separation weight swept (median of seeds)")
+        axes.legend(fontsize=8)
+        axes.grid(alpha=0.3)
+        figure.tight_layout()
+        path = directory / f"{trace}-frontier.png"
+        figure.savefig(path, dpi=110)
+        plt.close(figure)
+        written.append(path)
+    return written

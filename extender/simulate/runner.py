@@ -14,6 +14,7 @@ import numpy as np
 
 from extender.policy.compiled import Policy
 from extender.policy.loader import load_policy_file
+from extender.simulate.bounds import with_separation_weight
 from extender.simulate.cluster import Cluster, pod_requests
 from extender.simulate.models import SECOND_SCHEDULER_CONFIG, model_factory
 from extender.simulate.protocol import Scheduler, run_seed, scheduling_rng
@@ -35,6 +36,9 @@ class Task:
     """The KubeSchedulerConfiguration `extender-profile` models (default: the shipped one)."""
     load: float = 0.4
     """Time-ordered replays: offered GPU load the arrivals are compressed to."""
+    separation: str = ""
+    """The policy's separation weight replaced by this number, or every separation made
+    `hard`; empty: the policy as written (a point of `simulate --frontier`)."""
 
     @property
     def trace(self) -> str:
@@ -55,6 +59,7 @@ class RunResult:
     gpu_colocated_pct: float
     preferred_pct: float
     seconds: float
+    separation: str = ""
 
 
 def trace_name(pods: Path) -> str:
@@ -78,9 +83,19 @@ def _policy(path: Path) -> Policy:
     return load_policy_file(path)
 
 
+def task_policy(task: Task) -> Policy:
+    """The task's policy, with the separation weight of its frontier point."""
+    policy = _policy(task.policy)
+    if not task.separation:
+        return policy
+    return with_separation_weight(
+        policy, None if task.separation == "hard" else float(task.separation)
+    )
+
+
 def run_task(task: Task) -> RunResult:
     """One seed of one model, with our separation measures taken on the side."""
-    policy = _policy(task.policy)
+    policy = task_policy(task)
     factory = model_factory(task.model, policy, task.scheduler_config)
     observers: list[SeparationObserver] = []
 
@@ -103,6 +118,7 @@ def run_task(task: Task) -> RunResult:
         gpu_colocated_pct=separation.gpu_colocated_pct,
         preferred_pct=separation.preferred_pct,
         seconds=result.seconds,
+        separation=task.separation,
     )
 
 

@@ -300,3 +300,39 @@ def test_hard_separation_refuses_nodes_with_avoided_pods_in_the_bound_too() -> N
 
     assert place(PodRequest(1_000, 1_024, 1, 1000, (), "BE")) is not None
     assert place(PodRequest(1_000, 1_024, 1, 1000, (), "LS")) is None
+
+
+def test_simulate_sweeps_the_separation_weight_into_a_frontier(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    nodes, pods, report = tmp_path / "nodes.csv", tmp_path / "tiny.csv", tmp_path / "frontier.md"
+    nodes.write_text(NODES_CSV)
+    pods.write_text(_pods_csv())
+    argv = ["simulate", "--nodes", str(nodes), "--pods", str(pods)]
+    argv += ["--policy", "manifests/examples/openb-policy.yaml", "--seeds", "42"]
+
+    status = main(
+        [*argv, "--models", "fgd+wishes,default", "--frontier", "0,policy,hard"]
+        + ["--report", str(report)]
+    )
+
+    out, err = capsys.readouterr()
+    assert status == 0
+    assert "[6/6]" in err
+    rows = [line for line in out.splitlines() if line.startswith("| fgd+wishes |")]
+    assert [row.split(" | ")[1] for row in rows] == ["0", "policy", "hard"]
+    # Free separation lets batch and interactive share nodes; hard separation never does.
+    colocated = [float(row.split(" | ")[3].split()[0]) for row in rows]
+    assert colocated[2] == 0.0
+    assert colocated[0] > 0.0
+    assert (tmp_path / "frontier" / "tiny-frontier.png").stat().st_size > 10_000
+    assert "frontier: 0, policy, hard" in report.read_text()
+
+
+def test_a_frontier_point_must_be_a_weight_hard_or_policy(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        main(["simulate", "--nodes", "n", "--pods", "p", "--policy", "x", "--frontier", "-1"])
+
+    assert "'-1': expected a separation weight >= 0, hard or policy" in capsys.readouterr().err
