@@ -28,6 +28,7 @@ class Keys:
     pod_preferred_classes: str
     pod_tolerate_dedicated: str
     pod_gpu_milli: str
+    pod_gpu_devices: str
 
     @classmethod
     def for_document(cls, doc: PolicyDocument) -> Keys:
@@ -43,6 +44,7 @@ class Keys:
             pod_preferred_classes=f"{p}preferred-classes",
             pod_tolerate_dedicated=f"{p}tolerate-dedicated",
             pod_gpu_milli=f"{p}gpu-milli",
+            pod_gpu_devices=f"{p}gpu-devices",
         )
 
 
@@ -114,6 +116,9 @@ class Policy:
     attribute_keys: tuple[str, ...] = ()
     # Every node label classification or a rule reads; the cache keeps only these.
     node_label_keys: frozenset[str] = field(default=frozenset())
+    # Workload class -> the classes it is kept apart from, either way (A avoids B or B
+    # avoids A, mode not off): pods of these never share one GPU (rules/gpu_fit.py).
+    apart: dict[WorkloadName, frozenset[WorkloadName]] = field(default_factory=dict)
 
     @classmethod
     def compile(cls, doc: PolicyDocument, digest: str) -> Policy:
@@ -194,6 +199,7 @@ class Policy:
             ),
             attribute_keys=tuple(sorted({a.key for w in workloads.values() for a in w.attributes})),
             node_label_keys=_node_label_keys(doc, workloads),
+            apart=_apart(workloads),
         )
 
     @property
@@ -205,10 +211,29 @@ class Policy:
     @property
     def pod_inputs(self) -> Hashable:
         """As `node_inputs`, for the pod facts a cache keeps (GPU demand, workload label)."""
-        return (self.gpu_resource, self.keys.pod_gpu_milli, self.keys.pod_workload)
+        return (
+            self.gpu_resource,
+            self.keys.pod_gpu_milli,
+            self.keys.pod_gpu_devices,
+            self.keys.pod_workload,
+        )
 
     def rank(self, name: ClassName | None) -> int | None:
         return None if name is None else self.rank_of.get(name)
+
+
+def _apart(
+    workloads: dict[WorkloadName, WorkloadDefaults],
+) -> dict[WorkloadName, frozenset[WorkloadName]]:
+    avoids = {
+        name: w.separation.avoid if w.separation.mode != "off" else frozenset()
+        for name, w in workloads.items()
+    }
+    return {
+        name: frozenset(avoids[name] | {other for other in workloads if name in avoids[other]})
+        - {name}
+        for name in workloads
+    }
 
 
 def _node_label_keys(

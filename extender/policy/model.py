@@ -114,6 +114,12 @@ class Separation(_Model):
     topology_key: str = Field(default="kubernetes.io/hostname", pattern=LABEL_KEY)
     """Domain of separation: node (`kubernetes.io/hostname`), rack or zone label."""
 
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _bare_off(cls, value: object) -> object:
+        # YAML 1.1 reads a bare `off` as false: take it as the word the admin wrote.
+        return "off" if value is False else value
+
 
 class WorkloadClassSpec(_Model):
     """Defaults for pods of one workload class; pods may override the GPU-class wishes."""

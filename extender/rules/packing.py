@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from extender.policy.compiled import Policy
 from extender.policy.intent import WHOLE_GPU, GpuDemand, PodIntent
 from extender.rules.base import ClusterView, clamp01
+from extender.rules.gpu_fit import blocked_devices
 from extender.state.cache import DemandMix
 from extender.state.devices import pick_devices
 from extender.state.features import NodeFeatures
@@ -50,9 +51,14 @@ def fragment(free: Sequence[int], mix: DemandMix) -> float:
     return sum(weight * unusable(free, demand) for demand, weight in mix)
 
 
-def fragment_growth(node: NodeFeatures, demand: GpuDemand, mix: DemandMix) -> float | None:
+def fragment_growth(
+    node: NodeFeatures,
+    demand: GpuDemand,
+    mix: DemandMix,
+    blocked: frozenset[int] = frozenset(),
+) -> float | None:
     """How much placing the pod grows the node's expected fragment (None: it does not fit)."""
-    devices = pick_devices(node.free, demand)
+    devices = pick_devices(node.free, demand, blocked)
     if devices is None:
         return None
     after = list(node.free)
@@ -71,7 +77,8 @@ def score(pod: PodIntent, node: NodeFeatures, cluster: ClusterView, policy: Poli
         return 0.0
     strategy = policy.workloads[pod.workload].packing
     if strategy == "fragmentation":
-        growth = fragment_growth(node, pod.demand, cluster.demand_mix() or ((pod.demand, 1.0),))
+        mix = cluster.demand_mix() or ((pod.demand, 1.0),)
+        growth = fragment_growth(node, pod.demand, mix, blocked_devices(pod, node, policy))
         # Filling a fragment (growth -1 GPU) scores 1, leaving it as it was 0.5, making a
         # whole GPU unusable 0.
         return 0.0 if growth is None else clamp01(0.5 - growth / (2 * WHOLE_GPU))

@@ -34,7 +34,7 @@ from extender.server.admission import ADMISSION, Admission, admission_routes
 from extender.server.events import record_scored, record_unschedulable
 from extender.server.explain import explanation_json
 from extender.server.metrics import Metrics
-from extender.state.cache import ClusterCache
+from extender.state.cache import ClusterCache, devices_annotation
 from extender.state.events import EventRecorder
 from extender.state.features import NodeFeatures
 from extender.wire import (
@@ -60,7 +60,9 @@ log = logging.getLogger(__name__)
 class Binder(Protocol):
     """Creates the pods/binding of a pod to a node; raises KubeError on failure."""
 
-    async def __call__(self, *, namespace: str, name: str, uid: str, node: str) -> None: ...
+    async def __call__(
+        self, *, namespace: str, name: str, uid: str, node: str, annotations: dict[str, str]
+    ) -> None: ...
 
 
 class DoctorSource(Protocol):
@@ -344,9 +346,15 @@ async def _bind(request: web.Request, args: ExtenderBindingArgs) -> web.Response
         return _bind_answer(request, args, "refused", f"{what}: refused: {refusal}")
     # Charge the pod before the API call: the next pod's filter may run while we wait.
     assumed = cache.assume(args.PodUID, args.Node)
+    # The GPU a sharing pod was charged to goes on the pod with the binding (no extra call).
+    annotations = devices_annotation(assumed, request.app[STORE].current) if assumed else {}
     try:
         await request.app[BINDER](
-            namespace=args.PodNamespace, name=args.PodName, uid=args.PodUID, node=args.Node
+            namespace=args.PodNamespace,
+            name=args.PodName,
+            uid=args.PodUID,
+            node=args.Node,
+            annotations=annotations,
         )
     except KubeError as exc:
         if assumed is not None:
@@ -604,7 +612,7 @@ def create_health_app(
     return app
 
 
-async def _no_binder(**_: str) -> None:
+async def _no_binder(**_: object) -> None:
     raise KubeError("bind is not enabled: the extender runs without API credentials to bind")
 
 

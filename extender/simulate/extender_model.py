@@ -146,9 +146,12 @@ class ExtenderScheduler:
             np.asarray(ours, dtype=np.float64) * self.profile.weight * EXTENDER_SCALE
         )
         node = select_host(nodes, scores, rng)
-        gpus = device_plugin_gpus(cluster, pod, node)
-        # What the watch would deliver once the pod is bound.
+        # What the watch would deliver once the pod is bound; the cache charges the GPUs our
+        # filter counted on (never one shared with a workload kept apart), which our bind
+        # names to the device plugin.
         self.cache.upsert_pod(trace_pod(pod, uid, self.policy, node=cluster.names[node]))
+        record = self.cache.pod(uid)
+        gpus = record.devices if record is not None else device_plugin_gpus(cluster, pod, node)
         return Placement(node, gpus, token=uid)
 
     def release(self, cluster: Cluster, pod: PodRequest, placement: Placement) -> None:

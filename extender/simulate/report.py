@@ -253,8 +253,8 @@ def frontier_table(summaries: Sequence[Summary]) -> str:
         lines.append("|---|---|---|---|---|---|")
         for s in rows:
             lines.append(
-                f"| {s.model} | {s.separation or 'policy'} | {fmt(s.unallocated)} | {fmt(s.colocated, 1)} "
-                f"| {fmt(s.gpu_colocated, 1)} | {fmt(s.preferred, 1)} |"
+                f"| {s.model} | {s.separation or 'policy'} | {fmt(s.unallocated)} "
+                f"| {fmt(s.colocated, 1)} | {fmt(s.gpu_colocated, 1)} | {fmt(s.preferred, 1)} |"
             )
         lines.append("")
     return "\n".join(lines)

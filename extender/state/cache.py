@@ -19,13 +19,15 @@ import msgspec
 
 from extender.policy.compiled import ClassName, Policy, WorkloadName
 from extender.policy.intent import (
+    MAX_GPUS_PER_NODE,
+    WHOLE_GPU,
     GpuDemand,
     WorkloadInputs,
     gpu_demand,
     workload_from,
     workload_inputs,
 )
-from extender.state.devices import charge, place_anyway
+from extender.state.devices import charge, hold, place_anyway
 from extender.state.features import HOSTNAME_KEY, NodeFeatures, features_of, node_features
 from extender.state.shapes import NodeShape, ShapeTable
 from extender.wire.types import Node, Pod
@@ -53,6 +55,8 @@ class PodRecord(msgspec.Struct, gc=False):
     inputs: WorkloadInputs
     devices: tuple[int, ...] = ()
     assumed_until: float | None = None  # set while only our bind says where it runs
+    # The GPUs our bind named on the pod (annotation <prefix>gpu-devices), if any.
+    pinned: tuple[int, ...] = ()
 
     @property
     def key(self) -> str:
@@ -195,8 +199,9 @@ class ClusterCache:
             return cached
         features = node_features(node, self._policy)
         for record in self.pods_on(node.metadata.name):
-            devices = place_anyway(features.free, record.demand)
+            devices = self._devices_for(features, record)
             charge(features.free, devices, record.demand.milli, +1)
+            hold(features.holders, devices, record.workload, record.demand.milli, +1)
             _add(features.held, record.workload, record.demand.total_milli)
         features.shape = self._shapes.shape_of(features, self._policy)
         return features
@@ -379,6 +384,7 @@ class ClusterCache:
         inputs = self._interned(workload_inputs(pod, self._policy))
         workload = workload_from(inputs, self._policy)[0] or self._policy.default_workload
         demand = self._interned(demand)
+        pinned = _pinned_devices(pod, self._policy, demand)
         record = self._pods.get(uid)
         node = pod.spec.nodeName
         if node:
@@ -386,7 +392,12 @@ class ClusterCache:
         if record is not None:
             if not node and record.assumed_until is not None:
                 node = record.node  # our bind is ahead of the watch: keep the assumption
-            unchanged = (record.node, record.workload, record.demand) == (node, workload, demand)
+            unchanged = (record.node, record.workload, record.demand, record.pinned) == (
+                node,
+                workload,
+                demand,
+                pinned,
+            )
             if unchanged:
                 record.inputs = inputs
                 if pod.spec.nodeName == record.node:
@@ -402,6 +413,7 @@ class ClusterCache:
             workload=workload,
             demand=demand,
             inputs=inputs,
+            pinned=pinned,
         )
         self._count_demand(demand, +1)
         if node and not pod.spec.nodeName:
@@ -547,10 +559,11 @@ class ClusterCache:
         if features is None:
             return  # charged when the node arrives
         free_before = features.free_milli
-        devices = place_anyway(features.free, record.demand)
+        devices = self._devices_for(features, record)
         # Few distinct tuples (subsets of a node's GPU indices): a plain table is bounded.
         record.devices = self._device_tuples.setdefault(devices, devices)
         charge(features.free, record.devices, record.demand.milli, +1)
+        hold(features.holders, record.devices, record.workload, record.demand.milli, +1)
         self._account(features, record, +1, features.free_milli - free_before)
         self._reshape(features)
 
@@ -568,9 +581,20 @@ class ClusterCache:
         # A pod on a node without GPUs holds no devices but was still counted in `held`.
         free_before = features.free_milli
         charge(features.free, record.devices, record.demand.milli, -1)
+        hold(features.holders, record.devices, record.workload, record.demand.milli, -1)
         record.devices = ()
         self._account(features, record, -1, features.free_milli - free_before)
         self._reshape(features)
+
+    def _devices_for(self, features: NodeFeatures, record: PodRecord) -> tuple[int, ...]:
+        """The GPUs a bound pod holds: those our bind named on it while they have room;
+        else as our filter would choose them (never one shared with a workload class it
+        is kept apart from), else wherever it fits."""
+        pinned, milli = record.pinned, record.demand.milli
+        if pinned and all(i < len(features.free) and features.free[i] >= milli for i in pinned):
+            return pinned
+        apart = self._policy.apart.get(record.workload, frozenset())
+        return place_anyway(features.free, record.demand, features.apart_devices(apart))
 
     def _reshape(self, features: NodeFeatures) -> None:
         shape = self._shapes.shape_of(features, self._policy)
@@ -636,6 +660,29 @@ def _typical(demands: Counter[GpuDemand]) -> DemandMix:
         kept.append((demand, count))
         covered += count
     return tuple((demand, count / covered) for demand, count in kept)
+
+
+def _pinned_devices(pod: Pod, policy: Policy, demand: GpuDemand) -> tuple[int, ...]:
+    """GPU indices our bind named on a pod ("0" or "2,3"); () when absent or not one index
+    per GPU the pod asks for (then the cache chooses, as for any pod)."""
+    raw = (pod.metadata.annotations or {}).get(policy.keys.pod_gpu_devices)
+    if not raw or demand.gpus == 0:
+        return ()
+    try:
+        indices = tuple(sorted({int(part) for part in raw.split(",")}))
+    except ValueError:
+        return ()
+    if len(indices) != demand.gpus or indices[0] < 0 or indices[-1] >= MAX_GPUS_PER_NODE:
+        return ()
+    return indices
+
+
+def devices_annotation(record: PodRecord, policy: Policy) -> dict[str, str]:
+    """What our bind writes on a GPU-sharing pod: the GPU the cache charged it to, for the
+    device plugin (and for the cache after a restart); nothing for whole-GPU pods."""
+    if not record.devices or record.demand.milli >= WHOLE_GPU:
+        return {}
+    return {policy.keys.pod_gpu_devices: ",".join(map(str, record.devices))}
 
 
 def _in_shared_domain(features: NodeFeatures) -> bool:

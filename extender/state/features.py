@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from extender.policy.compiled import Mode, Policy, WorkloadName
 from extender.policy.intent import MAX_GPUS_PER_NODE, WHOLE_GPU
 from extender.policy.node_class import NodeClass, classify_node
+from extender.state.devices import DeviceHolders, apart_devices
 from extender.wire.quantity import QuantityError, whole_units
 from extender.wire.types import Node, Quantity
 
@@ -65,6 +66,7 @@ class NodeFeatures:
     findings: tuple[str, ...]
     # Usage, updated on pod events:
     free: list[int] = field(default_factory=list)  # per device, milli-GPU
+    holders: DeviceHolders = field(default_factory=list)  # per device, milli per workload
     held: dict[WorkloadName, int] = field(default_factory=dict)  # milli-GPU per workload
     # Interned summary of all the above that rules read; set by the cache on every change.
     shape: NodeShape | None = None
@@ -76,6 +78,10 @@ class NodeFeatures:
     @property
     def free_milli(self) -> int:
         return sum(f for f in self.free if f > 0)
+
+    def apart_devices(self, apart: frozenset[WorkloadName]) -> frozenset[int]:
+        """Devices a sharing pod kept apart from these workload classes may not use."""
+        return apart_devices(self.holders, apart)
 
 
 def domain_of(node_name: str, labels: dict[str, str], key: str) -> str:
@@ -126,6 +132,7 @@ def features_of(facts: NodeFacts, policy: Policy) -> NodeFeatures:
         unschedulable=facts.unschedulable,
         findings=tuple(findings),
         free=[WHOLE_GPU] * gpu_count,
+        holders=[{} for _ in range(gpu_count)],
     )
 
 

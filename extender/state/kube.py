@@ -61,14 +61,23 @@ async def api_client(kubeconfig: Path | None = None) -> client.ApiClient:
 
 
 async def bind_pod(
-    api: client.CoreV1Api, *, namespace: str, name: str, uid: str, node: str
+    api: client.CoreV1Api,
+    *,
+    namespace: str,
+    name: str,
+    uid: str,
+    node: str,
+    annotations: dict[str, str] | None = None,
 ) -> None:
     """Bind a pod to a node through pods/binding, as the scheduler's DefaultBinder does.
 
-    Idempotent: a retried bind of a pod already on that node succeeds.
+    The API server copies the Binding's annotations onto the pod, so `annotations` cost no
+    call of their own. Idempotent: a retried bind of a pod already on that node succeeds.
     """
     body = client.V1Binding(
-        metadata=client.V1ObjectMeta(name=name, namespace=namespace, uid=uid),
+        metadata=client.V1ObjectMeta(
+            name=name, namespace=namespace, uid=uid, annotations=annotations or None
+        ),
         target=client.V1ObjectReference(api_version="v1", kind="Node", name=node),
     )
     what = f"bind {namespace}/{name} to {node}"

@@ -13,6 +13,7 @@ import weakref
 from collections.abc import Hashable
 
 from extender.policy.compiled import Policy
+from extender.policy.intent import WHOLE_GPU
 from extender.state.features import HOSTNAME_KEY, NodeFeatures
 
 
@@ -39,7 +40,13 @@ def shape_key(features: NodeFeatures, policy: Policy) -> Hashable:
         features.gpu_class.name,
         features.gpu_class.product,
         features.gpu_count,
-        tuple(sorted(features.free)),
+        # Which classes share a partly used GPU matters to sharing pods kept apart from them.
+        tuple(
+            sorted(
+                (free, tuple(sorted(held)) if 0 < free < WHOLE_GPU else ())
+                for free, held in zip(features.free, features.holders, strict=True)
+            )
+        ),
         tuple(sorted(features.held.items())),
         features.dedicated_to,
         features.dedication_mode,

@@ -24,7 +24,9 @@ from bench.fixtures import build_cache
 from bench.floor import serve_app
 
 
-async def noop_binder(*, namespace: str, name: str, uid: str, node: str) -> None:
+async def noop_binder(
+    *, namespace: str, name: str, uid: str, node: str, annotations: dict[str, str]
+) -> None:
     await asyncio.sleep(0)
 
 

@@ -86,3 +86,22 @@ def test_a_soft_dedicated_node_is_a_last_resort_for_other_workloads(fleet: Fleet
     assert fleet.bound("embed-0") == shared
     fleet.pod("embed-1", 2, workload="batch")
     assert fleet.bound("embed-1") == dedicated
+
+
+def test_sharing_pods_of_separated_classes_get_their_own_gpus_named_on_the_pod(
+    fleet: Fleet,
+) -> None:
+    only = fleet.node("share", "L40S", 2)
+    fleet.await_cached()
+    devices = "gpuclass.example.io/gpu-devices"
+
+    fleet.pod("embed", 1, workload="batch", annotations={"gpu-milli": "300"})
+    assert fleet.bound("embed") == only
+    fleet.pod("chat", 1, workload="interactive", annotations={"gpu-milli": "500"})
+    assert fleet.bound("chat") == only
+
+    # Our bind put each share's GPU on the pod (copied from the Binding by the API server):
+    # two GPUs, not the tighter fit beside the batch share.
+    batch_gpu = fleet.get_pod("embed")["metadata"]["annotations"][devices]
+    interactive_gpu = fleet.get_pod("chat")["metadata"]["annotations"][devices]
+    assert {batch_gpu, interactive_gpu} == {"0", "1"}

@@ -213,7 +213,7 @@ class RecordingBinder:
     """The API seam of the bind verb: reads pods from `pods`, records binds, and fails the
     binds of the pod names in `fail`."""
 
-    calls: list[dict[str, str]] = field(default_factory=list)
+    calls: list[dict[str, object]] = field(default_factory=list)
     fail: dict[str, Exception] = field(default_factory=dict)
     pods: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
 
@@ -222,8 +222,13 @@ class RecordingBinder:
         for pod in pods:
             self.pods[(pod["metadata"]["namespace"], pod["metadata"]["name"])] = pod
 
-    async def __call__(self, *, namespace: str, name: str, uid: str, node: str) -> None:
-        self.calls.append({"namespace": namespace, "name": name, "uid": uid, "node": node})
+    async def __call__(
+        self, *, namespace: str, name: str, uid: str, node: str, annotations: dict[str, str]
+    ) -> None:
+        call: dict[str, object] = {"namespace": namespace, "name": name, "uid": uid, "node": node}
+        if annotations:
+            call["annotations"] = annotations
+        self.calls.append(call)
         if name in self.fail:
             raise self.fail[name]
 

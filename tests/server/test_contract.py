@@ -205,6 +205,21 @@ async def test_bind_calls_the_binder_and_answers_an_empty_error(
     ]
 
 
+async def test_bind_names_the_gpu_a_sharing_pod_was_charged_to_on_the_binding(
+    client: Client, binder: RecordingBinder
+) -> None:
+    share = scheduler_pod("infer-s", annotations=classes(gpu_milli="250"))
+    binder.knows(share)
+    await post(client, "/filter", names_args(share, ["gpu-l40s"]))
+
+    assert await post(client, "/bind", bind_args(share, "gpu-l40s")) == {"Error": ""}
+
+    # Whole-GPU pods' binds carry no annotation (test above); a share names its GPU.
+    assert binder.calls[-1]["annotations"] == {"gpuclass.example.io/gpu-devices": "0"}
+    node = await (await client.get("/debug/cache", params={"node": "gpu-l40s"})).json()
+    assert node["freeMilliPerGpu"] == [750]
+
+
 async def test_a_bound_pod_charges_its_node_before_the_watch_confirms_it(client: Client) -> None:
     first, second = scheduler_pod("infer-a"), scheduler_pod("infer-b")
     before = await post(client, "/filter", names_args(first, ["gpu-l40s"]))

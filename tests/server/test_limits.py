@@ -36,7 +36,7 @@ class StuckBinder(RecordingBinder):
         super().__init__()
         self.started = asyncio.Event()
 
-    async def __call__(self, **call: str) -> None:
+    async def __call__(self, **call: object) -> None:
         self.started.set()
         await asyncio.Event().wait()
 

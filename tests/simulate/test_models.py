@@ -311,10 +311,9 @@ def test_simulate_sweeps_the_separation_weight_into_a_frontier(
     argv = ["simulate", "--nodes", str(nodes), "--pods", str(pods)]
     argv += ["--policy", "manifests/examples/openb-policy.yaml", "--seeds", "42"]
 
-    status = main(
-        [*argv, "--models", "fgd+wishes,default", "--frontier", "0,policy,hard"]
-        + ["--report", str(report)]
-    )
+    argv += ["--models", "fgd+wishes,default", "--frontier", "0,policy,hard"]
+
+    status = main([*argv, "--report", str(report)])
 
     out, err = capsys.readouterr()
     assert status == 0

@@ -610,3 +610,50 @@ def test_cached_features_serve_a_request_only_for_the_same_node_version() -> Non
     assert cache.cached_version("h100", "8") is None  # the request's object is newer
     assert cache.cached_version("h100", "") is None  # no version: cannot tell
     assert cache.cached_version("ghost", "7") is None
+
+
+def sharing(name: str, milli: int, node: str = "", workload: str = "batch", **kw: Any) -> Pod:
+    annotations = {f"{PREFIX}gpu-milli": str(milli), **kw.pop("annotations", {})}
+    return make_pod(
+        name,
+        1,
+        workload=workload,
+        node=node,
+        phase="Running",
+        uid=name,
+        annotations=annotations,
+        **kw,
+    )
+
+
+def test_a_sharing_pod_is_charged_to_the_gpu_our_bind_named_on_it() -> None:
+    devices = f"{PREFIX}gpu-devices"
+    pods = [sharing("a", 300, "n1", annotations={devices: "2"})]
+    cache = make_cache(example_policy(), [make_node("n1", "T4", 4)], pods)
+
+    assert free_of(cache, "n1") == [1000, 1000, 700, 1000]
+    # A name that does not fit (no such GPU, not one index, not a number) is a guess only.
+    for bad in ("9", "1,2", "x"):
+        cache.upsert_pod(sharing("a", 300, "n1", annotations={devices: bad}))
+        assert sorted(free_of(cache, "n1")) == [700, 1000, 1000, 1000]
+
+
+def test_sharing_pods_of_classes_kept_apart_are_charged_to_different_gpus() -> None:
+    pods = [sharing("b", 300, "n1", "batch"), sharing("i", 300, "n1", "interactive")]
+    cache = make_cache(example_policy(), [make_node("n1", "T4", 2)], pods)
+
+    # Best fit alone would stack both on one GPU; the interactive one gets its own.
+    assert free_of(cache, "n1") == [700, 700]
+    cache.delete_pod("b")
+    features = cache.node("n1")
+    assert features is not None
+    assert [dict(h) for h in features.holders] == [{}, {"interactive": 300}]
+
+
+def test_the_bind_annotation_survives_a_relist() -> None:
+    devices = f"{PREFIX}gpu-devices"
+    pods = [sharing("a", 300, "n1", annotations={devices: "1"})]
+    cache = make_cache(example_policy(), [make_node("n1", "T4", 2)], pods)
+    cache.replace_pods(pods)
+
+    assert free_of(cache, "n1") == [1000, 700]
