@@ -6,14 +6,14 @@ sigmoid scores, ties to a seeded node order; `reference.py`) with what our polic
 1. Preferred classes as tiers: a GPU pod goes to a node of one of its workload's preferred
    classes whenever one fits (the strictest reading of a preference).
 2. Separation at GPU level, hard: a GPU-sharing pod never shares a GPU with pods of a
-   workload class it avoids, or that avoids it.
+   workload class it avoids, or that avoids it (as `rules/gpu_fit.py`).
 3. Separation at node level at the policy's price. Our score is the weighted mean of its
    components; with packing `fragmentation`, one GPU of fragment growth moves the packing
    component by 1/2. So losing separation (its component falling from 1 to s, the very
    function of `rules/separation.py`) is worth `2 * w_separation / w_packing * (1 - s)`
    GPUs of fragment: FGD pays exactly that (no 0..10 rounding, no in-tree scores). Mode
-   `hard` refuses such nodes, as our filter does; mode `off` or weight 0 ignores
-   separation (then also at GPU level).
+   `hard` refuses such nodes, as our filter does; weight 0 makes co-location on a node
+   free (GPUs stay separate); mode `off` ignores separation.
 4. Fragmentation as the pod's own workload class sees it: the typical pods are those of
    its workload class (and pods without GPUs), because under separation the free GPUs it
    leaves behind will be used by pods like it, not by the classes it keeps away.
@@ -26,7 +26,7 @@ the same wishes at a lower cost in GPUs than this one pays, unless it packs bett
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 
@@ -41,45 +41,21 @@ from extender.simulate.trace import IntArray, PodTable
 MAX_SCORE = 100
 
 
-@dataclass(frozen=True, slots=True)
-class SeparationPrice:
-    """What node-level co-location costs, in GPUs of fragment growth (inf: hard)."""
-
-    gpus: float
-    gpu_level: bool
-
-    @classmethod
-    def of(cls, policy: Policy, workload: WorkloadName) -> SeparationPrice:
-        rule = policy.workloads[workload].separation
-        weights = policy.weights
-        if rule.mode == "off" or not _avoided_by_or_avoiding(policy, workload):
-            return cls(0.0, gpu_level=False)
-        if rule.mode == "hard" or _hard_against(policy, workload):
-            return cls(math.inf, gpu_level=True)
-        if weights.separation <= 0:
-            return cls(0.0, gpu_level=False)
-        if weights.packing <= 0:
-            return cls(math.inf, gpu_level=True)
-        return cls(2.0 * weights.separation / weights.packing, gpu_level=True)
-
-
-def _avoided_by_or_avoiding(policy: Policy, workload: WorkloadName) -> frozenset[WorkloadName]:
-    """Workload classes this one keeps apart from, either way (separation is symmetric)."""
-    own = policy.workloads[workload].separation
-    mine = own.avoid if own.mode != "off" else frozenset()
-    theirs = {
-        name
+def separation_price(policy: Policy, workload: WorkloadName) -> float:
+    """What node-level co-location costs this workload class, in GPUs of fragment growth
+    per unit of separation score lost (inf: hard; 0: free)."""
+    if not policy.apart.get(workload):
+        return 0.0
+    hard = any(
+        rules.separation.mode == "hard" and (name == workload or workload in rules.separation.avoid)
         for name, rules in policy.workloads.items()
-        if rules.separation.mode != "off" and workload in rules.separation.avoid
-    }
-    return frozenset(mine | theirs) - {workload}
-
-
-def _hard_against(policy: Policy, workload: WorkloadName) -> bool:
-    return any(
-        rules.separation.mode == "hard" and workload in rules.separation.avoid
-        for rules in policy.workloads.values()
+        if rules.separation.avoid
     )
+    if hard or (policy.weights.separation > 0 and policy.weights.packing <= 0):
+        return math.inf
+    if policy.weights.separation <= 0:
+        return 0.0
+    return 2.0 * policy.weights.separation / policy.weights.packing
 
 
 def with_separation_weight(policy: Policy, weight: float | None) -> Policy:
@@ -117,8 +93,7 @@ class FgdWishes:
             name: np.isin(node_class, sorted(rules.preferred_classes))
             for name, rules in policy.workloads.items()
         }
-        self.apart = {name: _avoided_by_or_avoiding(policy, name) for name in policy.workloads}
-        self.price = {name: SeparationPrice.of(policy, name) for name in policy.workloads}
+        self.price = {name: separation_price(policy, name) for name in policy.workloads}
         # Milli-GPU each workload class holds, per node and GPU.
         self.held: dict[WorkloadName, IntArray] = {
             name: np.zeros(cluster.gpu_free.shape, dtype=np.int64) for name in policy.workloads
@@ -134,9 +109,9 @@ class FgdWishes:
         workload = trace_workload(pod, self.policy)
         price = self.price[workload]
         avoided = np.zeros(cluster.gpu_free.shape, dtype=np.int64)
-        for other in self.apart[workload]:
+        for other in self.policy.apart.get(workload, ()):
             avoided += self.held[other]
-        if math.isinf(price.gpus):  # hard: as our filter, refuse nodes with avoided pods
+        if math.isinf(price):  # hard: as our filter, refuse nodes with avoided pods
             nodes = nodes[avoided[nodes].sum(axis=1) == 0]
             if len(nodes) == 0:
                 return None
@@ -148,7 +123,7 @@ class FgdWishes:
             cluster, nodes, pod.cpu_milli, pod.gpu_milli, pod.num_gpu
         )
         growth = after - before[:, None]  # (nodes, GPU choices), NaN where it does not fit
-        if pod.is_sharing and price.gpu_level:
+        if pod.is_sharing:  # never a GPU shared with a class kept apart (rules/gpu_fit.py)
             growth = np.where(avoided[nodes] > 0, np.nan, growth)
         open_gpu = ~np.isnan(growth)
         fits = open_gpu.any(axis=1)
@@ -157,8 +132,8 @@ class FgdWishes:
         nodes, growth = nodes[fits], growth[fits]
         gpu = np.argmin(np.where(np.isnan(growth), np.inf, growth), axis=1)
         cost = growth[np.arange(len(nodes)), gpu]
-        if price.gpus > 0 and not math.isinf(price.gpus):
-            cost = cost + price.gpus * WHOLE * (1.0 - _separation(avoided[nodes], cluster, nodes))
+        if 0 < price < math.inf:
+            cost = cost + price * WHOLE * (1.0 - _separation(avoided[nodes], cluster, nodes))
         best = self._best(nodes, _scores(cost))
         if pod.is_sharing:
             gpus: tuple[int, ...] = (int(gpu[np.flatnonzero(nodes == best)[0]]),)

@@ -260,9 +260,13 @@ def _placer(
     return place
 
 
-def test_fgd_held_to_our_wishes_never_shares_a_gpu_between_interactive_and_batch() -> None:
+@pytest.mark.parametrize("weight", [3.0, 0.0], ids=["policy", "co-location-free"])
+def test_fgd_held_to_our_wishes_never_shares_a_gpu_between_interactive_and_batch(
+    weight: float,
+) -> None:
     cluster = make_cluster(("V100M32", 1))
-    place = _placer(openb_policy(), cluster, pod_table([share(300), share(500)]))
+    policy = with_separation_weight(openb_policy(), weight)
+    place = _placer(policy, cluster, pod_table([share(300), share(500)]))
 
     assert place(PodRequest(1_000, 1_024, 1, 300, (), "BE")) is not None
     # Room for 700 more on the only GPU, but batch holds it: the interactive pod is refused.
