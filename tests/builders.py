@@ -39,6 +39,7 @@ def node_dict(
     gpus: int = 8,
     labels: dict[str, str] | None = None,
     resource_version: str = "1",
+    cpu: str = "64",
 ) -> dict[str, Any]:
     all_labels = {"kubernetes.io/hostname": name}
     if product is not None:
@@ -48,7 +49,7 @@ def node_dict(
             all_labels["nvidia.com/gpu.memory"] = memory
         all_labels["nvidia.com/gpu.count"] = str(gpus)
     all_labels.update(labels or {})
-    allocatable = {"cpu": "64", "memory": "512Gi", "pods": "110"}
+    allocatable = {"cpu": cpu, "memory": "512Gi", "pods": "110"}
     if gpus:
         allocatable["nvidia.com/gpu"] = str(gpus)
     return {
@@ -74,14 +75,15 @@ def pod_dict(
     owner_kind: str | None = None,
     priority_class: str = "",
     phase: str = "Pending",
+    cpu: str = "1",
 ) -> dict[str, Any]:
     all_labels = dict(labels or {})
     if workload is not None:
         all_labels[f"{PREFIX}workload"] = workload
-    resources: dict[str, Any] = {"requests": {"cpu": "1"}}
+    resources: dict[str, Any] = {"requests": {"cpu": cpu}}
     if gpus:
         resources = {
-            "requests": {"cpu": "1", "nvidia.com/gpu": str(gpus)},
+            "requests": {"cpu": cpu, "nvidia.com/gpu": str(gpus)},
             "limits": {"nvidia.com/gpu": str(gpus)},
         }
     metadata: dict[str, Any] = {

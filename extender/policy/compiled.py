@@ -119,6 +119,8 @@ class Policy:
     # Workload class -> the classes it is kept apart from, either way (A avoids B or B
     # avoids A, mode not off): pods of these never share one GPU (rules/gpu_fit.py).
     apart: dict[WorkloadName, frozenset[WorkloadName]] = field(default_factory=dict)
+    # Whether a rule reads nodes' free CPU (fragmentation packing): node shapes carry it.
+    reads_cpu: bool = False
 
     @classmethod
     def compile(cls, doc: PolicyDocument, digest: str) -> Policy:
@@ -200,6 +202,7 @@ class Policy:
             attribute_keys=tuple(sorted({a.key for w in workloads.values() for a in w.attributes})),
             node_label_keys=_node_label_keys(doc, workloads),
             apart=_apart(workloads),
+            reads_cpu=any(w.packing == "fragmentation" for w in workloads.values()),
         )
 
     @property

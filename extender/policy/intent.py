@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from extender.policy.compiled import ClassName, Policy, WorkloadName
 from extender.policy.loader import allowed_classes
 from extender.policy.model import AttributeRequirement
-from extender.wire.quantity import QuantityError, whole_units
+from extender.wire.quantity import QuantityError, milli_units, whole_units
 from extender.wire.types import Container, Pod
 
 WHOLE_GPU = 1000
@@ -49,6 +49,8 @@ class PodIntent:
     conflicts: tuple[str, ...] = ()
     # True when the pod asks for GPUs, even in a form we cannot read (then in `conflicts`).
     wants_gpus: bool = True
+    # Its CPU request in millicores, as the scheduler counts it (fragmentation reads it).
+    cpu_milli: int = 0
 
     @property
     def key(self) -> str:
@@ -114,6 +116,26 @@ def gpu_demand(pod: Pod, policy: Policy) -> tuple[GpuDemand, list[str]]:
         else:
             milli = int(raw_milli)
     return GpuDemand(gpus, milli), problems
+
+
+def _container_cpu(container: Container) -> int:
+    resources = container.resources
+    if resources is None:
+        return 0
+    # The API server defaults a missing request to the limit.
+    value = (resources.requests or {}).get("cpu") or (resources.limits or {}).get("cpu")
+    try:
+        return max(0, milli_units(value)) if value is not None else 0
+    except QuantityError:
+        return 0  # the API server would have refused it; count nothing rather than fail
+
+
+def cpu_request(pod: Pod) -> int:
+    """The pod's CPU request in millicores as the scheduler computes it: its containers'
+    sum, or its largest init container's when that is more."""
+    total = sum(_container_cpu(c) for c in pod.spec.containers or ())
+    init = max((_container_cpu(c) for c in pod.spec.initContainers or ()), default=0)
+    return max(total, init)
 
 
 @dataclass(frozen=True, slots=True, weakref_slot=True)
@@ -230,6 +252,7 @@ def pod_intent(pod: Pod, policy: Policy) -> PodIntent:
         tolerates_dedicated=tolerated,
         conflicts=tuple(conflicts),
         wants_gpus=demand.gpus > 0 or bool(problems),
+        cpu_milli=cpu_request(pod),
     )
 
 

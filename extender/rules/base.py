@@ -6,7 +6,7 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Protocol
 
-from extender.policy.compiled import ClassName
+from extender.policy.compiled import ClassName, WorkloadName
 from extender.state.cache import ClassUsage, DemandMix, DomainUsage
 
 
@@ -30,7 +30,7 @@ class ClusterView(Protocol):
 
     def rule_memo(self, key: Hashable) -> dict[Hashable, object]: ...
 
-    def demand_mix(self) -> DemandMix: ...
+    def demand_mix(self, workload: WorkloadName | None = None) -> DemandMix: ...
 
 
 def clamp01(value: float) -> float:

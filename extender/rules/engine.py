@@ -158,6 +158,7 @@ def _intent_key(pod: PodIntent, policy: Policy) -> Hashable:
         pod.tolerates_dedicated,
         pod.conflicts,
         pod.wants_gpus,
+        pod.cpu_milli,
     )
     # Headroom subtracts the pod's own in-flight hold, looked up by uid.
     return (*key, pod.uid) if policy.headroom else key

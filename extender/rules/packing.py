@@ -2,14 +2,16 @@
 
 `fragmentation` follows FGD (Weng et al., "Beware of Fragmentation", USENIX ATC'23): a
 node's fragment is the free GPU capacity the cluster's typical pods could not use there
-(a GPU with less free than a sharing pod needs; partly used GPUs, or too few whole ones,
-for whole-GPU pods), weighted by how common each demand is. The best node is where this
-pod grows that expected fragment the least. Unlike FGD we know GPUs only (CPU and memory
-are the scheduler's business) and take the typical pods from the cluster's own.
+(all of it when a pod does not fit the node's free CPU; a GPU with less free than a
+sharing pod needs; partly used GPUs, or too few whole ones, for whole-GPU pods), weighted
+by how common each shape is. The best node is where this pod grows that expected fragment
+the least. The typical pods are the cluster's own pods of the pod's workload class: under
+separation they are the ones that will use what it leaves free (`ClusterCache.demand_mix`).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 from extender.policy.compiled import Policy
@@ -21,6 +23,7 @@ from extender.state.devices import pick_devices
 from extender.state.features import NodeFeatures
 
 NAME = "packing"
+NO_CPU_LIMIT = -1
 
 
 def most_allocated(used_after: int, capacity: int) -> float:
@@ -37,8 +40,13 @@ STRATEGIES: dict[str, Callable[[int, int], float]] = {
 }
 
 
-def unusable(free: Sequence[int], demand: GpuDemand) -> int:
-    """Free milli-GPU on these GPUs that a pod with `demand` could not use."""
+def unusable(
+    free: Sequence[int], demand: GpuDemand, cpu_room: int = NO_CPU_LIMIT, cpu: int = 0
+) -> int:
+    """Free milli-GPU on these GPUs that a pod with `demand` (and `cpu` millicores of CPU)
+    could not use, on a node with `cpu_room` millicores free (-1: CPU not counted)."""
+    if 0 <= cpu_room < cpu:
+        return sum(free)  # it does not fit the node's CPU: every free GPU is lost to it
     if demand.milli < WHOLE_GPU:
         return sum(f for f in free if f < demand.milli)
     if sum(1 for f in free if f >= WHOLE_GPU) < demand.gpus:
@@ -46,9 +54,9 @@ def unusable(free: Sequence[int], demand: GpuDemand) -> int:
     return sum(f for f in free if f < WHOLE_GPU)
 
 
-def fragment(free: Sequence[int], mix: DemandMix) -> float:
+def fragment(free: Sequence[int], mix: DemandMix, cpu_room: int = NO_CPU_LIMIT) -> float:
     """Expected free milli-GPU a pod drawn from `mix` could not use."""
-    return sum(weight * unusable(free, demand) for demand, weight in mix)
+    return sum(weight * unusable(free, demand, cpu_room, cpu) for (demand, cpu), weight in mix)
 
 
 def fragment_growth(
@@ -56,15 +64,19 @@ def fragment_growth(
     demand: GpuDemand,
     mix: DemandMix,
     blocked: frozenset[int] = frozenset(),
+    cpu: int = 0,
 ) -> float | None:
-    """How much placing the pod grows the node's expected fragment (None: it does not fit)."""
+    """How much placing the pod (GPUs and `cpu` millicores) grows the node's expected
+    fragment (None: its GPUs do not fit)."""
     devices = pick_devices(node.free, demand, blocked)
     if devices is None:
         return None
     after = list(node.free)
     for device in devices:
         after[device] -= demand.milli
-    return fragment(after, mix) - fragment(node.free, mix)
+    room = node.cpu_room
+    room_after = max(0, room - cpu) if room >= 0 else NO_CPU_LIMIT
+    return fragment(after, mix, room_after) - fragment(node.free, mix, room)
 
 
 def applies(pod: PodIntent, nodes: Sequence[NodeFeatures], policy: Policy) -> bool:
@@ -77,10 +89,11 @@ def score(pod: PodIntent, node: NodeFeatures, cluster: ClusterView, policy: Poli
         return 0.0
     strategy = policy.workloads[pod.workload].packing
     if strategy == "fragmentation":
-        mix = cluster.demand_mix() or ((pod.demand, 1.0),)
-        growth = fragment_growth(node, pod.demand, mix, blocked_devices(pod, node, policy))
-        # Filling a fragment (growth -1 GPU) scores 1, leaving it as it was 0.5, making a
-        # whole GPU unusable 0.
-        return 0.0 if growth is None else clamp01(0.5 - growth / (2 * WHOLE_GPU))
+        mix = cluster.demand_mix(pod.workload) or (((pod.demand, pod.cpu_milli), 1.0),)
+        blocked = blocked_devices(pod, node, policy)
+        growth = fragment_growth(node, pod.demand, mix, blocked, pod.cpu_milli)
+        # FGD's squashing: leaving the fragment as it was scores 0.5, filling a GPU's worth
+        # of it 0.73, stranding a GPU 0.27, and several GPUs still tell apart.
+        return 0.0 if growth is None else 1.0 / (1.0 + math.exp(growth / WHOLE_GPU))
     used_after = capacity - node.free_milli + pod.demand.total_milli
     return STRATEGIES[strategy](used_after, capacity)

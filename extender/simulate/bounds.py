@@ -8,10 +8,11 @@ sigmoid scores, ties to a seeded node order; `reference.py`) with what our polic
 2. Separation at GPU level, hard: a GPU-sharing pod never shares a GPU with pods of a
    workload class it avoids, or that avoids it (as `rules/gpu_fit.py`).
 3. Separation at node level at the policy's price. Our score is the weighted mean of its
-   components; with packing `fragmentation`, one GPU of fragment growth moves the packing
-   component by 1/2. So losing separation (its component falling from 1 to s, the very
-   function of `rules/separation.py`) is worth `2 * w_separation / w_packing * (1 - s)`
-   GPUs of fragment: FGD pays exactly that (no 0..10 rounding, no in-tree scores). Mode
+   components; with packing `fragmentation` (FGD's sigmoid of the fragment growth), one
+   GPU of growth moves the packing component by 1/4 near zero. So losing separation (its
+   component falling from 1 to s, the very function of `rules/separation.py`) is worth
+   `4 * w_separation / w_packing * (1 - s)` GPUs of fragment: FGD pays exactly that (no
+   0..10 rounding, no in-tree scores). Mode
    `hard` refuses such nodes, as our filter does; weight 0 makes co-location on a node
    free (GPUs stay separate); mode `off` ignores separation.
 4. Fragmentation as the pod's own workload class sees it: the typical pods are those of
@@ -55,7 +56,7 @@ def separation_price(policy: Policy, workload: WorkloadName) -> float:
         return math.inf
     if policy.weights.separation <= 0:
         return 0.0
-    return 2.0 * policy.weights.separation / policy.weights.packing
+    return 4.0 * policy.weights.separation / policy.weights.packing
 
 
 def with_separation_weight(policy: Policy, weight: float | None) -> Policy:

@@ -95,8 +95,9 @@ def trace_node(cluster: Cluster, index: int, policy: Policy) -> Node:
 
 
 def trace_pod(pod: PodRequest, uid: str, policy: Policy, node: str = "") -> Pod:
-    """The Pod object a trace pod would be: qos as its priorityClassName, its GPU share as
-    our gpu-milli annotation, its gpu_spec models as required classes."""
+    """The Pod object a trace pod would be: its CPU and memory requests, qos as its
+    priorityClassName, its GPU share as our gpu-milli annotation, its gpu_spec models as
+    required classes."""
     keys = policy.keys
     annotations: dict[str, str] = {}
     if pod.num_gpu == 1 and pod.gpu_milli < WHOLE_GPU:
@@ -105,12 +106,17 @@ def trace_pod(pod: PodRequest, uid: str, policy: Policy, node: str = "") -> Pod:
         classes = {model_class(model, policy) for model in pod.gpu_spec}
         annotations[keys.pod_required_classes] = ",".join(sorted(c for c in classes if c))
     limits: dict[str, Quantity] = {policy.gpu_resource: pod.num_gpu} if pod.num_gpu else {}
+    requests: dict[str, Quantity] = {"cpu": f"{pod.cpu_milli}m", "memory": f"{pod.memory_mib}Mi"}
     return Pod(
         metadata=ObjectMeta(name=uid, namespace="trace", uid=uid, annotations=annotations),
         spec=PodSpec(
             nodeName=node,
             priorityClassName=pod.qos,
-            containers=[Container(name="main", resources=ResourceRequirements(limits=limits))],
+            containers=[
+                Container(
+                    name="main", resources=ResourceRequirements(requests=requests, limits=limits)
+                )
+            ],
         ),
         status=PodStatus(phase="Running" if node else "Pending"),
     )

@@ -23,6 +23,7 @@ from extender.policy.intent import (
     WHOLE_GPU,
     GpuDemand,
     WorkloadInputs,
+    cpu_request,
     gpu_demand,
     workload_from,
     workload_inputs,
@@ -57,6 +58,7 @@ class PodRecord(msgspec.Struct, gc=False):
     assumed_until: float | None = None  # set while only our bind says where it runs
     # The GPUs our bind named on the pod (annotation <prefix>gpu-devices), if any.
     pinned: tuple[int, ...] = ()
+    cpu_milli: int = 0  # its CPU request, charged to its node
 
     @property
     def key(self) -> str:
@@ -138,9 +140,12 @@ class ClusterCache:
         self._interned = _Interned()
         self._device_tuples: dict[tuple[int, ...], tuple[int, ...]] = {}
         self._memos: dict[Hashable, dict[Hashable, object]] = {}
-        self._demands: Counter[GpuDemand] = Counter()
-        self._mix: DemandMix = ()
-        self._mix_changes = 0  # pod changes since `_mix` was taken
+        self._demands: Counter[tuple[WorkloadName, TypicalPod]] = Counter()
+        self._mixes: dict[WorkloadName | None, DemandMix] = {}
+        self._mix_changes = 0  # pod changes since `_mixes` were taken
+        # CPU of pods without GPUs, which the rules read only as CPU taken on their node.
+        self._cpu_pods: dict[str, tuple[str, int]] = {}  # uid -> (node, millicores)
+        self._cpu_on: dict[str, int] = {}  # node -> millicores those pods request
         # False after a policy that reads other node inputs, until the nodes are relisted.
         self._node_facts_current = True
         self.in_flight_ttl = 10.0
@@ -198,10 +203,12 @@ class ClusterCache:
         if cached is not None and cached.resource_version == node.metadata.resourceVersion:
             return cached
         features = node_features(node, self._policy)
+        features.cpu_free -= self._cpu_on.get(node.metadata.name, 0)
         for record in self.pods_on(node.metadata.name):
             devices = self._devices_for(features, record)
             charge(features.free, devices, record.demand.milli, +1)
             hold(features.holders, devices, record.workload, record.demand.milli, +1)
+            features.cpu_free -= record.cpu_milli
             _add(features.held, record.workload, record.demand.total_milli)
         features.shape = self._shapes.shape_of(features, self._policy)
         return features
@@ -226,23 +233,27 @@ class ClusterCache:
         held = self._in_flight.get(uid)
         return held.milli if held is not None and name in held.classes else 0
 
-    def demand_mix(self) -> DemandMix:
-        """The GPU demands of the cluster's pods (bound and pending), most common first,
-        with their share of pods: the workload that fragmentation-aware packing keeps
-        room for. The most common cover 95% of pods (FGD's "typical pods"); the snapshot
-        is retaken after pods change by a twentieth, so a verdict holds between retakes.
+    def demand_mix(self, workload: WorkloadName | None = None) -> DemandMix:
+        """The (GPU demand, CPU request) shapes of the cluster's GPU pods (bound and
+        pending), most common first, with their share of pods: the workload that
+        fragmentation-aware packing keeps room for. The most common cover 95% of pods
+        (FGD's "typical pods"). With `workload`, only that class's pods: under separation
+        they are the ones that will use what a pod of that class leaves free on a node
+        (the whole cluster's when the class has none yet). The snapshot is retaken after
+        pods change by a twentieth, so a verdict holds between retakes.
         """
         stale = self._mix_changes > max(_MIX_MIN_CHANGES, sum(self._demands.values()) // 20)
-        if stale or (self._mix_changes and not self._mix):
-            self._mix = _typical(self._demands)
+        if stale or (self._mix_changes and not self._mixes):
+            self._mixes = _typical_by_workload(self._demands)
             self._mix_changes = 0
             self._aggregates_changed()
-        return self._mix
+        return self._mixes.get(workload) or self._mixes.get(None, ())
 
-    def _count_demand(self, demand: GpuDemand, sign: int) -> None:
-        self._demands[demand] += sign
-        if self._demands[demand] <= 0:
-            del self._demands[demand]
+    def _count_demand(self, record: PodRecord, sign: int) -> None:
+        key = (record.workload, (record.demand, record.cpu_milli))
+        self._demands[key] += sign
+        if self._demands[key] <= 0:
+            del self._demands[key]
         self._mix_changes += 1
 
     def rule_memo(self, key: Hashable) -> dict[Hashable, object]:
@@ -334,6 +345,7 @@ class ClusterCache:
                 self._detach(record)
             self._remove_node_totals(self._nodes[name])
         self._nodes[name] = features
+        features.cpu_free -= self._cpu_on.get(name, 0)
         self._add_node_totals(features)
         for record in pods:
             self._attach(record)
@@ -378,8 +390,11 @@ class ClusterCache:
             return
         self._noted.pop(uid, None)  # the watch (or a list) knows it: it is real
         demand, _problems = gpu_demand(pod, self._policy)
+        cpu = cpu_request(pod)
         if demand.gpus == 0 or pod.status.phase in FINISHED_PHASES:
             self.delete_pod(uid)
+            if demand.gpus == 0 and pod.status.phase not in FINISHED_PHASES:
+                self._charge_cpu_pod(uid, pod.spec.nodeName, cpu)
             return
         inputs = self._interned(workload_inputs(pod, self._policy))
         workload = workload_from(inputs, self._policy)[0] or self._policy.default_workload
@@ -397,14 +412,14 @@ class ClusterCache:
                 workload,
                 demand,
                 pinned,
-            )
+            ) and record.cpu_milli == cpu
             if unchanged:
                 record.inputs = inputs
                 if pod.spec.nodeName == record.node:
                     self._confirm(record)
                 return
             self._detach(record)
-            self._count_demand(record.demand, -1)
+            self._count_demand(record, -1)
         record = PodRecord(
             uid=uid,
             namespace=sys.intern(pod.metadata.namespace),
@@ -414,8 +429,9 @@ class ClusterCache:
             demand=demand,
             inputs=inputs,
             pinned=pinned,
+            cpu_milli=cpu,
         )
-        self._count_demand(demand, +1)
+        self._count_demand(record, +1)
         if node and not pod.spec.nodeName:
             record.assumed_until = self._clock() + self._assume_ttl
             self._assumed.add(uid)
@@ -427,9 +443,10 @@ class ClusterCache:
     def delete_pod(self, uid: str) -> None:
         self._noted.pop(uid, None)
         self.release_in_flight(uid)
+        self._charge_cpu_pod(uid, "", 0)
         record = self._pods.pop(uid, None)
         if record is not None:
-            self._count_demand(record.demand, -1)
+            self._count_demand(record, -1)
             self._detach(record)
             self._assumed.discard(uid)
 
@@ -442,9 +459,29 @@ class ClusterCache:
 
     def retain_pods(self, listed: set[str]) -> None:
         """End of a list whose pods were upserted: forget the rest; the pods are synced."""
-        for uid in [u for u in self._pods if u not in listed]:
+        for uid in [u for u in (*self._pods, *self._cpu_pods) if u not in listed]:
             self.delete_pod(uid)
         self.pods_synced = True
+
+    def _charge_cpu_pod(self, uid: str, node: str, cpu: int) -> None:
+        """Account a pod without GPUs as the CPU it takes on its node (none: forget it)."""
+        old = self._cpu_pods.pop(uid, None)
+        if old is not None:
+            self._take_cpu(old[0], -old[1])
+        if node and cpu > 0:
+            self._cpu_pods[uid] = (sys.intern(node), cpu)
+            self._take_cpu(node, cpu)
+
+    def _take_cpu(self, node: str, cpu: int) -> None:
+        left = self._cpu_on.get(node, 0) + cpu
+        if left:
+            self._cpu_on[node] = left
+        else:
+            self._cpu_on.pop(node, None)
+        features = self._nodes.get(node)
+        if features is not None:
+            features.cpu_free -= cpu
+            self._reshape(features)
 
     def note_pending(self, pod: Pod) -> None:
         """Remember a pod seen in a filter call, so a bind can charge it before the watch.
@@ -536,6 +573,7 @@ class ClusterCache:
         self._in_flight.clear()  # class names may have changed; holds are short-lived anyway
         for fact in facts:
             features = features_of(fact, policy)
+            features.cpu_free -= self._cpu_on.get(fact.name, 0)
             self._nodes[fact.name] = features
             self._add_node_totals(features)
             self._reshape(features)
@@ -564,6 +602,7 @@ class ClusterCache:
         record.devices = self._device_tuples.setdefault(devices, devices)
         charge(features.free, record.devices, record.demand.milli, +1)
         hold(features.holders, record.devices, record.workload, record.demand.milli, +1)
+        features.cpu_free -= record.cpu_milli
         self._account(features, record, +1, features.free_milli - free_before)
         self._reshape(features)
 
@@ -582,6 +621,7 @@ class ClusterCache:
         free_before = features.free_milli
         charge(features.free, record.devices, record.demand.milli, -1)
         hold(features.holders, record.devices, record.workload, record.demand.milli, -1)
+        features.cpu_free += record.cpu_milli
         record.devices = ()
         self._account(features, record, -1, features.free_milli - free_before)
         self._reshape(features)
@@ -644,22 +684,36 @@ class ClusterCache:
 _MAX_MEMOS = 1024
 _MIX_MIN_CHANGES = 20
 _MIX_COVERAGE = 0.95
-DemandMix = tuple[tuple[GpuDemand, float], ...]
+TypicalPod = tuple[GpuDemand, int]
+"""A pod shape fragmentation reads: its GPU demand and its CPU request (millicores)."""
+DemandMix = tuple[tuple[TypicalPod, float], ...]
 
 
-def _typical(demands: Counter[GpuDemand]) -> DemandMix:
-    """The most common demands covering 95% of pods, with weights summing to 1."""
+def _typical_by_workload(
+    demands: Counter[tuple[WorkloadName, TypicalPod]],
+) -> dict[WorkloadName | None, DemandMix]:
+    """The typical shapes of each workload class's pods, and of all pods (key None)."""
+    by_workload: dict[WorkloadName | None, Counter[TypicalPod]] = {None: Counter()}
+    for (workload, shape), count in demands.items():
+        by_workload.setdefault(workload, Counter())[shape] += count
+        by_workload[None][shape] += count
+    return {workload: _typical(counts) for workload, counts in by_workload.items()}
+
+
+def _typical(demands: Counter[TypicalPod]) -> DemandMix:
+    """The most common shapes covering 95% of pods, with weights summing to 1."""
     total = sum(demands.values())
-    kept: list[tuple[GpuDemand, int]] = []
+    kept: list[tuple[TypicalPod, int]] = []
     covered = 0
-    for demand, count in sorted(
-        demands.items(), key=lambda item: (-item[1], -item[0].gpus, -item[0].milli)
+    for shape, count in sorted(
+        demands.items(),
+        key=lambda item: (-item[1], -item[0][0].gpus, -item[0][0].milli, -item[0][1]),
     ):
         if covered >= _MIX_COVERAGE * total:
             break
-        kept.append((demand, count))
+        kept.append((shape, count))
         covered += count
-    return tuple((demand, count / covered) for demand, count in kept)
+    return tuple((shape, count / covered) for shape, count in kept)
 
 
 def _pinned_devices(pod: Pod, policy: Policy, demand: GpuDemand) -> tuple[int, ...]:

@@ -10,13 +10,15 @@ from extender.policy.compiled import Mode, Policy, WorkloadName
 from extender.policy.intent import MAX_GPUS_PER_NODE, WHOLE_GPU
 from extender.policy.node_class import NodeClass, classify_node
 from extender.state.devices import DeviceHolders, apart_devices
-from extender.wire.quantity import QuantityError, whole_units
+from extender.wire.quantity import QuantityError, milli_units, whole_units
 from extender.wire.types import Node, Quantity
 
 if TYPE_CHECKING:
     from extender.state.shapes import NodeShape
 
 HOSTNAME_KEY = "kubernetes.io/hostname"
+CPU_STEP = 1000
+"""Granularity of free CPU in node shapes (millicores)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +34,7 @@ class NodeFacts:
     labels: dict[str, str]  # only the keys in Policy.node_label_keys
     gpu_allocatable: Quantity | None
     unschedulable: bool
+    cpu_allocatable: int = 0  # millicores; 0 when the node reports none we can read
 
 
 def node_facts(node: Node, policy: Policy) -> NodeFacts:
@@ -46,7 +49,15 @@ def node_facts(node: Node, policy: Policy) -> NodeFacts:
         labels=kept,
         gpu_allocatable=(node.status.allocatable or {}).get(policy.gpu_resource),
         unschedulable=node.spec.unschedulable,
+        cpu_allocatable=_millicores((node.status.allocatable or {}).get("cpu")),
     )
+
+
+def _millicores(value: Quantity | None) -> int:
+    try:
+        return max(0, milli_units(value)) if value is not None else 0
+    except QuantityError:
+        return 0
 
 
 @dataclass(slots=True)
@@ -67,6 +78,7 @@ class NodeFeatures:
     # Usage, updated on pod events:
     free: list[int] = field(default_factory=list)  # per device, milli-GPU
     holders: DeviceHolders = field(default_factory=list)  # per device, milli per workload
+    cpu_free: int = 0  # millicores: allocatable less the requests of the pods bound here
     held: dict[WorkloadName, int] = field(default_factory=dict)  # milli-GPU per workload
     # Interned summary of all the above that rules read; set by the cache on every change.
     shape: NodeShape | None = None
@@ -78,6 +90,14 @@ class NodeFeatures:
     @property
     def free_milli(self) -> int:
         return sum(f for f in self.free if f > 0)
+
+    @property
+    def cpu_room(self) -> int:
+        """Free CPU as the rules read it: whole cores (floored), so that nodes a core apart
+        share one shape; unbounded (-1) when the node reports no CPU."""
+        if self.facts.cpu_allocatable <= 0:
+            return -1
+        return max(0, self.cpu_free) // CPU_STEP * CPU_STEP
 
     def apart_devices(self, apart: frozenset[WorkloadName]) -> frozenset[int]:
         """Devices a sharing pod kept apart from these workload classes may not use."""
@@ -133,6 +153,7 @@ def features_of(facts: NodeFacts, policy: Policy) -> NodeFeatures:
         findings=tuple(findings),
         free=[WHOLE_GPU] * gpu_count,
         holders=[{} for _ in range(gpu_count)],
+        cpu_free=facts.cpu_allocatable,
     )
 
 

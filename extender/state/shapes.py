@@ -52,6 +52,7 @@ def shape_key(features: NodeFeatures, policy: Policy) -> Hashable:
         features.dedication_mode,
         tuple(features.labels.get(key) for key in policy.attribute_keys),
         shared_domains,
+        features.cpu_room if policy.reads_cpu else None,
     )
 
 

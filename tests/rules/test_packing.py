@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from extender.policy import Policy, load_policy_text, pod_intent
+from extender.policy import Policy, WorkloadName, load_policy_text, pod_intent
 from extender.policy.intent import GpuDemand
 from extender.rules import packing
 from extender.state import ClusterCache
@@ -77,6 +77,7 @@ def test_strategies_are_picked_by_name(
 HALF = GpuDemand(1, 500)
 WHOLE = GpuDemand(1)
 TWO = GpuDemand(2)
+CPU = 1000  # what make_pod requests
 
 
 @pytest.mark.parametrize(
@@ -96,7 +97,7 @@ def test_unusable_capacity_is_what_a_demand_cannot_take(
 
 
 def test_a_shared_pod_fills_a_fragment_rather_than_break_a_whole_gpu() -> None:
-    mix = ((WHOLE, 0.5), (HALF, 0.5))
+    mix = (((WHOLE, CPU), 0.5), ((HALF, CPU), 0.5))
     broken = make_node("broken", "L40S", 2)
     fresh = make_node("fresh", "L40S", 2)
     half = make_pod(
@@ -130,7 +131,10 @@ def test_the_typical_demands_come_from_the_cluster_pods() -> None:
 
     mix = dict(cache.demand_mix())
 
-    assert mix == {WHOLE: pytest.approx(0.75), GpuDemand(1, 250): pytest.approx(0.25)}
+    assert mix == {
+        (WHOLE, CPU): pytest.approx(0.75),
+        (GpuDemand(1, 250), CPU): pytest.approx(0.25),
+    }
 
 
 def _share(milli: int) -> dict[str, str]:
@@ -141,3 +145,32 @@ def _fragmentation_policy() -> Policy:
     doc = yaml.safe_load(EXAMPLE_POLICY.read_text())
     doc["workloadClasses"]["batch"]["packing"] = "fragmentation"
     return load_policy_text(yaml.safe_dump(doc))
+
+
+def test_a_node_short_of_cpu_for_a_typical_pod_has_all_its_free_gpus_as_fragment() -> None:
+    assert packing.unusable([1000, 1000], WHOLE, cpu_room=4000, cpu=8000) == 2000
+    assert packing.unusable([1000, 1000], WHOLE, cpu_room=8000, cpu=8000) == 0
+    assert packing.unusable([1000, 1000], WHOLE, cpu_room=-1, cpu=8000) == 0  # CPU unknown
+
+
+def test_fragmentation_keeps_cpu_for_the_gpus_a_node_has_left() -> None:
+    # Two 4-GPU nodes with 40 cores, each with 16 cores free; typical pods take 1 GPU and
+    # 12 cores. `roomy` holds two of them, `crowded` a CPU-only pod of 24 cores.
+    nodes = [make_node(n, "L40S", 4, cpu="40") for n in ("crowded", "roomy")]
+    typical = [
+        make_pod(f"t{i}", 1, workload="batch", cpu="12", node="roomy", phase="Running")
+        for i in range(2)
+    ]
+    hog = make_pod("hog", 0, cpu="24", node="crowded", phase="Running")
+    cache = make_cache(_fragmentation_policy(), nodes, [*typical, hog])
+    crowded, roomy = cache.node("crowded"), cache.node("roomy")
+    assert crowded is not None
+    assert roomy is not None
+    assert (crowded.cpu_free, roomy.cpu_free) == (16_000, 16_000)
+    mix = cache.demand_mix(WorkloadName("batch"))
+    assert mix == (((WHOLE, 12_000), 1.0),)
+
+    # A 1-GPU pod asking 6 cores leaves 10: no typical pod fits after it. On `crowded`
+    # that strands 3 free GPUs, on `roomy` its last one.
+    assert packing.fragment_growth(crowded, WHOLE, mix, cpu=6_000) == 3000
+    assert packing.fragment_growth(roomy, WHOLE, mix, cpu=6_000) == 1000

@@ -292,7 +292,7 @@ def test_the_separation_weight_is_the_price_fgd_held_to_our_wishes_pays(
 
     assert batch is not None
     assert interactive is not None
-    # Co-locating costs 2 x weight x 0.75 GPUs of fragment (separation score 0.25): less
+    # Co-locating costs 4 x weight x 0.75 GPUs of fragment (separation score 0.25): less
     # than the 2 saved at weight 0.5, more at 3.
     assert (interactive.node == batch.node) is shares_node
 
