@@ -657,3 +657,36 @@ def test_the_bind_annotation_survives_a_relist() -> None:
     cache.replace_pods(pods)
 
     assert free_of(cache, "n1") == [1000, 700]
+
+
+def cpu_free(cache: ClusterCache, node: str) -> int:
+    features = cache.node(node)
+    assert features is not None
+    return features.cpu_free
+
+
+def test_free_cpu_counts_every_pod_bound_to_the_node_with_or_without_gpus() -> None:
+    web = make_pod("web", 0, cpu="6", node="n1", phase="Running", uid="web")
+    cache = make_cache(example_policy(), [make_node("n1", "T4", 4, cpu="32")], [web])
+    assert cpu_free(cache, "n1") == 26_000
+
+    cache.upsert_pod(bound("train", "n1", cpu="10"))
+    assert cpu_free(cache, "n1") == 16_000
+    # The node's new version keeps what its pods take; a finished pod gives it back.
+    cache.upsert_node(make_node("n1", "T4", 4, cpu="32", resource_version="2"))
+    assert cpu_free(cache, "n1") == 16_000
+    cache.upsert_pod(make_pod("web", 0, cpu="6", node="n1", phase="Succeeded", uid="web"))
+    assert cpu_free(cache, "n1") == 22_000
+    # A relist without the GPU pod forgets it.
+    cache.replace_pods([])
+    assert cpu_free(cache, "n1") == 32_000
+
+
+def test_a_pod_without_gpus_seen_before_its_node_is_charged_when_the_node_comes() -> None:
+    cache = make_cache(example_policy(), [])
+    cache.upsert_pod(make_pod("web", 0, cpu="2500m", node="late", phase="Running", uid="web"))
+    cache.upsert_node(make_node("late", "T4", 2, cpu="8"))
+
+    assert cpu_free(cache, "late") == 5_500
+    cache.delete_pod("web")
+    assert cpu_free(cache, "late") == 8_000
