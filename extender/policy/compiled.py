@@ -121,6 +121,9 @@ class Policy:
     apart: dict[WorkloadName, frozenset[WorkloadName]] = field(default_factory=dict)
     # Whether a rule reads nodes' free CPU (fragmentation packing): node shapes carry it.
     reads_cpu: bool = False
+    # Wire score: relative to the request's best node, one point per `score_step` of the
+    # weighted mean (0..1); None: absolute (the mean x 10, rounded).
+    score_step: float | None = None
 
     @classmethod
     def compile(cls, doc: PolicyDocument, digest: str) -> Policy:
@@ -203,6 +206,7 @@ class Policy:
             node_label_keys=_node_label_keys(doc, workloads),
             apart=_apart(workloads),
             reads_cpu=any(w.packing == "fragmentation" for w in workloads.values()),
+            score_step=doc.scoring.step if doc.scoring.mode == "relative" else None,
         )
 
     @property

@@ -213,6 +213,20 @@ class Weights(_Model):
         return self
 
 
+class Scoring(_Model):
+    """How a node's weighted mean of components (0..1) becomes the integer 0..10 the
+    scheduler multiplies by the extender's weight."""
+
+    mode: Literal["absolute", "relative"] = "absolute"
+    """`absolute`: the mean x 10, rounded; `relative`: the best node of the request scores
+    10, and a node one point less for each `step` its mean lies below the best's (0 at ten
+    steps), so that small differences (spread, a GPU of packing) survive the scheduler's
+    own scores, and so do the small gradients of the components (tier distance, preference
+    order), which then decide."""
+    step: float = Field(default=0.01, gt=0, le=0.1)
+    """`relative`: how much of the weighted mean one point of the wire is worth."""
+
+
 class PolicyDocument(_Model):
     """The whole policy: GPU classes, how nodes and pods are classified, and the rules."""
 
@@ -241,6 +255,8 @@ class PolicyDocument(_Model):
     """Shares of classes kept free for some workload classes."""
     weights: Weights = Weights()
     """Weights of the score components."""
+    scoring: Scoring = Scoring()
+    """How the weighted mean becomes the wire's integer 0..10."""
 
     @field_validator("workload_classes")
     @classmethod

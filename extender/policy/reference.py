@@ -15,6 +15,7 @@ from extender.policy.model import (
     Headroom,
     NodeClassification,
     PolicyDocument,
+    Scoring,
     Separation,
     Weights,
     WorkloadClassification,
@@ -33,6 +34,7 @@ SECTIONS: tuple[type[BaseModel], ...] = (
     DedicatedClass,
     Headroom,
     Weights,
+    Scoring,
 )
 
 

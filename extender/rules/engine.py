@@ -6,6 +6,7 @@ shown to an admin is the decision the scheduler got.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass
@@ -55,7 +56,7 @@ NOT_CACHED = Reject("cache", "node not yet in the extender's cache; retrying", T
 
 NodeLookup = Callable[[str], NodeFeatures | None]
 _V = TypeVar("_V")
-_S = TypeVar("_S", int, float)
+_K = TypeVar("_K", bound=Hashable)
 
 
 @dataclass(slots=True)
@@ -142,8 +143,8 @@ def check_node(
 
 ShapeOf = Callable[[str], Hashable | None]
 _MISSING = object()
-# (applicable components, combine function) -> a small int: cheap to hash in memo keys.
-_SIGNATURES: dict[tuple[tuple[str, ...], Callable[..., object]], int] = {}
+# Applicable components -> a small int: cheap to hash in memo keys.
+_SIGNATURES: dict[tuple[str, ...], int] = {}
 _MAX_MEMO_ENTRIES = 50_000
 
 
@@ -213,13 +214,9 @@ class _Rules:
         return verdicts  # type: ignore[return-value]
 
     def totals(
-        self,
-        grouped: _Grouped,
-        verdicts: dict[Hashable | None, Reject | None],
-        combined: Callable[[dict[str, float], dict[str, float]], _S],
-        rejected: _S,
-    ) -> dict[Hashable | None, _S]:
-        """Per group: the combined score of the components that apply, `rejected` for
+        self, grouped: _Grouped, verdicts: dict[Hashable | None, Reject | None]
+    ) -> dict[Hashable | None, float]:
+        """Per group: the weighted mean (0..10) of the components that apply, REJECTED for
         groups our filter rejects."""
         members = grouped.members
         passing = dict(
@@ -227,21 +224,21 @@ class _Rules:
         )
         components = applicable_components(self.pod, list(passing.values()), self.policy)
         weights = {c: w for c, w, _ in components}
-        totals: dict[Hashable | None, _S] = dict.fromkeys(members, rejected)
-        totals[None] = rejected
+        totals: dict[Hashable | None, float] = dict.fromkeys(members, REJECTED)
+        totals[None] = REJECTED
         memo = self.memo
         if memo is None:
             for key, node in passing.items():
-                totals[key] = combined(self.parts(key, node, components), weights)
+                totals[key] = weighted_mean(self.parts(key, node, components), weights)
             return totals
         # Which components apply depends on the candidates, so a memoised total is keyed
-        # by them (and by how they combine) besides the shape.
-        signature = _SIGNATURES.setdefault((tuple(weights), combined), len(_SIGNATURES))
+        # by them besides the shape.
+        signature = _SIGNATURES.setdefault(tuple(weights), len(_SIGNATURES))
         memo_keys = dict(zip(zip(passing, repeat(signature), strict=False), passing, strict=True))
         found = _memo_lookup(memo, memo_keys)
         for memo_key in _missing(found):
             key = memo_key[0]  # type: ignore[index]
-            found[memo_key] = memo[memo_key] = combined(
+            found[memo_key] = memo[memo_key] = weighted_mean(
                 self.parts(key, passing[key], components), weights
             )
         totals.update(zip(passing, found.values(), strict=True))  # type: ignore[arg-type]
@@ -348,9 +345,30 @@ def weighted_mean(parts: dict[str, float], weights: dict[str, float]) -> float:
     return sum(parts[c] * w for c, w in weights.items()) / total * MAX_SCORE
 
 
-def combine(parts: dict[str, float], weights: dict[str, float]) -> int:
-    """Weighted mean of components in [0, 1], as the extender's integer 0..10."""
-    return min(MAX_SCORE, max(0, int(weighted_mean(parts, weights) + 0.5)))
+REJECTED = -math.inf
+"""The mean of a node our filter rejects: scores 0 and is never the best."""
+
+
+def wire_scores(means: Mapping[_K, float], policy: Policy) -> dict[_K, int]:
+    """The integer 0..10 the scheduler gets for each weighted mean (0..10 scale).
+
+    Relative (`scoring.mode`): the best mean scores 10 and each `scoring.step` below it a
+    point less, so that what the components tell apart (a GPU of packing, spread) is not
+    rounded away and the scheduler's own scores cannot outweigh it. Absolute: the mean,
+    rounded. Rejected nodes score 0.
+    """
+    step = policy.score_step
+    if step is None:
+        return {
+            k: 0 if v == REJECTED else min(MAX_SCORE, max(0, int(v + 0.5)))
+            for k, v in means.items()
+        }
+    best = max(means.values(), default=REJECTED)
+    per_point = step * MAX_SCORE  # means are on the 0..10 scale
+    return {
+        k: 0 if v == REJECTED else MAX_SCORE - min(MAX_SCORE, int((best - v) / per_point + 0.5))
+        for k, v in means.items()
+    }
 
 
 def score_nodes(
@@ -368,34 +386,10 @@ def score_nodes(
     keeps a prioritize-only configuration from ranking a wrong GPU class first. The same
     numbers as explain_nodes, without an explanation per node (this is the hot path).
     """
-    return _scores(pod, _group(names, lookup, shape_of), cluster, policy, shape_of, combine, 0)
-
-
-def exact_scores(
-    pod: PodIntent,
-    names: Sequence[str],
-    lookup: NodeLookup,
-    cluster: ClusterView,
-    policy: Policy,
-    shape_of: ShapeOf | None = None,
-) -> tuple[list[str], list[float]]:
-    """As score_nodes, before rounding to the wire's integers (what quantising costs)."""
     grouped = _group(names, lookup, shape_of)
-    return _scores(pod, grouped, cluster, policy, shape_of, weighted_mean, 0.0)
-
-
-def _scores(
-    pod: PodIntent,
-    grouped: _Grouped,
-    cluster: ClusterView,
-    policy: Policy,
-    shape_of: ShapeOf | None,
-    combined: Callable[[dict[str, float], dict[str, float]], _S],
-    rejected: _S,
-) -> tuple[list[str], list[_S]]:
     rules = _Rules(pod, cluster, policy, shape_of is not None)
-    totals = rules.totals(grouped, rules.verdicts(grouped), combined, rejected)
-    return grouped.names, _per_node(grouped, totals)
+    scores = wire_scores(rules.totals(grouped, rules.verdicts(grouped)), policy)
+    return grouped.names, _per_node(grouped, scores)
 
 
 def filter_and_score(
@@ -407,8 +401,9 @@ def filter_and_score(
     shape_of: ShapeOf | None = None,
     exact: bool = False,
 ) -> tuple[FilterResult, list[int] | list[float]]:
-    """filter_nodes, then the scores of the nodes that passed (score_nodes, or exact_scores
-    when `exact`): what kube-scheduler gets from /filter then /prioritize, in one pass."""
+    """filter_nodes, then the scores of the nodes that passed (score_nodes, or with
+    `exact` the weighted means before they become the wire's integers): what kube-scheduler
+    gets from /filter then /prioritize, in one pass."""
     grouped = _group(names, lookup, shape_of)
     rules = _Rules(pod, cluster, policy, shape_of is not None)
     verdicts = rules.verdicts(grouped)
@@ -417,11 +412,10 @@ def filter_and_score(
     passing_keys = list(
         compress(grouped.keys, map(is_, _per_node(grouped, verdicts), repeat(None)))
     )
+    means = rules.totals(grouped, verdicts)
     if exact:
-        exact_totals = rules.totals(grouped, verdicts, weighted_mean, 0.0)
-        return result, list(map(exact_totals.__getitem__, passing_keys))
-    totals = rules.totals(grouped, verdicts, combine, 0)
-    return result, list(map(totals.__getitem__, passing_keys))
+        return result, list(map(means.__getitem__, passing_keys))
+    return result, list(map(wire_scores(means, policy).__getitem__, passing_keys))
 
 
 def explain_nodes(
@@ -447,12 +441,12 @@ def explain_nodes(
         for key, node in grouped.members.items()
         if rejects[key] is None
     }
+    scores = wire_scores({k: weighted_mean(p, weights) for k, p in parts_of.items()}, policy)
     verdicts = []
     for name, key in zip(grouped.names, grouped.keys, strict=True):
         reject = rejects[key]
         if reject is not None or key is None:  # rejected, or unknown to a non-GPU pod
             verdicts.append(NodeVerdict(name, reject, {}, 0))
         else:
-            parts = parts_of[key]
-            verdicts.append(NodeVerdict(name, None, parts, combine(parts, weights)))
+            verdicts.append(NodeVerdict(name, None, parts_of[key], scores[key]))
     return verdicts

@@ -27,10 +27,10 @@ def score(product: str | None, **pod: Any) -> float:
     [
         ("interactive", "H100", 1.0),
         ("interactive", "L40S", 0.75),
-        ("interactive", "T4", 0.5 * (1 - 1 / 3)),
+        ("interactive", "T4", 0.25 * (1 - 1 / 3)),
         ("batch", "T4", 1.0),
         ("batch", "A100-40GB", 0.75),
-        ("batch", "H100", 0.5 * (1 - 1 / 3)),
+        ("batch", "H100", 0.25 * (1 - 1 / 3)),
     ],
     ids=[
         "interactive-first-choice",
@@ -45,7 +45,7 @@ def test_preferred_classes_score_in_order(workload: str, product: str, expected:
     assert score(product, workload=workload) == pytest.approx(expected)
 
 
-def test_non_preferred_classes_stay_below_half_and_fall_with_tier_distance() -> None:
+def test_non_preferred_classes_stay_at_a_quarter_or_below_and_fall_with_tier_distance() -> None:
     premium_only = {PREFERRED: "premium"}
 
     first = score("H100", annotations=premium_only)
@@ -53,7 +53,7 @@ def test_non_preferred_classes_stay_below_half_and_fall_with_tier_distance() -> 
     two_tiers_off = score("T4", annotations=premium_only)
 
     assert first == 1.0
-    assert 0.5 > one_tier_off > two_tiers_off > 0.0
+    assert 0.25 >= one_tier_off > two_tiers_off > 0.0
 
 
 def test_a_later_preference_never_beats_an_earlier_one() -> None:

@@ -8,11 +8,19 @@ from typing import Any
 import pytest
 import yaml
 
-from extender.policy import PodIntent, load_policy_text, pod_intent
+from extender.policy import PodIntent, Policy, load_policy_text, pod_intent
 from extender.rules import engine
-from extender.rules.engine import NOT_CACHED, combine, explain_nodes, filter_nodes, score_nodes
+from extender.rules.engine import (
+    NOT_CACHED,
+    REJECTED,
+    explain_nodes,
+    filter_nodes,
+    score_nodes,
+    weighted_mean,
+    wire_scores,
+)
 from extender.state import ClusterCache
-from tests.builders import PREFIX, example_policy, make_cache, make_node, make_pod
+from tests.builders import EXAMPLE_POLICY, PREFIX, example_policy, make_cache, make_node, make_pod
 
 
 @pytest.fixture
@@ -131,8 +139,7 @@ def test_explain_shows_each_component_and_the_final_score(cluster: ClusterCache)
     assert set(t4.components) == {"class_fit", "separation", "headroom", "packing"}
     assert t4.components["class_fit"] == 1.0
     assert t4.components["packing"] == pytest.approx(1 / 4)
-    weights = {"class_fit": 4.0, "separation": 3.0, "headroom": 2.0, "packing": 1.0}
-    assert t4.score == combine(t4.components, weights)
+    assert t4.score == 10  # the best node of the request (relative scoring)
     assert h100.score < t4.score
 
 
@@ -184,10 +191,35 @@ def test_a_component_with_zero_weight_is_left_out(example_doc: dict[str, Any]) -
         "zero-weights",
     ],
 )
-def test_combine_is_the_weighted_mean_scaled_to_0_10_and_rounded_half_up(
+def test_absolute_scores_are_the_weighted_mean_scaled_to_0_10_and_rounded_half_up(
     parts: dict[str, float], weights: dict[str, float], expected: int
 ) -> None:
-    assert combine(parts, weights) == expected
+    policy = _policy_with(scoring={"mode": "absolute"})
+
+    assert wire_scores({"n": weighted_mean(parts, weights)}, policy) == {"n": expected}
+
+
+def test_relative_scores_give_the_best_node_10_and_a_point_less_per_step_below_it() -> None:
+    policy = _policy_with(scoring={"mode": "relative", "step": 0.01})
+    # Means on the 0..10 scale: a step of 0.01 of the mean is 0.1 here.
+    means = {"best": 7.3, "tie": 7.3, "close": 7.26, "step": 7.2, "far": 2.0, "no": REJECTED}
+
+    assert wire_scores(means, policy) == {
+        "best": 10,
+        "tie": 10,
+        "close": 10,  # less than half a step below
+        "step": 9,
+        "far": 0,  # ten steps or more below
+        "no": 0,
+    }
+    # A rejected node is never the best, whatever the others score.
+    assert wire_scores({"a": 1.0, "b": REJECTED}, policy) == {"a": 10, "b": 0}
+
+
+def _policy_with(**fields: Any) -> Policy:
+    doc = yaml.safe_load(EXAMPLE_POLICY.read_text())
+    doc.update(fields)
+    return load_policy_text(yaml.safe_dump(doc))
 
 
 def test_filters_run_unresolvable_rules_before_resolvable_ones() -> None:
@@ -204,14 +236,19 @@ def test_filters_run_unresolvable_rules_before_resolvable_ones() -> None:
     assert set(engine.SCORES) == {"class_fit", "separation", "headroom", "dedication", "packing"}
 
 
-def test_exact_scores_round_to_the_integer_scores(cluster: ClusterCache) -> None:
+def test_exact_means_become_the_integer_scores(cluster: ClusterCache) -> None:
     """The simulator measures what the wire's 0..10 integers cost with the unrounded means."""
     names = ["h100", "l40s", "t4", "t4-full", "ghost"]
     for workload in ("interactive", "batch"):
         pod = intent(cluster, workload=workload)
-        rounded = score_nodes(pod, names, cluster.node, cluster, cluster.policy)
-        exact = engine.exact_scores(pod, names, cluster.node, cluster, cluster.policy)
+        policy = cluster.policy
+        rounded = score_nodes(pod, names, cluster.node, cluster, policy)
+        result, means = engine.filter_and_score(
+            pod, names, cluster.node, cluster, policy, exact=True
+        )
+        by_node = dict(zip(result.passed, means, strict=True))
 
-        assert exact[0] == rounded[0]
-        assert [int(s + 0.5) for s in exact[1]] == rounded[1]
-        assert any(s != int(s) for s in exact[1]), "the means are not all whole numbers"
+        assert wire_scores(by_node, policy) == {
+            n: s for n, s in zip(*rounded, strict=True) if n in by_node
+        }
+        assert any(s != int(s) for s in means), "the means are not all whole numbers"

@@ -14,11 +14,12 @@ from extender.policy import pod_intent
 from extender.rules.engine import (
     applicable_components,
     check_node,
-    combine,
     explain_nodes,
     filter_and_score,
     filter_nodes,
     score_nodes,
+    weighted_mean,
+    wire_scores,
 )
 from extender.state import ClusterCache
 from extender.wire import Node, Pod
@@ -72,15 +73,17 @@ def per_node(cache: ClusterCache, pod: Pod, names: list[str]) -> dict[str, tuple
     passing = [cache.node(n) for n in names if rejects[n] is None and cache.node(n) is not None]
     components = applicable_components(intent, [n for n in passing if n is not None], policy)
     weights = {c: w for c, w, _ in components}
-    out: dict[str, tuple[str | None, int]] = {}
+    means: dict[str, float] = {}
     for name in names:
         node = cache.node(name)
+        if rejects[name] is None and node is not None:
+            parts = {c: fn(intent, node, cache, policy) for c, _, fn in components}
+            means[name] = weighted_mean(parts, weights)
+    scores = wire_scores(means, policy)
+    out: dict[str, tuple[str | None, int]] = {}
+    for name in names:
         reject = rejects[name]
-        if reject is not None or node is None:
-            out[name] = (reject.reason if reject else None, 0)
-            continue
-        parts = {c: fn(intent, node, cache, policy) for c, _, fn in components}
-        out[name] = (None, combine(parts, weights))
+        out[name] = (reject.reason if reject else None, scores.get(name, 0))
     return out
 
 

@@ -173,8 +173,9 @@ async def test_prioritize_scores_every_input_node_with_an_int_from_0_to_10(
     assert raw.startswith(b"[{")
     assert b"." not in raw.replace(b"gpu-", b"")  # no float scores anywhere
     scores = assert_priorities(json.loads(raw), ALL)
-    # Interactive prefers premium, then standard.
-    assert scores["gpu-h100"] > scores["gpu-l40s"] > 0
+    # Interactive prefers premium, then standard: premium is the request's best.
+    assert scores["gpu-h100"] == 10
+    assert scores["gpu-l40s"] < 10
 
 
 async def test_prioritize_in_full_mode_scores_like_names_mode(client: Client) -> None:
