@@ -62,3 +62,19 @@ def test_batch_uses_idle_premium_when_its_own_classes_are_full(sole_gpu_fleet: F
     assert fleet.bound("embed") == economy
     fleet.pod("embed-2", 4, workload="batch")
     assert fleet.bound("embed-2") == premium
+
+
+def test_interactive_replicas_spread_over_premium_nodes_despite_most_allocated(
+    fleet: Fleet,
+) -> None:
+    """The base policy spreads interactive pods; the shipped profile's MostAllocated (GPU)
+    would put the second replica next to the first. Our relative score must win."""
+    first_node = fleet.node("h100-a", "H100", 8)
+    second_node = fleet.node("h100-b", "H100", 8)
+    fleet.await_cached()
+
+    fleet.pod("chat-0", 1, workload="interactive")
+    first = fleet.bound("chat-0")
+    fleet.pod("chat-1", 1, workload="interactive")
+
+    assert {first, fleet.bound("chat-1")} == {first_node, second_node}
