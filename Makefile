@@ -72,6 +72,9 @@ bench: controlplane
 # (docs/quality-frontier.md; three traces with interactive and batch pods, seeds 42..44).
 OPENB := data/openb
 TRACES := default gpushare40 gpushare100 multigpu20 cpu050 gpuspec10 gpuspec20
+# Ours as shipped, the default scheduler, the paper's policies and the bound; the other
+# models of ours (default+extender, extender-profile-exact) run with --models.
+QUALITY_MODELS ?= default,extender-profile,random,dotprod,gpuclustering,gpupacking,bestfit,fgd,fgd+wishes
 FRONTIER_TRACES ?= default gpushare100 gpuspec20
 FRONTIER ?= 0,0.25,policy,10,hard
 FRONTIER_SEEDS ?= 42-44
@@ -79,7 +82,7 @@ SIMULATE := $(BIN)/gpuclass-extender simulate --nodes $(OPENB)/openb_node_list_g
 	  --policy manifests/examples/openb-policy.yaml --jobs 2
 quality: $(STAMP)
 	$(SIMULATE) $(foreach t,$(TRACES),--pods $(OPENB)/openb_pod_list_$(t).csv) \
-	  --report docs/quality.md $(QUALITY_ARGS)
+	  --models $(QUALITY_MODELS) --report docs/quality.md $(QUALITY_ARGS)
 	$(SIMULATE) --mode timeline --pods $(OPENB)/openb_pod_list_default.csv \
 	  --models default,default+extender,extender-profile,fgd --report docs/quality-timeline.md
 	$(SIMULATE) $(foreach t,$(FRONTIER_TRACES),--pods $(OPENB)/openb_pod_list_$(t).csv) \
