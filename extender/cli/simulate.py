@@ -212,7 +212,7 @@ def _say(done: int, total: int, text: str) -> None:
 
 
 def _paper(tasks: list[Task], jobs: int, images_to: Path | None) -> tuple[str, list[Path]]:
-    from extender.simulate.report import plot, summarise, table, write_curves
+    from extender.simulate.report import goals_table, plot, summarise, table, write_curves
     from extender.simulate.runner import run_all, run_task
 
     def progress(done: int, r: RunResult) -> None:
@@ -224,13 +224,15 @@ def _paper(tasks: list[Task], jobs: int, images_to: Path | None) -> tuple[str, l
         )
 
     summaries = summarise(run_all(tasks, run_task, jobs, progress))
+    goals = goals_table(summaries)
+    body = (f"**Goals** (medians of seeds)\n\n{goals}\n" if goals else "") + table(summaries)
     if images_to is None:
-        return table(summaries), []
+        return body, []
     curves = write_curves(summaries, images_to)
     note = (
         f"Allocation at every arrived percent: [{curves.name}]({images_to.name}/{curves.name}).\n"
     )
-    return table(summaries) + "\n" + note, plot(summaries, images_to)
+    return body + "\n" + note, plot(summaries, images_to)
 
 
 def _frontier(tasks: list[Task], jobs: int, images_to: Path | None) -> tuple[str, list[Path]]:

@@ -292,3 +292,57 @@ def plot_frontier(summaries: Sequence[Summary], directory: Path) -> list[Path]:
         plt.close(figure)
         written.append(path)
     return written
+
+
+# The placement goals (issue: "keep interactive and batch apart without stranding GPUs"),
+# fixed here before any run and judged on medians of seeds.
+GOAL_OURS = "extender-profile"
+GOAL_BASELINE = "default"
+GOAL_BOUND = "fgd+wishes"
+GOAL_COLOCATION_FACTOR = 5.0
+GOAL_PREFERRED_PCT = 95.0
+
+
+def goals_table(summaries: Sequence[Summary]) -> str:
+    """Each goal's figure per trace, ours against the default scheduler (and the bound),
+    with a verdict: the section of the report a person reads first."""
+    lines = [
+        "| trace | unallocated: ours / default / bound (goal: ours <= default) "
+        "| co-located on a node: default / ours (goal: >= 5x less) "
+        "| on a shared GPU: ours (goal: 0) "
+        "| interactive on a preferred class: ours (goal: >= 95%) |",
+        "|---|---|---|---|---|",
+    ]
+    by = {(s.trace, s.model): s for s in summaries}
+    for trace in dict.fromkeys(s.trace for s in summaries):
+        ours, base = by.get((trace, GOAL_OURS)), by.get((trace, GOAL_BASELINE))
+        if ours is None or base is None:
+            continue
+        bound = by.get((trace, GOAL_BOUND))
+        unallocated = (
+            f"{ours.unallocated.median:.2f} / {base.unallocated.median:.2f} / "
+            + (f"{bound.unallocated.median:.2f}" if bound else "-")
+            + _verdict(ours.unallocated.median <= base.unallocated.median)
+        )
+        if base.colocated.median > 0:
+            factor = base.colocated.median / max(ours.colocated.median, 1e-9)
+            shown = f"{factor:.1f}x" if ours.colocated.median > 0 else "all"
+            colocated = (
+                f"{base.colocated.median:.1f} / {ours.colocated.median:.1f} ({shown} less)"
+                + _verdict(factor >= GOAL_COLOCATION_FACTOR)
+            )
+        else:
+            colocated = "no interactive and batch pods to keep apart"
+        shared = f"{ours.gpu_colocated.median:.1f}" + _verdict(ours.gpu_colocated.median == 0)
+        preferred = (
+            "no interactive pod had a preferred class with room"
+            if math.isnan(ours.preferred.median)
+            else f"{ours.preferred.median:.1f}"
+            + _verdict(ours.preferred.median >= GOAL_PREFERRED_PCT)
+        )
+        lines.append(f"| {trace} | {unallocated} | {colocated} | {shared} | {preferred} |")
+    return "\n".join(lines) + "\n" if len(lines) > 2 else ""
+
+
+def _verdict(met: bool) -> str:
+    return " met" if met else " **not met**"

@@ -26,7 +26,7 @@ from extender.simulate.models import (
 )
 from extender.simulate.protocol import Placement
 from extender.simulate.reference import POLICY_NAMES
-from extender.simulate.report import summarise, table
+from extender.simulate.report import goals_table, summarise, table
 from extender.simulate.runner import RunResult
 from extender.simulate.separation import SeparationObserver
 from tests.simulate.builders import make_cluster, pod_table, share, whole
@@ -339,3 +339,32 @@ def test_a_frontier_point_must_be_a_weight_hard_or_policy(
         main(["simulate", "--nodes", "n", "--pods", "p", "--policy", "x", "--frontier", "-1"])
 
     assert "'-1': expected a separation weight >= 0, hard or policy" in capsys.readouterr().err
+
+
+def _run(
+    model: str, trace: str, unallocated: float, colocated: float, gpu: float, pref: float
+) -> RunResult:
+    return RunResult(
+        model, trace, 42, unallocated, (50.0,) * 131, 10_000, 100, colocated, gpu, pref, 1.0
+    )
+
+
+def test_the_report_judges_each_goal_per_trace_against_the_default_scheduler() -> None:
+    runs = [
+        _run("default", "met", 8.0, 85.0, 7.0, 10.0),
+        _run("extender-profile", "met", 8.0, 17.0, 0.0, 95.0),
+        _run("fgd+wishes", "met", 7.5, 15.0, 0.0, 100.0),
+        _run("default", "missed", 8.0, 85.0, 7.0, 10.0),
+        _run("extender-profile", "missed", 8.01, 17.1, 0.5, 94.9),
+    ]
+
+    text = goals_table(summarise(runs))
+
+    met, missed = (line for line in text.splitlines() if line.startswith("| m"))
+    assert met == (
+        "| met | 8.00 / 8.00 / 7.50 met | 85.0 / 17.0 (5.0x less) met | 0.0 met | 95.0 met |"
+    )
+    assert missed == (
+        "| missed | 8.01 / 8.00 / - **not met** | 85.0 / 17.1 (5.0x less) **not met** "
+        "| 0.5 **not met** | 94.9 **not met** |"
+    )
