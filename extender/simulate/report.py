@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,25 +94,35 @@ HEADER = (
 
 def table(summaries: Sequence[Summary]) -> str:
     """Markdown tables, one per trace, medians over seeds with [min-max]."""
+
+    def title(s: Summary) -> str:
+        fgd = s.published_fgd
+        return f"{s.seeds} seeds" + (f"; FGD's published median {fgd:.2f}" if fgd else "")
+
+    def row(s: Summary) -> str:
+        published = f"{s.published:.2f}" if s.published is not None else "-"
+        return (
+            f"| {s.model} | {fmt(s.unallocated)} | {published} | {fmt(s.colocated, 1)} "
+            f"| {fmt(s.gpu_colocated, 1)} | {fmt(s.preferred, 1)} | {fmt(s.failed, 0)} "
+            f"| {fmt(s.seconds, 1)} |"
+        )
+
+    return _per_trace(summaries, HEADER, title, row)
+
+
+def _per_trace(
+    summaries: Sequence[Summary],
+    header: str,
+    title: Callable[[Summary], str],
+    row: Callable[[Summary], str],
+) -> str:
+    """A titled table per trace, a row per summary, in the order the traces came."""
     lines: list[str] = []
     for trace in dict.fromkeys(s.trace for s in summaries):
         rows = [s for s in summaries if s.trace == trace]
-        fgd = rows[0].published_fgd
-        lines.append(
-            f"**{trace}** ({rows[0].seeds} seeds"
-            + (f"; FGD's published median {fgd:.2f}" if fgd is not None else "")
-            + ")"
-        )
-        lines.append("")
-        lines.append(HEADER)
-        lines.append("|---|---|---|---|---|---|---|---|")
-        for s in rows:
-            published = f"{s.published:.2f}" if s.published is not None else "-"
-            lines.append(
-                f"| {s.model} | {fmt(s.unallocated)} | {published} | {fmt(s.colocated, 1)} "
-                f"| {fmt(s.gpu_colocated, 1)} | {fmt(s.preferred, 1)} | {fmt(s.failed, 0)} "
-                f"| {fmt(s.seconds, 1)} |"
-            )
+        lines += [f"**{trace}** ({title(rows[0])})", "", header]
+        lines.append("|" + "---|" * header.count(" | ") + "---|")
+        lines += [row(s) for s in rows]
         lines.append("")
     return "\n".join(lines)
 
@@ -246,18 +256,14 @@ FRONTIER_HEADER = (
 
 def frontier_table(summaries: Sequence[Summary]) -> str:
     """Per trace, each model at each separation weight: the points of the frontier."""
-    lines: list[str] = []
-    for trace in dict.fromkeys(s.trace for s in summaries):
-        rows = [s for s in summaries if s.trace == trace]
-        lines += [f"**{trace}** ({rows[0].seeds} seeds)", "", FRONTIER_HEADER]
-        lines.append("|---|---|---|---|---|---|")
-        for s in rows:
-            lines.append(
-                f"| {s.model} | {s.separation or 'policy'} | {fmt(s.unallocated)} "
-                f"| {fmt(s.colocated, 1)} | {fmt(s.gpu_colocated, 1)} | {fmt(s.preferred, 1)} |"
-            )
-        lines.append("")
-    return "\n".join(lines)
+
+    def row(s: Summary) -> str:
+        return (
+            f"| {s.model} | {s.separation or 'policy'} | {fmt(s.unallocated)} "
+            f"| {fmt(s.colocated, 1)} | {fmt(s.gpu_colocated, 1)} | {fmt(s.preferred, 1)} |"
+        )
+
+    return _per_trace(summaries, FRONTIER_HEADER, lambda s: f"{s.seeds} seeds", row)
 
 
 def plot_frontier(summaries: Sequence[Summary], directory: Path) -> list[Path]:
