@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup controlplane helm lint test unit demo bench quality fuzz soak clean
+.PHONY: setup controlplane helm lint test unit demo bench quality sim-to-real fuzz soak clean
 
 setup: $(STAMP)
 
@@ -88,6 +88,14 @@ quality: $(STAMP)
 	$(SIMULATE) $(foreach t,$(FRONTIER_TRACES),--pods $(OPENB)/openb_pod_list_$(t).csv) \
 	  --models extender-profile,fgd+wishes --frontier $(FRONTIER) --seeds $(FRONTIER_SEEDS) \
 	  --report docs/quality-frontier.md
+
+# The simulator against the real scheduler (issue 16): a slice of the openb default trace
+# (240 nodes, its first pods up to 1.2x their GPUs, at most 2,000) through kube-scheduler
+# with the shipped config and `serve`, and through the model; docs/sim-to-real.md. make test
+# runs a 30-node slice (tests/integration/test_sim_to_real.py).
+SIM_TO_REAL_ARGS ?= --nodes 240 --max-pods 2000
+sim-to-real: controlplane
+	$(BIN)/python hack/sim_to_real.py $(SIM_TO_REAL_ARGS) --report docs/sim-to-real.md
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

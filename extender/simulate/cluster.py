@@ -84,8 +84,11 @@ class Cluster:
         memory_mib: npt.ArrayLike,
         gpus: npt.ArrayLike,
         models: Sequence[str],
+        *,
+        whole_units: bool = False,
     ) -> None:
         self.names = tuple(names)
+        self.whole_units = whole_units
         self.models = tuple(models)
         self.cpu_capacity: IntArray = np.array(cpu_milli, dtype=np.int64)
         self.memory_capacity: IntArray = np.array(memory_mib, dtype=np.int64)
@@ -105,8 +108,18 @@ class Cluster:
         self.reset()
 
     @classmethod
-    def from_nodes(cls, nodes: NodeTable) -> Cluster:
-        return cls(nodes.names, nodes.cpu_milli, nodes.memory_mib, nodes.gpus, nodes.models)
+    def from_nodes(cls, nodes: NodeTable, *, whole_units: bool = False) -> Cluster:
+        """The trace's nodes; `whole_units` as a real kube-scheduler counts `nvidia.com/gpu`
+        without a sharing device plugin: every GPU pod takes its GPU count in whole units,
+        a sharing pod one (its share then only decides which GPU it joins)."""
+        return cls(
+            nodes.names,
+            nodes.cpu_milli,
+            nodes.memory_mib,
+            nodes.gpus,
+            nodes.models,
+            whole_units=whole_units,
+        )
 
     def reset(self) -> None:
         """Empty the cluster: every node and GPU free again."""
@@ -119,6 +132,8 @@ class Cluster:
         self.gpu_free_total: IntArray = self.gpu_free.sum(axis=1)
         self.max_gpu_free: IntArray = self.gpu_free.max(axis=1)
         self.whole_free_gpus: IntArray = self.gpu_count.copy()
+        # `nvidia.com/gpu` left as the scheduler counts it (whole_units: a pod takes num_gpu).
+        self.gpu_units_free: IntArray = self.gpu_count.copy()
         self.pod_kinds: IntArray = np.zeros((size, self.max_gpus + 1), dtype=np.int64)
         self.version: IntArray = np.zeros(size, dtype=np.int64)
         self.allocated_gpu_milli = 0
@@ -153,6 +168,8 @@ class Cluster:
         if pod.num_gpu == 0:
             return fits
         fits &= self.model_mask(pod.gpu_spec)
+        if self.whole_units:
+            fits &= self.gpu_units_free >= pod.num_gpu
         if pod.num_gpu == 1:
             return fits & (self.max_gpu_free >= pod.gpu_milli)
         return fits & (self.whole_free_gpus >= pod.num_gpu)
@@ -164,6 +181,8 @@ class Cluster:
         if pod.num_gpu == 0:
             return True
         if not self.model_mask(pod.gpu_spec)[node]:
+            return False
+        if self.whole_units and self.gpu_units_free[node] < pod.num_gpu:
             return False
         if pod.num_gpu == 1:
             return bool(self.max_gpu_free[node] >= pod.gpu_milli)
@@ -205,6 +224,7 @@ class Cluster:
             self.gpu_free_total[node] = row.sum()
             self.max_gpu_free[node] = row.max()
             self.whole_free_gpus[node] = int((row == WHOLE_GPU).sum())
+            self.gpu_units_free[node] -= sign * pod.num_gpu
             self.pod_kinds[node, pod.kind] += sign
             self.allocated_gpu_milli += sign * pod.total_gpu_milli
         self.version[node] += 1

@@ -64,6 +64,9 @@ def _used_and_capacity(
         capacity = cluster.memory_capacity[nodes]
         used = capacity - cluster.memory_free[nodes] + max(pod.memory_mib, NON_ZERO_MEMORY_MIB)
         return used, capacity
+    if cluster.whole_units:  # `nvidia.com/gpu` in whole units, as the real scheduler counts
+        capacity = cluster.gpu_count[nodes]
+        return capacity - cluster.gpu_units_free[nodes] + pod.num_gpu, capacity
     # The GPU resource, in milli-GPU, as a sharing-aware device plugin would advertise it.
     capacity = cluster.gpu_count[nodes] * WHOLE_GPU
     used = capacity - cluster.gpu_free_total[nodes] + pod.total_gpu_milli
@@ -78,17 +81,27 @@ def resource_fit(
     resources: tuple[tuple[str, int], ...] = DEFAULT_WEIGHTS.fit_resources,
 ) -> IntArray:
     """NodeResourcesFit's score: LeastAllocated prefers the emptiest nodes (spreads),
-    MostAllocated the fullest (packs); weighted mean over the resources."""
+    MostAllocated the fullest (packs); weighted mean over the resources.
+
+    As upstream (`resource_allocation.go`), a resource a node has none of is left out of
+    its mean, and so is the GPU (an extended resource) for a pod that asks for none: with
+    the GPU as the only scored resource, pods without GPUs score 0 everywhere and land at
+    random among the nodes that fit (found by `make sim-to-real`).
+    """
     total = np.zeros(len(nodes), dtype=np.int64)
-    weights = 0
+    weights = np.zeros(len(nodes), dtype=np.int64)
     for resource, weight in resources:
+        if resource == GPU and pod.num_gpu == 0:
+            continue
         used, capacity = _used_and_capacity(cluster, pod, nodes, resource)
         safe = np.maximum(capacity, 1)
-        left = (capacity - used) if strategy == "LeastAllocated" else used
-        part = np.where((capacity > 0) & (used <= capacity), left * MAX_NODE_SCORE // safe, 0)
-        total += weight * part
-        weights += weight
-    scores: IntArray = total // max(weights, 1)
+        if strategy == "LeastAllocated":  # over capacity (non-zero defaults): 0
+            part = np.where(used <= capacity, (capacity - used) * MAX_NODE_SCORE // safe, 0)
+        else:  # over capacity counts as full
+            part = np.minimum(used, capacity) * MAX_NODE_SCORE // safe
+        total += np.where(capacity > 0, weight * part, 0)
+        weights += np.where(capacity > 0, weight, 0)
+    scores: IntArray = total // np.maximum(weights, 1)
     return scores
 
 
