@@ -39,7 +39,12 @@ import localcluster  # noqa: E402
 from extender.policy.compiled import Policy  # noqa: E402
 from extender.policy.loader import load_policy_file  # noqa: E402
 from extender.simulate.cluster import BoolArray, Cluster, PodRequest, pod_requests  # noqa: E402
-from extender.simulate.extender_model import model_class, trace_workload  # noqa: E402
+from extender.simulate.extender_model import (  # noqa: E402
+    ExtenderScheduler,
+    model_class,
+    trace_pod,
+    trace_workload,
+)
 from extender.simulate.models import model_factory  # noqa: E402
 from extender.simulate.protocol import Placement, Scheduler  # noqa: E402
 from extender.simulate.reference import first_whole_gpus, tightest_gpu  # noqa: E402
@@ -272,6 +277,29 @@ def _settle(cluster: localcluster.LocalCluster, name: str, timeout: float) -> De
     raise RuntimeError(f"pod {name}: neither bound nor failed in {timeout} s")
 
 
+def agreement(piece: Slice, decisions: list[Decision], policy: Policy) -> tuple[int, int]:
+    """Of the GPU pods the real scheduler placed, how many it put on a node the model
+    scores highest in the same state (the real placements so far): (agreeing, all)."""
+    cluster = piece.cluster()
+    rng = np.random.default_rng(0)
+    model = model_factory("extender-profile", policy)(cluster, piece.pods, rng)
+    assert isinstance(model, ExtenderScheduler)
+    agreeing = placed = 0
+    for position, pod in enumerate(pod_requests(piece.pods)):
+        decision = decisions[position]
+        if decision is None or not cluster.fits_on(node := model.index_of(decision[0]), pod):
+            continue
+        uid = f"real-{position}"
+        if pod.num_gpu:
+            nodes, scores = model.totals(cluster, pod, uid, cluster.feasible(pod))
+            placed += 1
+            agreeing += node in nodes[scores == scores.max()]
+        model.cache.upsert_pod(trace_pod(pod, uid, policy, node=decision[0]))
+        record = model.cache.pod(uid)
+        cluster.place(node, record.devices if record else (), pod)
+    return agreeing, placed
+
+
 @dataclass(frozen=True, slots=True)
 class Comparison:
     piece: Slice
@@ -281,6 +309,8 @@ class Comparison:
     models: list[Outcome]
     """The model, one outcome per seed."""
     seconds: float
+    agreement: tuple[int, int]
+    """GPU pods the real scheduler put where the model scores highest too, of all placed."""
 
     @property
     def model(self) -> Outcome:
@@ -297,7 +327,8 @@ def compare(node_count: int, fill: float, max_pods: int, seed: int, workdir: Pat
     recorded = Recorded(decisions, piece.cluster())
     real = measure(piece, recorded, policy, seed)
     models = [model_outcome(piece, policy, s) for s in MODEL_SEEDS]
-    return Comparison(piece, real, recorded.disagreements, models, seconds)
+    agreeing = agreement(piece, decisions, policy)
+    return Comparison(piece, real, recorded.disagreements, models, seconds, agreeing)
 
 
 def diverged(real: Outcome, model: Outcome) -> dict[str, float]:
@@ -332,6 +363,8 @@ def report(found: Comparison, argv: str) -> str:
         f"{found.seconds:.0f} s; model: median [min-max] of seeds "
         f"{MODEL_SEEDS[0]}..{MODEL_SEEDS[-1]}",
         f"- real placements the simulator's books call impossible: {found.disagreements}",
+        f"- GPU pods the real scheduler placed on a node the model scores highest in the same "
+        f"state (the real placements so far): {found.agreement[0]} of {found.agreement[1]}",
         "",
         "| measure | real kube-scheduler + serve | model | difference | tolerance |",
         "|---|---|---|---|---|",

@@ -29,7 +29,8 @@ from extender.simulate.kube_scheduler import (
     device_plugin_gpus,
     in_tree_scores,
 )
-from extender.simulate.protocol import Placement, select_host
+from extender.simulate.protocol import FloatArray, Placement, select_host
+from extender.simulate.trace import IntArray
 from extender.state.cache import ClusterCache
 from extender.wire.types import (
     Container,
@@ -135,6 +136,7 @@ class ExtenderScheduler:
         self.cache.retain_nodes(set(cluster.names))
         self.cache.retain_pods(set())
         self._names = np.array(cluster.names, dtype=object)
+        self._node_order: IntArray = np.arange(len(cluster), dtype=np.int64)
         self._index = {name: i for i, name in enumerate(cluster.names)}
         self._uids = (f"pod-{i}" for i in itertools.count())
 
@@ -142,16 +144,14 @@ class ExtenderScheduler:
         self, cluster: Cluster, pod: PodRequest, feasible: BoolArray, rng: np.random.Generator
     ) -> Placement | None:
         uid = next(self._uids)
-        passed, ours = self.filter_and_score(
-            trace_pod(pod, uid, self.policy), self._names[feasible].tolist()
-        )
-        if not passed:
+        nodes, scores = self.totals(cluster, pod, uid, feasible)
+        if len(nodes) == 0:
             return None
-        nodes = np.fromiter(map(self._index.__getitem__, passed), np.int64, len(passed))
-        scores = in_tree_scores(cluster, pod, nodes, self.profile.in_tree) + (
-            np.asarray(ours, dtype=np.float64) * self.profile.weight * EXTENDER_SCALE
-        )
-        node = select_host(nodes, scores, rng)
+        # kube-scheduler (v1.36 `prioritizeNodes`) draws a random tie-breaker only for nodes
+        # an interested extender scored: a pod without GPUs (managedResources) goes to the
+        # first of its best nodes in the scheduler's node order (found by make sim-to-real).
+        ties = None if pod.num_gpu else self._node_order
+        node = select_host(nodes, scores, rng, ties)
         # What the watch would deliver once the pod is bound; the cache charges the GPUs our
         # filter counted on (never one shared with a workload kept apart), which our bind
         # names to the device plugin.
@@ -159,6 +159,22 @@ class ExtenderScheduler:
         record = self.cache.pod(uid)
         gpus = record.devices if record is not None else device_plugin_gpus(cluster, pod, node)
         return Placement(node, gpus, token=uid)
+
+    def totals(
+        self, cluster: Cluster, pod: PodRequest, uid: str, feasible: BoolArray
+    ) -> tuple[IntArray, FloatArray]:
+        """The nodes our filter passes and kube-scheduler's total score for each."""
+        passed, ours = self.filter_and_score(
+            trace_pod(pod, uid, self.policy), self._names[feasible].tolist()
+        )
+        nodes = np.fromiter(map(self._index.__getitem__, passed), np.int64, len(passed))
+        scores = in_tree_scores(cluster, pod, nodes, self.profile.in_tree) + (
+            np.asarray(ours, dtype=np.float64) * self.profile.weight * EXTENDER_SCALE
+        )
+        return nodes, scores
+
+    def index_of(self, name: str) -> int:
+        return self._index[name]
 
     def release(self, cluster: Cluster, pod: PodRequest, placement: Placement) -> None:
         """The pod left: what the watch's DELETED event does."""
