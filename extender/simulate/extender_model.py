@@ -146,6 +146,7 @@ class ExtenderScheduler:
         uid = next(self._uids)
         nodes, scores = self.totals(cluster, pod, uid, feasible)
         if len(nodes) == 0:
+            self.cache.delete_pod(uid)  # it fails and is dropped: the watch's DELETED event
             return None
         # kube-scheduler (v1.36 `prioritizeNodes`) draws a random tie-breaker only for nodes
         # an interested extender scored: a pod without GPUs (managedResources) goes to the
@@ -163,10 +164,15 @@ class ExtenderScheduler:
     def totals(
         self, cluster: Cluster, pod: PodRequest, uid: str, feasible: BoolArray
     ) -> tuple[IntArray, FloatArray]:
-        """The nodes our filter passes and kube-scheduler's total score for each."""
-        passed, ours = self.filter_and_score(
-            trace_pod(pod, uid, self.policy), self._names[feasible].tolist()
-        )
+        """The nodes our filter passes and kube-scheduler's total score for each.
+
+        Like `/filter`, it notes the pod in the cache first (ClusterCache.note_pending), so
+        the pod counts among the typical pods it is scored with, as in the server.
+        """
+        candidate = trace_pod(pod, uid, self.policy)
+        if pod.num_gpu:
+            self.cache.note_pending(candidate)
+        passed, ours = self.filter_and_score(candidate, self._names[feasible].tolist())
         nodes = np.fromiter(map(self._index.__getitem__, passed), np.int64, len(passed))
         scores = in_tree_scores(cluster, pod, nodes, self.profile.in_tree) + (
             np.asarray(ours, dtype=np.float64) * self.profile.weight * EXTENDER_SCALE
