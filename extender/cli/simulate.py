@@ -167,10 +167,10 @@ def run(args: argparse.Namespace) -> int:
                 if args.frontier
                 else ""
             )
-            + "; models: {', '.join(args.models)} (ours: "
+            + f"; models: {', '.join(args.models)} (ours: "
             f"{', '.join(m for m in args.models if m in OUR_MODELS) or 'none'})\n"
             f"- seeds: {', '.join(map(str, args.seeds))}; policy: `{args.policy}`; "
-            f"extender-profile: `{config}`\n"
+            f"extender-profile: `{_shown(config)}`\n"
             f"- took {time.perf_counter() - started:.0f} s with {args.jobs} process(es)\n\n"
             + body
             + "\n"
@@ -201,6 +201,14 @@ def provenance() -> str:
         return "unknown (not a git checkout)"
     dirty = git("status", "--porcelain", "--", str(package))
     return commit + (" (extender/ modified)" if dirty else "")
+
+
+def _shown(path: Path) -> str:
+    """A path as a reader of the report can use it: relative to here when it is below."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def _now() -> str:

@@ -217,6 +217,8 @@ def test_simulate_prints_a_table_and_writes_a_report_with_plots(
     head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
     assert f"- commit: {head.stdout.strip()}" in written
     assert re.search(r"finished \d{4}-\d\d-\d\d \d\d:\d\d UTC", written)
+    assert "- mode: paper; models: fgd (ours: none)" in written
+    assert "extender-profile: `manifests/second-scheduler/scheduler-config.yaml`" in written
     curves = (tmp_path / "quality" / "allocation.csv").read_text().splitlines()
     assert curves[0].startswith("trace,model,arrived_0,arrived_1,")
     assert curves[1].startswith("tiny,fgd,")
