@@ -3,9 +3,9 @@
 It holds when: no answer is a 5xx, no well-formed HTTP request loses its connection, every
 answer comes within the scheduler's 5 s timeout, the server's RSS after the run is within
 10% of before (after a warm-up that fills the bounded caches), and a fixed probe request
-gets the same decisions before and after. Requests come from Hypothesis strategies
-(strategies.py) in seeded chunks, so a run is reproducible from its seed; it stops after
-`requests` or `seconds`.
+gets the same decisions before and after (once the fuzzed pods' in-flight holds lapse).
+Requests come from Hypothesis strategies (strategies.py) in seeded chunks, so a run is
+reproducible from its seed; it stops after `requests` or `seconds`.
 
     python -m tests.fuzz.driver --url http://127.0.0.1:8888 --pid PID --requests 1000000
 (`make fuzz` starts a local control plane and an extender and runs this against them.)
@@ -27,6 +27,9 @@ import localcluster
 import orjson
 
 from tests.fuzz.strategies import FuzzRequest, for_each_batch
+
+PROBE_SETTLE_SECONDS = 20.0
+"""In-flight holds last 10 s (ClusterCache.in_flight_ttl) and are swept every second."""
 
 ANSWER_WITHIN_SECONDS = 5.0
 RSS_GROWTH_LIMIT = 0.10
@@ -200,7 +203,12 @@ def fuzz(
     if not report.rss_before_kib:
         report.rss_before_kib = target.rss_kib()
     report.rss_after_kib = target.rss_kib()
-    report.probe_unchanged = probe(target, known) == before
+    # Filter calls hold their pods' GPUs against reserved classes for a few seconds (the
+    # in-flight holds of ClusterCache); the probe must come back once those have lapsed.
+    settle_until = time.monotonic() + PROBE_SETTLE_SECONDS
+    while not (unchanged := probe(target, known) == before) and time.monotonic() < settle_until:
+        time.sleep(0.5)
+    report.probe_unchanged = unchanged
     for path in ("/healthz", "/readyz"):
         status, _ = target.http("GET", path, b"")
         if status != 200:
