@@ -61,20 +61,8 @@ def pod(
     if gpus:
         resources["requests"]["nvidia.com/gpu"] = str(gpus)
         resources["limits"] = {"nvidia.com/gpu": str(gpus)}
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {
-            "name": name,
-            "namespace": NAMESPACE,
-            "labels": labels,
-            "annotations": {"demo/note": note, **{PREFIX + k: v for k, v in annotations.items()}},
-        },
-        "spec": {
-            "schedulerName": "gpu-scheduler",
-            "containers": [{"name": "main", "image": "example/app:1", "resources": resources}],
-        },
-    }
+    notes = {"demo/note": note, **{PREFIX + k: v for k, v in annotations.items()}}
+    return localcluster.pod_manifest(name, NAMESPACE, resources, labels, notes)
 
 
 PODS = [

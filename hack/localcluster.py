@@ -566,6 +566,31 @@ def gfd_labels(product: str, gpus: int) -> dict[str, str]:
     }
 
 
+def pod_manifest(
+    name: str,
+    namespace: str,
+    resources: dict[str, Any],
+    labels: dict[str, str] | None = None,
+    annotations: dict[str, str] | None = None,
+    scheduler: str = "gpu-scheduler",
+) -> dict[str, Any]:
+    """A one-container Pod for `scheduler` (its image never runs: nodes have no kubelet)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": labels or {},
+            "annotations": annotations or {},
+        },
+        "spec": {
+            "schedulerName": scheduler,
+            "containers": [{"name": "main", "image": "example/app:1", "resources": resources}],
+        },
+    }
+
+
 class ExtenderProcess:
     """`gpuclass-extender serve` in a process of its own, on a loopback port."""
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import numpy as np
 import yaml
 
@@ -41,7 +42,6 @@ from extender.policy.loader import load_policy_file  # noqa: E402
 from extender.simulate.cluster import BoolArray, Cluster, PodRequest, pod_requests  # noqa: E402
 from extender.simulate.extender_model import (  # noqa: E402
     ExtenderScheduler,
-    model_class,
     trace_pod,
     trace_workload,
 )
@@ -185,36 +185,16 @@ class Recorded:
 
 
 def pod_manifest(row: int, request: PodRequest, policy: Policy) -> dict[str, Any]:
+    """The real pod of a trace pod: the model's own Pod object (its requests, share and
+    required classes), with its workload class as a label: the trace's qos maps to a
+    workload through priorityClassName in the policy, and PriorityClass names must be lower
+    case, so no real PriorityClass can carry it."""
     name = f"p{row:05d}"
-    resources: dict[str, Any] = {
-        "requests": {"cpu": f"{request.cpu_milli}m", "memory": f"{request.memory_mib}Mi"}
-    }
-    annotations: dict[str, str] = {}
-    if request.num_gpu:
-        resources["requests"]["nvidia.com/gpu"] = str(request.num_gpu)
-        resources["limits"] = {"nvidia.com/gpu": str(request.num_gpu)}
-        if request.is_sharing:
-            annotations[f"{PREFIX}gpu-milli"] = str(request.gpu_milli)
-        if request.gpu_spec:
-            classes = sorted({c for m in request.gpu_spec if (c := model_class(m, policy))})
-            annotations[f"{PREFIX}required-classes"] = ",".join(classes)
-    # The trace's qos maps to a workload class through priorityClassName in the policy;
-    # PriorityClass names must be lower case, so the real pods carry the class as a label.
-    workload = trace_workload(request, policy)
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {
-            "name": name,
-            "namespace": NAMESPACE,
-            "labels": {f"{PREFIX}workload": workload},
-            "annotations": annotations,
-        },
-        "spec": {
-            "schedulerName": "gpu-scheduler",
-            "containers": [{"name": "main", "image": "example/app:1", "resources": resources}],
-        },
-    }
+    modelled = trace_pod(request, name, policy)
+    resources = msgspec.to_builtins(modelled.spec.containers[0].resources)  # type: ignore[index]
+    labels = {f"{PREFIX}workload": str(trace_workload(request, policy))}
+    annotations = dict(modelled.metadata.annotations or {})
+    return localcluster.pod_manifest(name, NAMESPACE, resources, labels, annotations)
 
 
 def real_decisions(

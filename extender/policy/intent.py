@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from extender.policy.compiled import ClassName, Policy, WorkloadName
 from extender.policy.loader import allowed_classes
 from extender.policy.model import AttributeRequirement
-from extender.wire.quantity import QuantityError, milli_units, whole_units
+from extender.wire.quantity import QuantityError, millicores, whole_units
 from extender.wire.types import Container, Pod
 
 WHOLE_GPU = 1000
@@ -123,11 +123,7 @@ def _container_cpu(container: Container) -> int:
     if resources is None:
         return 0
     # The API server defaults a missing request to the limit.
-    value = (resources.requests or {}).get("cpu") or (resources.limits or {}).get("cpu")
-    try:
-        return max(0, milli_units(value)) if value is not None else 0
-    except QuantityError:
-        return 0  # the API server would have refused it; count nothing rather than fail
+    return millicores((resources.requests or {}).get("cpu") or (resources.limits or {}).get("cpu"))
 
 
 def cpu_request(pod: Pod) -> int:

@@ -159,7 +159,8 @@ def _intent_key(pod: PodIntent, policy: Policy) -> Hashable:
         pod.tolerates_dedicated,
         pod.conflicts,
         pod.wants_gpus,
-        pod.cpu_milli,
+        # Only fragmentation reads the pod's CPU: elsewhere pods differing in it share verdicts.
+        pod.cpu_milli if policy.reads_cpu else None,
     )
     # Headroom subtracts the pod's own in-flight hold, looked up by uid.
     return (*key, pod.uid) if policy.headroom else key

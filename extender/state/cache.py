@@ -202,13 +202,9 @@ class ClusterCache:
         cached = self._nodes.get(node.metadata.name)
         if cached is not None and cached.resource_version == node.metadata.resourceVersion:
             return cached
-        features = node_features(node, self._policy)
-        features.cpu_free -= self._cpu_on.get(node.metadata.name, 0)
+        features = self._with_cpu_pods(node_features(node, self._policy))
         for record in self.pods_on(node.metadata.name):
-            devices = self._devices_for(features, record)
-            charge(features.free, devices, record.demand.milli, +1)
-            hold(features.holders, devices, record.workload, record.demand.milli, +1)
-            features.cpu_free -= record.cpu_milli
+            _take(features, record, self._devices_for(features, record), +1)
             _add(features.held, record.workload, record.demand.total_milli)
         features.shape = self._shapes.shape_of(features, self._policy)
         return features
@@ -344,8 +340,7 @@ class ClusterCache:
             for record in pods:
                 self._detach(record)
             self._remove_node_totals(self._nodes[name])
-        self._nodes[name] = features
-        features.cpu_free -= self._cpu_on.get(name, 0)
+        self._nodes[name] = self._with_cpu_pods(features)
         self._add_node_totals(features)
         for record in pods:
             self._attach(record)
@@ -572,8 +567,7 @@ class ClusterCache:
         self._classes.clear()
         self._in_flight.clear()  # class names may have changed; holds are short-lived anyway
         for fact in facts:
-            features = features_of(fact, policy)
-            features.cpu_free -= self._cpu_on.get(fact.name, 0)
+            features = self._with_cpu_pods(features_of(fact, policy))
             self._nodes[fact.name] = features
             self._add_node_totals(features)
             self._reshape(features)
@@ -600,9 +594,7 @@ class ClusterCache:
         devices = self._devices_for(features, record)
         # Few distinct tuples (subsets of a node's GPU indices): a plain table is bounded.
         record.devices = self._device_tuples.setdefault(devices, devices)
-        charge(features.free, record.devices, record.demand.milli, +1)
-        hold(features.holders, record.devices, record.workload, record.demand.milli, +1)
-        features.cpu_free -= record.cpu_milli
+        _take(features, record, record.devices, +1)
         self._account(features, record, +1, features.free_milli - free_before)
         self._reshape(features)
 
@@ -619,12 +611,15 @@ class ClusterCache:
             return  # never charged: the node was not known
         # A pod on a node without GPUs holds no devices but was still counted in `held`.
         free_before = features.free_milli
-        charge(features.free, record.devices, record.demand.milli, -1)
-        hold(features.holders, record.devices, record.workload, record.demand.milli, -1)
-        features.cpu_free += record.cpu_milli
+        _take(features, record, record.devices, -1)
         record.devices = ()
         self._account(features, record, -1, features.free_milli - free_before)
         self._reshape(features)
+
+    def _with_cpu_pods(self, features: NodeFeatures) -> NodeFeatures:
+        """Fresh features of a node, less the CPU of its pods without GPUs."""
+        features.cpu_free -= self._cpu_on.get(features.name, 0)
+        return features
 
     def _devices_for(self, features: NodeFeatures, record: PodRecord) -> tuple[int, ...]:
         """The GPUs a bound pod holds: those our bind named on it while they have room;
@@ -737,6 +732,13 @@ def devices_annotation(record: PodRecord, policy: Policy) -> dict[str, str]:
     if not record.devices or record.demand.milli >= WHOLE_GPU:
         return {}
     return {policy.keys.pod_gpu_devices: ",".join(map(str, record.devices))}
+
+
+def _take(features: NodeFeatures, record: PodRecord, devices: tuple[int, ...], sign: int) -> None:
+    """Charge (+1) or give back (-1) a pod's GPU shares, their holders and its CPU."""
+    charge(features.free, devices, record.demand.milli, sign)
+    hold(features.holders, devices, record.workload, record.demand.milli, sign)
+    features.cpu_free -= sign * record.cpu_milli
 
 
 def _in_shared_domain(features: NodeFeatures) -> bool:

@@ -10,7 +10,7 @@ from extender.policy.compiled import Mode, Policy, WorkloadName
 from extender.policy.intent import MAX_GPUS_PER_NODE, WHOLE_GPU
 from extender.policy.node_class import NodeClass, classify_node
 from extender.state.devices import DeviceHolders, apart_devices
-from extender.wire.quantity import QuantityError, milli_units, whole_units
+from extender.wire.quantity import QuantityError, millicores, whole_units
 from extender.wire.types import Node, Quantity
 
 if TYPE_CHECKING:
@@ -49,15 +49,8 @@ def node_facts(node: Node, policy: Policy) -> NodeFacts:
         labels=kept,
         gpu_allocatable=(node.status.allocatable or {}).get(policy.gpu_resource),
         unschedulable=node.spec.unschedulable,
-        cpu_allocatable=_millicores((node.status.allocatable or {}).get("cpu")),
+        cpu_allocatable=millicores((node.status.allocatable or {}).get("cpu")),
     )
-
-
-def _millicores(value: Quantity | None) -> int:
-    try:
-        return max(0, milli_units(value)) if value is not None else 0
-    except QuantityError:
-        return 0
 
 
 @dataclass(slots=True)

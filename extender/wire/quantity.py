@@ -73,3 +73,12 @@ def milli_units(value: str | int | float) -> int:
     """A quantity in thousandths, rounded up the way Kubernetes' MilliValue() does."""
     quantity = parse_quantity(value) * 1000
     return int(quantity.to_integral_value(rounding="ROUND_CEILING"))
+
+
+def millicores(value: str | int | float | None) -> int:
+    """A CPU quantity in millicores; 0 when absent, negative or unreadable (the API server
+    refuses such values, so counting nothing beats failing)."""
+    try:
+        return max(0, milli_units(value)) if value is not None else 0
+    except QuantityError:
+        return 0
