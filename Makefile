@@ -69,7 +69,8 @@ bench: controlplane
 
 # Scheduling quality on the shipped openb traces, every model, seeds 42..51 (docs/quality.md);
 # then the frontier: ours and FGD held to our wishes with the separation weight swept
-# (docs/quality-frontier.md; three traces with interactive and batch pods, seeds 42..44).
+# (docs/quality-frontier.md; three traces with interactive and batch pods, seeds 42..44);
+# then our packing alone, every wish off, against FGD (docs/quality-packing.md).
 OPENB := data/openb
 TRACES := default gpushare40 gpushare100 multigpu20 cpu050 gpuspec10 gpuspec20
 # Ours as shipped, the default scheduler, the paper's policies and the bound; the other
@@ -88,6 +89,10 @@ quality: $(STAMP)
 	$(SIMULATE) $(foreach t,$(FRONTIER_TRACES),--pods $(OPENB)/openb_pod_list_$(t).csv) \
 	  --models extender-profile,fgd+wishes --frontier $(FRONTIER) --seeds $(FRONTIER_SEEDS) \
 	  --report docs/quality-frontier.md
+	$(BIN)/gpuclass-extender simulate --nodes $(OPENB)/openb_node_list_gpu_node.csv \
+	  --policy manifests/examples/openb-packing-only.yaml --jobs 2 \
+	  --pods $(OPENB)/openb_pod_list_default.csv --pods $(OPENB)/openb_pod_list_gpushare100.csv \
+	  --models extender-profile,extender-profile-exact,fgd --report docs/quality-packing.md
 
 # The simulator against the real scheduler (issue 16): a slice of the openb default trace
 # (240 nodes, its first pods up to 1.2x their GPUs, at most 2,000) through kube-scheduler

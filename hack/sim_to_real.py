@@ -258,7 +258,7 @@ def _settle(cluster: localcluster.LocalCluster, name: str, timeout: float) -> De
 
 
 def agreement(piece: Slice, decisions: list[Decision], policy: Policy) -> tuple[int, int]:
-    """Of the GPU pods the real scheduler placed, how many it put on a node the model
+    """Of the pods the real scheduler placed, how many it put on a node the model
     scores highest in the same state (the real placements so far): (agreeing, all)."""
     cluster = piece.cluster()
     rng = np.random.default_rng(0)
@@ -270,10 +270,9 @@ def agreement(piece: Slice, decisions: list[Decision], policy: Policy) -> tuple[
         if decision is None or not cluster.fits_on(node := model.index_of(decision[0]), pod):
             continue
         uid = f"real-{position}"
-        if pod.num_gpu:
-            nodes, scores = model.totals(cluster, pod, uid, cluster.feasible(pod))
-            placed += 1
-            agreeing += node in nodes[scores == scores.max()]
+        nodes, scores = model.totals(cluster, pod, uid, cluster.feasible(pod))
+        placed += 1
+        agreeing += node in nodes[scores == scores.max()]
         model.cache.upsert_pod(trace_pod(pod, uid, policy, node=decision[0]))
         record = model.cache.pod(uid)
         cluster.place(node, record.devices if record else (), pod)
@@ -290,7 +289,7 @@ class Comparison:
     """The model, one outcome per seed."""
     seconds: float
     agreement: tuple[int, int]
-    """GPU pods the real scheduler put where the model scores highest too, of all placed."""
+    """Pods the real scheduler put where the model scores highest too, of all placed."""
 
     @property
     def model(self) -> Outcome:
@@ -343,7 +342,7 @@ def report(found: Comparison, argv: str) -> str:
         f"{found.seconds:.0f} s; model: median [min-max] of seeds "
         f"{MODEL_SEEDS[0]}..{MODEL_SEEDS[-1]}",
         f"- real placements the simulator's books call impossible: {found.disagreements}",
-        f"- GPU pods the real scheduler placed on a node the model scores highest in the same "
+        f"- pods the real scheduler placed on a node the model scores highest in the same "
         f"state (the real placements so far): {found.agreement[0]} of {found.agreement[1]}",
         "",
         "| measure | real kube-scheduler + serve | model | difference | tolerance |",

@@ -11,6 +11,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from extender.wire.placement import parse_go_int
+
 API_VERSION = "gpuclass.example.io/v1alpha1"
 KIND = "GpuClassPolicy"
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
@@ -93,12 +95,11 @@ class AttributeRequirement(_Model):
         if self.operator in ("Gt", "Lt"):
             if len(self.values) != 1:
                 raise ValueError(f"operator {self.operator} needs exactly one integer value")
-            try:
-                int(self.values[0])
-            except ValueError:
+            if parse_go_int(self.values[0]) is None:
                 raise ValueError(
-                    f"operator {self.operator} needs an integer value, got {self.values[0]!r}"
-                ) from None
+                    f"operator {self.operator} needs a decimal integer value (as Kubernetes "
+                    f"parses it: digits, an optional sign, 64 bits), got {self.values[0]!r}"
+                )
         return self
 
 

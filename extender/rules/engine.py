@@ -328,8 +328,14 @@ def applicable_components(
     pod: PodIntent, nodes: Sequence[NodeFeatures], policy: Policy
 ) -> list[tuple[str, float, ScoreFn]]:
     """The components that rank these nodes for this pod, with their weights."""
-    if pod.demand.gpus == 0 or pod.conflicts:
+    if pod.conflicts:
         return []
+    if pod.demand.gpus == 0:
+        # A pod without GPUs matters to GPU placement only through the CPU it takes from
+        # GPU nodes: fragmentation alone scores it (packing.score), when its class uses it.
+        weight = policy.weights.of(packing.NAME)
+        fragmentation = policy.workloads[pod.workload].packing == "fragmentation"
+        return [(packing.NAME, weight, packing.score)] if weight > 0 and fragmentation else []
     chosen = []
     for component, (applies, score) in SCORES.items():
         weight = policy.weights.of(component)

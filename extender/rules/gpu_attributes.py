@@ -7,30 +7,14 @@ from extender.policy.intent import PodIntent
 from extender.policy.model import AttributeRequirement
 from extender.rules.base import ClusterView, Reject
 from extender.state.features import NodeFeatures
+from extender.wire.placement import label_matches
 
 NAME = "gpu_attributes"
 
 
 def satisfied(requirement: AttributeRequirement, labels: dict[str, str]) -> bool:
-    """Node-affinity semantics: Gt/Lt compare integers; a missing label fails them."""
-    value = labels.get(requirement.key)
-    op = requirement.operator
-    if op == "Exists":
-        return value is not None
-    if op == "DoesNotExist":
-        return value is None
-    if op == "In":
-        return value is not None and value in requirement.values
-    if op == "NotIn":
-        return value is None or value not in requirement.values
-    try:
-        number = int(value) if value is not None else None
-    except ValueError:
-        return False
-    if number is None:
-        return False
-    bound = int(requirement.values[0])
-    return number > bound if op == "Gt" else number < bound
+    """Node-affinity semantics, the scheduler's own evaluation (wire.placement)."""
+    return label_matches(requirement.key, requirement.operator, requirement.values, labels)
 
 
 def describe(requirement: AttributeRequirement) -> str:

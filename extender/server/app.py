@@ -345,7 +345,7 @@ async def _bind(request: web.Request, args: ExtenderBindingArgs) -> web.Response
     if refusal is not None:
         return _bind_answer(request, args, "refused", f"{what}: refused: {refusal}")
     # Charge the pod before the API call: the next pod's filter may run while we wait.
-    assumed = cache.assume(args.PodUID, args.Node)
+    assumed = cache.assume(args.PodUID, args.Node, pod)
     # The GPU a sharing pod was charged to goes on the pod with the binding (no extra call).
     annotations = devices_annotation(assumed, request.app[STORE].current) if assumed else {}
     try:
@@ -465,6 +465,7 @@ def _node_json(cache: ClusterCache, node: NodeFeatures) -> dict[str, Any]:
         "gpus": node.gpu_count,
         "freeMilliPerGpu": node.free,
         "heldMilliByWorkload": node.held,
+        "cpuFreeMilli": node.cpu_free,
         "dedicatedTo": node.dedicated_to,
         "dedicationMode": node.dedication_mode if node.dedicated_to else None,
         "domains": node.domains,

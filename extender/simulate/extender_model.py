@@ -24,6 +24,7 @@ from extender.rules.engine import MAX_SCORE, filter_and_score
 from extender.simulate.cluster import BoolArray, Cluster, PodRequest
 from extender.simulate.kube_scheduler import (
     DEFAULT_WEIGHTS,
+    GPU,
     MAX_NODE_SCORE,
     InTreeWeights,
     device_plugin_gpus,
@@ -53,13 +54,23 @@ class ExtenderProfile:
     """How the scheduler weighs us: the extender's `weight` and the in-tree scores kept.
 
     `exact` skips the wire's rounding to integers 0..10 (not possible in a real cluster):
-    the difference to a rounded run is what the coarse score costs.
+    the difference to a rounded run is what the coarse score costs. `managed`: the
+    extender's managedResources (cpu, memory or GPU); None when it lists none, so that
+    every pod comes to it.
     """
 
     name: str
     weight: int = 5
     in_tree: InTreeWeights = DEFAULT_WEIGHTS
     exact: bool = False
+    managed: frozenset[str] | None = None
+
+    def interested(self, pod: PodRequest) -> bool:
+        """Whether kube-scheduler calls the extender for this pod (`IsInterested`)."""
+        if self.managed is None:
+            return True
+        asks = {GPU: pod.num_gpu > 0, "cpu": pod.cpu_milli > 0, "memory": pod.memory_mib > 0}
+        return any(asks[name] for name in self.managed)
 
 
 def _model_labels(model: str, policy: Policy) -> dict[str, str]:
@@ -149,9 +160,10 @@ class ExtenderScheduler:
             self.cache.delete_pod(uid)  # it fails and is dropped: the watch's DELETED event
             return None
         # kube-scheduler (v1.36 `prioritizeNodes`) draws a random tie-breaker only for nodes
-        # an interested extender scored: a pod without GPUs (managedResources) goes to the
-        # first of its best nodes in the scheduler's node order (found by make sim-to-real).
-        ties = None if pod.num_gpu else self._node_order
+        # an interested extender scored: a pod the extender's managedResources keep from it
+        # goes to the first of its best nodes in the scheduler's node order (found by make
+        # sim-to-real).
+        ties = None if self.profile.interested(pod) else self._node_order
         node = select_host(nodes, scores, rng, ties)
         # What the watch would deliver once the pod is bound; the cache charges the GPUs our
         # filter counted on (never one shared with a workload kept apart), which our bind
@@ -169,9 +181,12 @@ class ExtenderScheduler:
         Like `/filter`, it notes the pod in the cache first (ClusterCache.note_pending), so
         the pod counts among the typical pods it is scored with, as in the server.
         """
+        if not self.profile.interested(pod):
+            nodes = np.flatnonzero(feasible).astype(np.int64)
+            in_tree = in_tree_scores(cluster, pod, nodes, self.profile.in_tree)
+            return nodes, in_tree.astype(np.float64)
         candidate = trace_pod(pod, uid, self.policy)
-        if pod.num_gpu:
-            self.cache.note_pending(candidate)
+        self.cache.note_pending(candidate)
         passed, ours = self.filter_and_score(candidate, self._names[feasible].tolist())
         nodes = np.fromiter(map(self._index.__getitem__, passed), np.int64, len(passed))
         scores = in_tree_scores(cluster, pod, nodes, self.profile.in_tree) + (

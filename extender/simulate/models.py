@@ -60,6 +60,7 @@ class SchedulerProfile:
 
     in_tree: InTreeWeights
     extender_weight: int
+    managed: frozenset[str] | None = None
 
 
 _FIT = "NodeResourcesFit"
@@ -103,13 +104,15 @@ def profile_from_config(path: Path, gpu_resource: str) -> SchedulerProfile:
                 for r in scoring["resources"]
             )
     weight = int(extenders[0].get("weight", 1)) if extenders else 0
+    listed = (extenders[0].get("managedResources") or []) if extenders else []
+    managed = frozenset(_resource(r["name"], gpu_resource, path) for r in listed) or None
     in_tree = InTreeWeights(
         fit=weights[_FIT],
         fit_strategy=strategy,
         fit_resources=resources,
         balanced_allocation=weights[_BALANCED],
     )
-    return SchedulerProfile(in_tree, weight)
+    return SchedulerProfile(in_tree, weight, managed)
 
 
 def _resource(name: str, gpu_resource: str, path: Path) -> str:
@@ -136,12 +139,13 @@ def model_factory(
         raise ProfileError(f"unknown model {name!r} (known: {', '.join(MODEL_NAMES)})")
     shipped = profile_from_config(config, policy.gpu_resource)
     if name == "default+extender":
-        profile = ExtenderProfile(name, weight=shipped.extender_weight)
+        profile = ExtenderProfile(name, weight=shipped.extender_weight, managed=shipped.managed)
     else:
         profile = ExtenderProfile(
             name,
             weight=shipped.extender_weight,
             in_tree=shipped.in_tree,
             exact=name.endswith("-exact"),
+            managed=shipped.managed,
         )
     return lambda cluster, trace, rng: ExtenderScheduler(cluster, policy, profile)

@@ -246,7 +246,7 @@ class ClusterCache:
         return self._mixes.get(workload) or self._mixes.get(None, ())
 
     def _count_demand(self, record: PodRecord, sign: int) -> None:
-        key = (record.workload, (record.demand, record.cpu_milli))
+        key = _typical_key(record)
         self._demands[key] += sign
         if self._demands[key] <= 0:
             del self._demands[key]
@@ -391,6 +391,8 @@ class ClusterCache:
             if demand.gpus == 0 and pod.status.phase not in FINISHED_PHASES:
                 self._charge_cpu_pod(uid, pod.spec.nodeName, cpu)
             return
+        if uid in self._cpu_pods:  # assumed at bind as a pod without GPUs: it has some
+            self._charge_cpu_pod(uid, "", 0)
         inputs = self._interned(workload_inputs(pod, self._policy))
         workload = workload_from(inputs, self._policy)[0] or self._policy.default_workload
         demand = self._interned(demand)
@@ -414,7 +416,7 @@ class ClusterCache:
                     self._confirm(record)
                 return
             self._detach(record)
-            self._count_demand(record, -1)
+        previous = record
         record = PodRecord(
             uid=uid,
             namespace=sys.intern(pod.metadata.namespace),
@@ -426,7 +428,12 @@ class ClusterCache:
             pinned=pinned,
             cpu_milli=cpu,
         )
-        self._count_demand(record, +1)
+        if previous is None or _typical_key(previous) != _typical_key(record):
+            # Only a change of shape changes the mix: a pod noted by a filter and then
+            # bound counts once, whichever way the binding was learnt.
+            if previous is not None:
+                self._count_demand(previous, -1)
+            self._count_demand(record, +1)
         if node and not pod.spec.nodeName:
             record.assumed_until = self._clock() + self._assume_ttl
             self._assumed.add(uid)
@@ -501,11 +508,18 @@ class ClusterCache:
 
     # ---- assumptions (bind) --------------------------------------------------------------
 
-    def assume(self, uid: str, node: str) -> PodRecord | None:
-        """Charge a pod to `node` now, until the watch confirms the binding or the TTL ends."""
+    def assume(self, uid: str, node: str, pod: Pod | None = None) -> PodRecord | None:
+        """Charge a pod to `node` now, until the watch confirms the binding or the TTL ends.
+
+        A GPU pod must have been noted (by a filter call); `pod`, when it asks for no GPUs,
+        is charged as the CPU it requests, which the watch's event for it charges the same
+        and its deletion or a relist ends.
+        """
         self.release_in_flight(uid)  # now charged to its node instead
         record = self._pods.get(uid)
         if record is None:
+            if pod is not None and gpu_demand(pod, self._policy)[0].gpus == 0:
+                self._charge_cpu_pod(uid, node, cpu_request(pod))
             return None
         if record.node == node and record.assumed_until is None:
             return record  # the watch already confirmed it
@@ -518,6 +532,7 @@ class ClusterCache:
 
     def forget_assumed(self, uid: str) -> None:
         """Undo an assumption whose binding failed."""
+        self._charge_cpu_pod(uid, "", 0)
         record = self._pods.get(uid)
         if record is not None and record.assumed_until is not None:
             self._detach(record)
@@ -682,6 +697,10 @@ _MIX_COVERAGE = 0.95
 TypicalPod = tuple[GpuDemand, int]
 """A pod shape fragmentation reads: its GPU demand and its CPU request (millicores)."""
 DemandMix = tuple[tuple[TypicalPod, float], ...]
+
+
+def _typical_key(record: PodRecord) -> tuple[WorkloadName, TypicalPod]:
+    return record.workload, (record.demand, record.cpu_milli)
 
 
 def _typical_by_workload(

@@ -6,7 +6,8 @@ does, to tell which node templates an autoscaler would consider for a pending po
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 
 import msgspec
 
@@ -52,25 +53,49 @@ class Placement(msgspec.Struct, frozen=True):
         return not self.terms or any(term_matches(t, labels) for t in self.terms)
 
 
-def requirement_matches(req: NodeSelectorRequirement, labels: Mapping[str, str]) -> bool:
-    """As the scheduler's nodeaffinity helper evaluates one expression."""
-    value = labels.get(req.key)
-    match req.operator:
+_GO_DECIMAL = re.compile(r"[+-]?[0-9]+", re.ASCII)
+_INT64 = range(-(2**63), 2**63)
+
+
+def parse_go_int(text: str | None) -> int | None:
+    """`text` as Go's strconv.ParseInt(text, 10, 64) reads it, None where that fails.
+
+    The API server and the scheduler parse Gt/Lt values and labels this way (apimachinery
+    pkg/labels/selector.go); Python's int() also takes "1_000", " 7" and non-ASCII digits.
+    """
+    if text is None or not _GO_DECIMAL.fullmatch(text):
+        return None
+    number = int(text)
+    return number if number in _INT64 else None
+
+
+def label_matches(
+    key: str, operator: str, values: Sequence[str], labels: Mapping[str, str]
+) -> bool:
+    """One node-affinity expression against a node's labels, as the scheduler evaluates it
+    (Gt/Lt: both sides integers, a missing or non-integer label fails)."""
+    value = labels.get(key)
+    match operator:
         case "In":
-            return value is not None and value in req.values
+            return value is not None and value in values
         case "NotIn":
-            return value is None or value not in req.values
+            return value is None or value not in values
         case "Exists":
             return value is not None
         case "DoesNotExist":
             return value is None
         case "Gt" | "Lt":
-            try:
-                have, bound = int(value or ""), int(req.values[0])
-            except (ValueError, IndexError):
+            have = parse_go_int(value)
+            bound = parse_go_int(values[0]) if len(values) == 1 else None
+            if have is None or bound is None:
                 return False
-            return have > bound if req.operator == "Gt" else have < bound
+            return have > bound if operator == "Gt" else have < bound
     return False
+
+
+def requirement_matches(req: NodeSelectorRequirement, labels: Mapping[str, str]) -> bool:
+    """As the scheduler's nodeaffinity helper evaluates one expression."""
+    return label_matches(req.key, req.operator, req.values, labels)
 
 
 def term_matches(term: NodeSelectorTerm, labels: Mapping[str, str]) -> bool:

@@ -266,10 +266,14 @@ def test_the_scheduler_snippet_calls_the_service_like_the_second_scheduler(
     assert snippet["kind"] == "KubeSchedulerConfiguration"
     (entry,) = snippet["extenders"]
     (reference,) = yaml.safe_load(SCHEDULER_CONFIG.read_text())["extenders"]
-    different = {"urlPrefix", "tlsConfig"}
+    different = {"urlPrefix", "tlsConfig", "managedResources"}
     assert {k: v for k, v in entry.items() if k not in different} == {
         k: v for k, v in reference.items() if k not in different
     }
+    # Every pod of the cluster would wait on us otherwise; a second scheduler gets only
+    # the pods that name it, those without GPUs too (their CPU can strand GPUs).
+    assert entry["managedResources"] == [{"name": "nvidia.com/gpu", "ignoredByScheduler": False}]
+    assert "managedResources" not in reference
     service = find(rendered["cluster-scheduler"], "Service", "gpuclass-extender")
     host = f"{service['metadata']['name']}.{service['metadata']['namespace']}.svc"
     assert entry["urlPrefix"] == f"https://{host}:{service['spec']['ports'][0]['port']}"

@@ -95,6 +95,19 @@ class Fleet:
             time.sleep(0.02)
         raise AssertionError(f"extender cache never saw nodes {self.nodes}")
 
+    def await_pods_cached(self, node: str, count: int) -> None:
+        """Wait until the extender's cache charges `count` GPU pods to `node`."""
+        if not isinstance(self.stack, LocalStack):
+            time.sleep(2.0)
+            return
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            cached = self.stack.debug_cache(node)
+            if cached is not None and len(cached["pods"]) >= count:
+                return
+            time.sleep(0.02)
+        raise AssertionError(f"extender cache never saw {count} pods on {node}")
+
     # ---- pods ----------------------------------------------------------------------------
 
     def pod(

@@ -1,11 +1,11 @@
-"""How the real kube-scheduler calls us: both node modes, bind, managedResources, outages."""
+"""How the real kube-scheduler calls us: both node modes, bind, pods without GPUs, outages."""
 
 from __future__ import annotations
 
 import time
 
 from tests.integration.fleet import Fleet
-from tests.integration.stack import LocalStack, SchedulerSettings
+from tests.integration.stack import EXAMPLE_POLICY, LocalStack, SchedulerSettings
 
 
 def test_full_node_objects_mode_places_and_rejects_like_names_mode(
@@ -59,16 +59,27 @@ def test_a_burst_of_batch_pods_leaves_the_premium_reserve_free(sole_gpu_fleet: F
     fleet.still_pending(waiting, 1)
 
 
-def test_a_pod_without_gpus_never_reaches_the_extender(local: LocalStack, fleet: Fleet) -> None:
-    fleet.node("h100", "H100", 8)
+FRAGMENTATION = EXAMPLE_POLICY.read_text().replace("packing: pack", "packing: fragmentation")
+
+
+def test_a_pod_without_gpus_goes_where_its_cpu_strands_no_gpus(
+    local: LocalStack, fleet: Fleet
+) -> None:
+    local.use_policy(FRAGMENTATION)
+    fleet.node("idle", "L40S", 4, cpu="40")
+    busy = fleet.node("busy", "L40S", 4, cpu="80")
     fleet.await_cached()
+    for i in range(4):  # busy's GPUs are taken by pods of 1 GPU and 8 cores
+        fleet.pod(f"train-{i}", 1, workload="batch", cpu="8", node_name=busy)
+    fleet.await_pods_cached(busy, 4)
     before = local.filter_calls()
-    fleet.pod("web", 0, cpu="2")
-    fleet.bound("web")
-    assert local.filter_calls() == before
-    fleet.pod("chat", 1, workload="interactive")
-    fleet.bound("chat")
-    assert local.filter_calls() > before
+    # 40 cores would leave idle none, so no GPU pod of any shape could use its 4 GPUs
+    # (the cache's typical pods are every test's so far). MostAllocated on cpu alone
+    # (kube-scheduler leaves the GPU out of a pod that asks for none) prefers idle, 100%
+    # against 90%.
+    fleet.pod("etl", 0, workload="batch", cpu="40")
+    assert fleet.bound("etl") == busy
+    assert local.filter_calls() > before  # no managedResources: it came to us
 
 
 def test_pods_wait_while_a_non_ignorable_extender_is_down_and_land_when_it_returns(

@@ -136,7 +136,7 @@ FIELD_MISTAKES: list[tuple[tuple[str | int, ...], object, str, object, str]] = [
         [{"key": "nvidia.com/gpu.memory", "operator": "Gt", "values": ["40GB"]}],
         "workloadClasses.interactive.gpuAttributes[0]",
         {"key": "nvidia.com/gpu.memory", "operator": "Gt", "values": ["40GB"]},
-        "Gt needs an integer value, got '40GB'",
+        "64 bits), got '40GB'",
     ),
     (
         ("workloadClasses", "interactive", "gpuAttributes"),

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import yaml
 
 from extender.policy import Policy, WorkloadName, load_policy_text, pod_intent
 from extender.policy.intent import GpuDemand
 from extender.rules import packing
+from extender.rules.engine import applicable_components
 from extender.state import ClusterCache
 from tests.builders import EXAMPLE_POLICY, PREFIX, example_policy, make_cache, make_node, make_pod
 
@@ -174,3 +177,34 @@ def test_fragmentation_keeps_cpu_for_the_gpus_a_node_has_left() -> None:
     # that strands 3 free GPUs, on `roomy` its last one.
     assert packing.fragment_growth(crowded, WHOLE, mix, cpu=6_000) == 3000
     assert packing.fragment_growth(roomy, WHOLE, mix, cpu=6_000) == 1000
+
+
+def test_a_pod_without_gpus_goes_where_its_cpu_strands_no_gpus() -> None:
+    # Typical pods take 1 GPU and 8 cores. A 35-core pod without GPUs leaves `idle` 5
+    # cores, too few for any of its 4 free GPUs; `busy` has none free and the CPU node has
+    # no GPUs to strand, so both keep the fragment as it was.
+    nodes = [
+        make_node("idle", "L40S", 4, cpu="40"),
+        make_node("busy", "L40S", 4, cpu="80"),
+        make_node("cpu", None, gpus=0, cpu="40"),
+    ]
+    typical = [make_pod(f"t{i}", 1, workload="batch", cpu="8", node="busy") for i in range(4)]
+    cache = make_cache(_fragmentation_policy(), nodes, typical)
+    pod = pod_intent(make_pod("etl", 0, workload="batch", cpu="35"), cache.policy)
+
+    got = {n.name: packing.score(pod, n, cache, cache.policy) for n in cache.nodes()}
+
+    assert got["busy"] == got["cpu"] == 0.5
+    assert got["idle"] == pytest.approx(1 / (1 + math.exp(4)))  # 4 GPUs stranded
+
+
+def test_pods_without_gpus_are_scored_only_by_a_class_that_packs_by_fragmentation() -> None:
+    nodes = [make_node("n", "L40S", 4, cpu="40")]
+    fragmentation = make_cache(_fragmentation_policy(), nodes)
+    pod = make_pod("etl", 0, workload="batch", cpu="30")
+
+    chosen = applicable_components(pod_intent(pod, fragmentation.policy), [], fragmentation.policy)
+    assert [name for name, _, _ in chosen] == [packing.NAME]
+    for workload in ("batch", "interactive"):  # the example packs one, spreads the other
+        intent = pod_intent(make_pod("etl", 0, workload=workload), example_policy())
+        assert applicable_components(intent, [], example_policy()) == []

@@ -19,7 +19,9 @@ from extender.simulate.extender_model import (
     trace_pod,
 )
 from extender.simulate.kube_scheduler import (
+    GPU,
     DefaultScheduler,
+    InTreeWeights,
     balanced_allocation,
     least_allocated,
 )
@@ -153,3 +155,29 @@ async def _post(client: Any, path: str, body: bytes) -> Any:
     response = await client.post(path, data=body, headers={"Content-Type": "application/json"})
     assert response.status == 200, await response.text()
     return await response.json()
+
+
+def test_a_pod_without_gpus_reaches_the_extender_unless_managed_resources_keep_it_away() -> None:
+    # node-0: 128 cores, its 8 GPUs taken by batch pods of 6 cores each; node-1: 64 cores,
+    # 8 free GPUs. A 60-core pod without GPUs would leave node-1 4 cores, too few for a pod
+    # like those: 8 GPUs stranded. MostAllocated on cpu alone prefers the fuller node-1.
+    policy = openb_policy()
+    batch = PodRequest(6_000, 1_024, 1, 1000, (), "BE")
+    etl = PodRequest(60_000, 1_024, 0, 0, (), "BE")
+    mostly_cpu = InTreeWeights(fit_strategy="MostAllocated", fit_resources=(("cpu", 1),))
+    feasible = np.array([True, True])
+
+    def choice(managed: frozenset[str] | None) -> int:
+        state = Cluster(["node-0", "node-1"], [128_000, 64_000], [262_144] * 2, [8, 8], ["G2"] * 2)
+        model = ExtenderScheduler(
+            state, policy, ExtenderProfile("x", in_tree=mostly_cpu, managed=managed)
+        )
+        for i in range(8):
+            state.place(0, (i,), batch)
+            model.cache.upsert_pod(trace_pod(batch, f"b{i}", policy, "node-0"))
+        placement = model.decide(state, etl, feasible, np.random.default_rng(1))
+        assert placement is not None
+        return placement.node
+
+    assert choice(None) == 0  # our fragmentation score keeps node-1's GPUs usable
+    assert choice(frozenset({GPU})) == 1  # not asked: the in-tree score decides

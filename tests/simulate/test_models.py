@@ -63,6 +63,18 @@ def test_a_profile_is_read_from_a_scheduler_configuration(tmp_path: Path) -> Non
     assert profile.in_tree.balanced_allocation == 0
     assert profile.in_tree.fit_strategy == "MostAllocated"
     assert profile.in_tree.fit_resources == ((GPU, 4), ("cpu", 1))
+    assert profile.managed is None  # no managedResources: every pod comes to the extender
+
+
+def test_managed_resources_name_the_pods_the_extender_is_asked_about(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        CONFIG.replace("weight: 7}", "weight: 7, managedResources: [{name: nvidia.com/gpu}]}")
+    )
+
+    profile = profile_from_config(path, "nvidia.com/gpu")
+
+    assert profile.managed == frozenset({GPU})
 
 
 def test_the_shipped_second_scheduler_profile_is_readable() -> None:

@@ -690,3 +690,48 @@ def test_a_pod_without_gpus_seen_before_its_node_is_charged_when_the_node_comes(
     assert cpu_free(cache, "late") == 5_500
     cache.delete_pod("web")
     assert cpu_free(cache, "late") == 8_000
+
+
+def test_a_bound_pod_without_gpus_takes_its_cpu_at_once_and_gives_it_back_if_the_bind_fails() -> (
+    None
+):
+    cache = make_cache(example_policy(), [make_node("n1", "T4", 4, cpu="32")])
+    etl = make_pod("etl", 0, cpu="12", uid="etl")
+
+    assert cache.assume("etl", "n1", etl) is None  # no GPUs: no record
+    assert cpu_free(cache, "n1") == 20_000
+    # The watch's event charges the same pod once, not twice.
+    cache.upsert_pod(make_pod("etl", 0, cpu="12", node="n1", phase="Running", uid="etl"))
+    assert cpu_free(cache, "n1") == 20_000
+
+    cache.assume("other", "n1", make_pod("other", 0, cpu="4", uid="other"))
+    cache.forget_assumed("other")
+    assert cpu_free(cache, "n1") == 20_000
+
+
+def test_a_gpu_pod_no_filter_noted_is_not_charged_at_bind() -> None:
+    cache = make_cache(example_policy(), [make_node("n1", "T4", 4, cpu="32")])
+
+    assert cache.assume("stranger", "n1", pending("stranger", 1)) is None
+
+    assert cpu_free(cache, "n1") == 32_000
+    assert free_of(cache, "n1") == [1000] * 4
+
+
+def test_the_typical_pods_do_not_depend_on_how_a_binding_was_learnt() -> None:
+    """A filter notes a pod; then either our bind assumes it and the watch confirms, or the
+    watch alone reports it bound (another binder). The demand mix the rules read must be
+    the same snapshot either way, or the server and the simulator score apart."""
+
+    def after_eleven_bindings(through_our_bind: bool) -> object:
+        cache = make_cache(example_policy(), [make_node("n1", "T4", 64, cpu="640")])
+        cache.upsert_pod(bound("first", "n1", 2))
+        cache.demand_mix()  # the snapshot: one 2-GPU pod
+        for i in range(11):
+            cache.note_pending(pending(f"p{i}", 1))
+            if through_our_bind:
+                cache.assume(f"p{i}", "n1")
+            cache.upsert_pod(bound(f"p{i}", "n1", 1))
+        return cache.demand_mix()
+
+    assert after_eleven_bindings(True) == after_eleven_bindings(False)
