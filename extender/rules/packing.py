@@ -85,24 +85,22 @@ def applies(pod: PodIntent, nodes: Sequence[NodeFeatures], policy: Policy) -> bo
 
 def score(pod: PodIntent, node: NodeFeatures, cluster: ClusterView, policy: Policy) -> float:
     strategy = policy.workloads[pod.workload].packing
-    if strategy == "fragmentation" and pod.demand.gpus == 0:
-        # A pod without GPUs strands the free GPUs of a node whose CPU it leaves too small
-        # for the cluster's typical GPU pods, of whatever class will take them.
-        growth = fragment_growth(node, pod.demand, cluster.demand_mix(), cpu=pod.cpu_milli)
-        return 0.0 if growth is None else _squash(growth)
     capacity = node.capacity_milli
-    if capacity <= 0:
-        return 0.0
     if strategy == "fragmentation":
-        mix = cluster.demand_mix(pod.workload) or (((pod.demand, pod.cpu_milli), 1.0),)
+        if pod.demand.gpus == 0:
+            # A pod without GPUs strands the free GPUs of a node whose CPU it leaves too
+            # small for the cluster's typical GPU pods, of whatever class will take them.
+            mix = cluster.demand_mix()
+        elif capacity <= 0:
+            return 0.0
+        else:
+            mix = cluster.demand_mix(pod.workload) or (((pod.demand, pod.cpu_milli), 1.0),)
         blocked = blocked_devices(pod, node, policy)
         growth = fragment_growth(node, pod.demand, mix, blocked, pod.cpu_milli)
         # FGD's squashing: leaving the fragment as it was scores 0.5, filling a GPU's worth
         # of it 0.73, stranding a GPU 0.27, and several GPUs still tell apart.
-        return 0.0 if growth is None else _squash(growth)
+        return 0.0 if growth is None else 1.0 / (1.0 + math.exp(growth / WHOLE_GPU))
+    if capacity <= 0:
+        return 0.0
     used_after = capacity - node.free_milli + pod.demand.total_milli
     return STRATEGIES[strategy](used_after, capacity)
-
-
-def _squash(growth: float) -> float:
-    return 1.0 / (1.0 + math.exp(growth / WHOLE_GPU))
