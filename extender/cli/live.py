@@ -99,7 +99,8 @@ async def explain_in_cluster(args: argparse.Namespace, manifest: bytes | None) -
     )
     names = args.nodes.split(",") if args.nodes else [n.name for n in cache.nodes()]
     intent = pod_intent(pod, policy)
-    return explanation(intent, explain_nodes(intent, names, cache.node, cache, policy), policy)
+    verdicts = explain_nodes(intent, names, cache.node, cache, policy)
+    return explanation(intent, verdicts, policy, pod)
 
 
 def add_doctor_parser(sub: Any) -> None:

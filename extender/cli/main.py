@@ -50,6 +50,7 @@ def _serve(args: argparse.Namespace) -> int:
             admission_host=args.admission_host,
             admission_port=args.admission_port,
             events=args.events,
+            scored_events=args.scored_events,
         )
     except ValueError as exc:  # options that contradict each other
         print(f"serve: {exc}", file=sys.stderr)
@@ -104,8 +105,10 @@ def _explain(args: argparse.Namespace) -> int:
         policy = load_policy_file(args.policy)
         cache = load_snapshot(args.snapshot, policy)
         names = args.nodes.split(",") if args.nodes else [n.name for n in cache.nodes()]
-        intent = pod_intent(decode_pod_manifest(manifest), policy)
-        data = explanation(intent, explain_nodes(intent, names, cache.node, cache, policy), policy)
+        pod = decode_pod_manifest(manifest)
+        intent = pod_intent(pod, policy)
+        verdicts = explain_nodes(intent, names, cache.node, cache, policy)
+        data = explanation(intent, verdicts, policy, pod)
     else:
         import asyncio
 
@@ -223,8 +226,16 @@ def parser() -> argparse.ArgumentParser:
         "--events",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="record Events on the pods we decide (GpuClassScored, GpuClassUnschedulable); "
-        "needs create and patch on events.k8s.io events (default on)",
+        help="record a GpuClassUnschedulable Event on a pod our filter leaves without a "
+        "node, aggregated and rate-limited; needs create and patch on events.k8s.io events "
+        "(default on)",
+    )
+    serve.add_argument(
+        "--scored-events",
+        action="store_true",
+        help="also record a GpuClassScored Event on every pod prioritize scores: one API "
+        "write per pod, for debugging (the decision record our bind writes on the pod "
+        "says the same at no cost)",
     )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve.add_argument("--log-format", default="auto", choices=["auto", "json", "text"])

@@ -38,6 +38,9 @@ class DoctorInputs:
     # Pods whose required node affinity names the node class label (the admission
     # webhook mirrors classes there): then a GPU node without that label is off-limits.
     class_affinity_pods: int = 0
+    # Bound pods by the digest of the policy our bind recorded on them (its decision
+    # record): those of another digest were placed under a policy no longer in force.
+    placed_under: dict[str, list[str]] = field(default_factory=dict)
     _verdicts: dict[str, tuple[list[str], FilterResult]] = field(default_factory=dict, repr=False)
 
     def filter(self, pending: PendingPod) -> tuple[list[str], FilterResult]:
@@ -91,4 +94,15 @@ def inputs_from_objects(
             any(r.key == label for t in placement.terms for r in t.matchExpressions)
             for placement in placements
         ),
+        placed_under=_placed_under(policy, pods),
     )
+
+
+def _placed_under(policy: Policy, pods: list[Pod]) -> dict[str, list[str]]:
+    key = policy.keys.pod_decision_policy
+    placed: dict[str, list[str]] = {}
+    for pod in pods:
+        digest = (pod.metadata.annotations or {}).get(key)
+        if digest and pod.spec.nodeName and pod.metadata.deletionTimestamp is None:
+            placed.setdefault(digest, []).append(f"{pod.metadata.namespace}/{pod.metadata.name}")
+    return placed

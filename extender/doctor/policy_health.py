@@ -1,5 +1,5 @@
-"""Policy health: headroom targets today's fleet cannot meet, and dedications no workload
-class may use."""
+"""Policy health: headroom targets today's fleet cannot meet, dedications no workload
+class may use, and pods our bind placed under a policy no longer in force."""
 
 from __future__ import annotations
 
@@ -26,6 +26,28 @@ def workload_classes(policy: Policy, workload: WorkloadName) -> frozenset[ClassN
 def check(inputs: DoctorInputs) -> Iterator[Finding]:
     yield from _headroom(inputs)
     yield from _dedication(inputs)
+    yield from _placed_under_another_policy(inputs)
+
+
+def _placed_under_another_policy(inputs: DoctorInputs) -> Iterator[Finding]:
+    """Bound pods whose decision record names another policy digest: they stay where that
+    policy put them (nothing moves a running pod), which may not be where this one would."""
+    current = inputs.policy.digest
+    for digest, pods in sorted(inputs.placed_under.items()):
+        if digest == current:
+            continue
+        shown = ", ".join(sorted(pods)[:5]) + (", ..." if len(pods) > 5 else "")
+        yield Finding(
+            "info",
+            "policy",
+            "placed-under-another-policy",
+            f"policy/{digest}",
+            f"{len(pods)} running pod(s) were placed by our bind under policy {digest}, not "
+            f"the one in force ({current}): {shown}",
+            "nothing, if the change should apply to new pods only; otherwise recreate these "
+            "pods (e.g. kubectl rollout restart of their owners) so the current policy "
+            "places them",
+        )
 
 
 def _headroom(inputs: DoctorInputs) -> Iterator[Finding]:

@@ -29,6 +29,11 @@ class Keys:
     pod_tolerate_dedicated: str
     pod_gpu_milli: str
     pod_gpu_devices: str
+    # The decision record our bind writes (rules.notes.decision_record).
+    pod_decision_class: str
+    pod_decision_score: str
+    pod_decision_reason: str
+    pod_decision_policy: str
 
     @classmethod
     def for_document(cls, doc: PolicyDocument) -> Keys:
@@ -45,6 +50,10 @@ class Keys:
             pod_tolerate_dedicated=f"{p}tolerate-dedicated",
             pod_gpu_milli=f"{p}gpu-milli",
             pod_gpu_devices=f"{p}gpu-devices",
+            pod_decision_class=f"{p}decision-class",
+            pod_decision_score=f"{p}decision-score",
+            pod_decision_reason=f"{p}decision-reason",
+            pod_decision_policy=f"{p}decision-policy",
         )
 
 

@@ -1,9 +1,11 @@
-"""One-line notes for the Events about a decision: why a pod scored where it did, and why
-no node was left for it. Pure: the server records them, anything may print them."""
+"""One-line notes about a decision: why a pod scored where it did, why no node was left for
+it, and the record our bind writes on the pod. Pure: the server writes them, anything may
+print them."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from extender.policy.compiled import Policy
 from extender.policy.intent import PodIntent
@@ -17,6 +19,8 @@ from extender.rules import (
 )
 from extender.rules.base import Reject
 from extender.rules.engine import NOT_CACHED, NodeLookup
+from extender.state.features import NodeFeatures
+from extender.wire import Pod
 
 CONFLICTS = "pod"  # the rule name of a reject for a pod we cannot read (engine.check_node)
 # Rules in the order they run: equal counts are listed in that order.
@@ -106,10 +110,15 @@ def scored_note(
     tied = sum(1 for s in scores if s == score) - 1
     head = f"best: {name} ({gpu_class}, score {score}/{max_score}) of {len(names)} nodes"
     parts = [head + (f", {tied} tied" if tied else "")]
+    return gpu_class, "; ".join([*parts, *_wish_phrases(pod, node, policy)])
+
+
+def _wish_phrases(pod: PodIntent, node: NodeFeatures | None, policy: Policy) -> list[str]:
+    """What of the pod's wishes a node meets: its preferred classes, its neighbours."""
     if pod.preferred:
-        parts.append(f"{pod.workload} prefers {' > '.join(pod.preferred)}")
+        parts = [f"{pod.workload} prefers {' > '.join(pod.preferred)}"]
     else:
-        parts.append(f"{pod.workload} has no preferred class")
+        parts = [f"{pod.workload} has no preferred class"]
     avoid = sorted(policy.workloads[pod.workload].separation.avoid)
     if avoid and node is not None:
         present = [w for w in avoid if node.held.get(w, 0) > 0]
@@ -117,4 +126,65 @@ def scored_note(
             parts.append(f"{'/'.join(present)} pods on it")
         else:
             parts.append(f"no {'/'.join(avoid)} pods on it")
-    return gpu_class, "; ".join(parts)
+    return parts
+
+
+@dataclass(frozen=True, slots=True)
+class Ranking:
+    """Where the chosen node stood in our last prioritize answer for the pod."""
+
+    score: int
+    best: int
+    at_best: int  # nodes with the best score, the chosen one included if it is one
+    candidates: int
+
+
+def decision_record(
+    pod: PodIntent,
+    node: NodeFeatures | None,
+    ranking: Ranking | None,
+    policy: Policy,
+    max_score: int,
+) -> dict[str, str]:
+    """The annotations our bind writes on a pod: the class it got, our score for its node,
+    why, and the policy that decided. Read back by `explain` and `doctor`."""
+    keys = policy.keys
+    gpu_class = (node.gpu_class.name if node is not None else None) or "unclassified"
+    if ranking is None:
+        head = "no score of ours remembered for this pod (bound after a restart of the extender)"
+    else:
+        others = ranking.at_best - (ranking.score == ranking.best)
+        if ranking.score == ranking.best:
+            standing = "the best" + (f", {others} tied" if others else "")
+        else:
+            standing = f"best was {ranking.best}/{max_score} on {ranking.at_best}"
+        head = f"score {ranking.score}/{max_score} ({standing} of {ranking.candidates} nodes)"
+    record = {
+        keys.pod_decision_class: gpu_class,
+        keys.pod_decision_reason: "; ".join([head, *_wish_phrases(pod, node, policy)]),
+        keys.pod_decision_policy: policy.digest,
+    }
+    if ranking is not None:
+        record[keys.pod_decision_score] = str(ranking.score)
+    return record
+
+
+def recorded_decision(pod: Pod, policy: Policy) -> dict[str, str] | None:
+    """The decision record our bind wrote on a bound pod: node, class, score (absent when
+    none was recorded), reason, policy and whether that policy is the one in force; None
+    when the pod has none."""
+    keys = policy.keys
+    annotations = pod.metadata.annotations or {}
+    if keys.pod_decision_class not in annotations:
+        return None
+    digest = annotations.get(keys.pod_decision_policy, "")
+    record = {
+        "node": pod.spec.nodeName or "",
+        "class": annotations[keys.pod_decision_class],
+        "reason": annotations.get(keys.pod_decision_reason, ""),
+        "policy": digest,
+        "policyInForce": "yes" if digest == policy.digest else "no",
+    }
+    if keys.pod_decision_score in annotations:
+        record["score"] = annotations[keys.pod_decision_score]
+    return record

@@ -29,7 +29,8 @@ from extender.policy.compiled import Policy
 from extender.policy.intent import PodIntent, pod_intent
 from extender.policy.store import PolicyStore
 from extender.rules import premium_headroom
-from extender.rules.engine import ShapeOf, explain_nodes, filter_nodes, score_nodes
+from extender.rules.engine import MAX_SCORE, ShapeOf, explain_nodes, filter_nodes, score_nodes
+from extender.rules.notes import Ranking, decision_record
 from extender.server.admission import ADMISSION, Admission, admission_routes
 from extender.server.events import record_scored, record_unschedulable
 from extender.server.explain import explanation_json
@@ -37,6 +38,7 @@ from extender.server.metrics import Metrics
 from extender.state.cache import ClusterCache, devices_annotation
 from extender.state.events import EventRecorder
 from extender.state.features import NodeFeatures
+from extender.state.pending import Pending, PendingPlacements
 from extender.wire import (
     ExtenderBindingArgs,
     ExtenderBindingResult,
@@ -99,6 +101,8 @@ DOCTOR_SOURCE = web.AppKey[DoctorSource]("doctor_source")
 DOCTOR_RUNNING = web.AppKey("doctor_running", asyncio.Lock)
 SCHEDULER_NAMES = web.AppKey("scheduler_names", frozenset)
 EVENTS = web.AppKey[EventRecorder | None]("events")
+SCORED_EVENTS = web.AppKey("scored_events", bool)
+PENDING = web.AppKey("pending", PendingPlacements)
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,6 +242,7 @@ async def filter_handler(request: web.Request) -> web.Response:
         # The protocol's Error field: the scheduler retries (or skips us if ignorable).
         return _json(encode_filter_result(ExtenderFilterResult(None, None, {}, {}, str(exc))))
     cache.note_pending(req.pod)
+    request.app[PENDING].saw(req.pod)
     result = filter_nodes(req.intent, req.names, req.lookup, cache, req.policy, req.shape_of)
     if req.intent.demand.gpus and premium_headroom.applies(req.intent, [], req.policy):
         # Until its bind arrives, the pod counts against the reserved classes it may land in.
@@ -281,8 +286,9 @@ async def prioritize_handler(request: web.Request) -> web.Response:
     names, scores = score_nodes(
         req.intent, req.names, req.lookup, req.cache, req.policy, req.shape_of
     )
+    request.app[PENDING].scored(req.pod, names, scores, req.policy.digest)
     recorder = request.app[EVENTS]
-    if recorder is not None:
+    if recorder is not None and request.app[SCORED_EVENTS]:
         record_scored(recorder, req.intent, names, scores, req.lookup, req.policy)
     if log.isEnabledFor(logging.DEBUG):
         scored = dict(zip(names, scores, strict=True))
@@ -335,19 +341,30 @@ async def bind_handler(request: web.Request) -> web.Response:
 async def _bind(request: web.Request, args: ExtenderBindingArgs) -> web.Response:
     cache = request.app[CACHE]
     what = f"bind {args.PodNamespace}/{args.PodName} to {args.Node}"
-    try:
-        pod = await request.app[POD_READER](namespace=args.PodNamespace, name=args.PodName)
-    except KubeError as exc:
-        return _bind_answer(request, args, "error", f"{what}: {exc}")
-    refusal = _pod_refusal(request, args, pod)
+    # The pod as our filter got it: its spec cannot have changed since, and the Binding
+    # carries its uid, so the API server refuses it if the pod was replaced. Else, read it.
+    placement = request.app[PENDING].take(args.PodUID)
+    if placement is not None and _same_pod(placement.pod, args):
+        pod = placement.pod
+    else:
+        placement = None
+        try:
+            pod = await request.app[POD_READER](namespace=args.PodNamespace, name=args.PodName)
+        except KubeError as exc:
+            return _bind_answer(request, args, "error", f"{what}: {exc}")
+    policy = request.app[STORE].current
+    intent = pod_intent(pod, policy)
+    refusal = _pod_refusal(request, args, pod, intent)
     if refusal == _ALREADY_THERE:  # a retried bind that already happened
         return _bind_answer(request, args, "bound")
     if refusal is not None:
         return _bind_answer(request, args, "refused", f"{what}: refused: {refusal}")
     # Charge the pod before the API call: the next pod's filter may run while we wait.
     assumed = cache.assume(args.PodUID, args.Node, pod)
-    # The GPU a sharing pod was charged to goes on the pod with the binding (no extra call).
-    annotations = devices_annotation(assumed, request.app[STORE].current) if assumed else {}
+    # The GPU a sharing pod was charged to, and our decision record, go on the pod with
+    # the binding (no extra call).
+    annotations = devices_annotation(assumed, policy) if assumed else {}
+    annotations.update(_decision(intent, args.Node, placement, cache, policy))
     try:
         await request.app[BINDER](
             namespace=args.PodNamespace,
@@ -383,7 +400,34 @@ def _bind_answer(
 _ALREADY_THERE = "already bound to that node"
 
 
-def _pod_refusal(request: web.Request, args: ExtenderBindingArgs, pod: Pod) -> str | None:
+def _same_pod(pod: Pod, args: ExtenderBindingArgs) -> bool:
+    meta = pod.metadata
+    return (meta.uid, meta.name, meta.namespace or "default") == (
+        args.PodUID,
+        args.PodName,
+        args.PodNamespace or "default",
+    )
+
+
+def _decision(
+    intent: PodIntent, node: str, placement: Pending | None, cache: ClusterCache, policy: Policy
+) -> dict[str, str]:
+    """The decision record for a GPU pod (rules.notes.decision_record); {} for others."""
+    if not intent.demand.gpus:
+        return {}
+    scored = placement.scored if placement is not None else None
+    ranking = None
+    if scored is not None and scored.policy_digest == policy.digest:
+        score = scored.of(node)
+        if score is not None:
+            best = scored.best
+            ranking = Ranking(score, best, scored.count(best), len(scored.names))
+    return decision_record(intent, cache.node(node), ranking, policy, MAX_SCORE)
+
+
+def _pod_refusal(
+    request: web.Request, args: ExtenderBindingArgs, pod: Pod, intent: PodIntent
+) -> str | None:
     """Why the pod may not be bound to the node now (None: it may)."""
     served = request.app[SCHEDULER_NAMES]
     if pod.metadata.uid != args.PodUID:
@@ -399,7 +443,6 @@ def _pod_refusal(request: web.Request, args: ExtenderBindingArgs, pod: Pod) -> s
             return _ALREADY_THERE
         return f"the pod is already bound to {pod.spec.nodeName}"
     cache, policy = request.app[CACHE], request.app[STORE].current
-    intent = pod_intent(pod, policy)
     result = filter_nodes(intent, [args.Node], cache.node_lookup, cache, policy, cache.shape_lookup)
     if result.passed:
         return None
@@ -507,7 +550,7 @@ async def debug_explain(request: web.Request) -> web.Response:
     names = names_param.split(",") if names_param else [n.name for n in cache.nodes()]
     intent = pod_intent(pod, policy)
     verdicts = explain_nodes(intent, names, cache.node, cache, policy)
-    return _json(explanation_json(intent, verdicts, policy))
+    return _json(explanation_json(intent, verdicts, policy, pod))
 
 
 def create_app(
@@ -522,11 +565,14 @@ def create_app(
     limits: Limits = Limits(),
     admission: bool = False,
     events: EventRecorder | None = None,
+    scored_events: bool = False,
+    pending: PendingPlacements | None = None,
 ) -> web.Application:
     """The extender's routes; `binder` (pods/binding) and `pod_reader` are required for the
     bind verb, which binds only pods of `scheduler_names`. `admission` adds POST /mutate,
     the mutating admission webhook for the pods of `scheduler_names`; `events` records the
-    Events of filter and prioritize on the pods (None: none)."""
+    Events of filter on the pods (None: none), and with `scored_events` one of prioritize
+    on every pod it scores. `pending` keeps what filter and prioritize saw for bind."""
     app = web.Application(
         client_max_size=limits.max_body_bytes,
         middlewares=[errors_and_metrics, limits_middleware(limits)],
@@ -540,6 +586,8 @@ def create_app(
     app[DOCTOR_RUNNING] = asyncio.Lock()
     app[SCHEDULER_NAMES] = scheduler_names
     app[EVENTS] = events
+    app[SCORED_EVENTS] = scored_events
+    app[PENDING] = pending or PendingPlacements()
     app.router.add_routes(
         [
             web.post("/filter", filter_handler, name="filter"),

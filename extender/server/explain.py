@@ -9,6 +9,8 @@ import orjson
 from extender.policy.compiled import Policy
 from extender.policy.intent import PodIntent
 from extender.rules.engine import NodeVerdict
+from extender.rules.notes import recorded_decision
+from extender.wire import Pod
 
 
 def ranked(verdicts: list[NodeVerdict]) -> list[NodeVerdict]:
@@ -16,8 +18,13 @@ def ranked(verdicts: list[NodeVerdict]) -> list[NodeVerdict]:
     return sorted(verdicts, key=lambda v: (v.reject is not None, -v.score, v.node))
 
 
-def explanation(intent: PodIntent, verdicts: list[NodeVerdict], policy: Policy) -> dict[str, Any]:
+def explanation(
+    intent: PodIntent, verdicts: list[NodeVerdict], policy: Policy, pod: Pod | None = None
+) -> dict[str, Any]:
+    """The pod's wishes, and each node's verdict best first; for a pod our bind placed, the
+    decision it recorded then (`decision`, or None)."""
     return {
+        "decision": recorded_decision(pod, policy) if pod is not None else None,
         "pod": intent.key,
         "workload": intent.workload,
         "workloadSource": intent.workload_source,
@@ -45,8 +52,10 @@ def explanation(intent: PodIntent, verdicts: list[NodeVerdict], policy: Policy) 
     }
 
 
-def explanation_json(intent: PodIntent, verdicts: list[NodeVerdict], policy: Policy) -> bytes:
-    return orjson.dumps(explanation(intent, verdicts, policy))
+def explanation_json(
+    intent: PodIntent, verdicts: list[NodeVerdict], policy: Policy, pod: Pod | None = None
+) -> bytes:
+    return orjson.dumps(explanation(intent, verdicts, policy, pod))
 
 
 def explanation_table(data: dict[str, Any]) -> str:
@@ -58,6 +67,15 @@ def explanation_table(data: dict[str, Any]) -> str:
     ]
     if data["conflicts"]:
         lines.append("conflicts: " + "; ".join(data["conflicts"]))
+    decision = data.get("decision")
+    if decision:
+        score = f", score {decision['score']}/10" if "score" in decision else ""
+        policy = "the policy in force" if decision["policyInForce"] == "yes" else "another policy"
+        lines.append(
+            f"placed on {decision['node'] or '?'} ({decision['class']}{score}) by our bind under "
+            f"{policy} ({decision['policy']}): {decision['reason']}"
+        )
+        lines.append("as the cluster is now:")
     components = sorted({c for n in data["nodes"] for c in n["components"]})
     header = ["NODE", "RESULT", "SCORE", *(c.upper() for c in components), "REASON"]
     rows = [header]

@@ -33,6 +33,7 @@ from extender.server.metrics import Metrics
 from extender.state.cache import ClusterCache, Kind
 from extender.state.events import EventRecorder
 from extender.state.kube import ApiEventSink, api_client, bind_pod, read_pod
+from extender.state.pending import PendingPlacements
 from extender.state.watch import WATCH_TIMEOUT_SECONDS, WatchHooks, watch_kind
 
 log = logging.getLogger(__name__)
@@ -72,8 +73,11 @@ class ServeOptions:
     # ... or on a port of its own (TLS, no client certificate: the API server has none).
     admission_host: str | None = None
     admission_port: int | None = None
-    # Record Events on the pods filter and prioritize decide (GpuClassScored, ...).
+    # Record Events on the pods our filter leaves without a node (GpuClassUnschedulable).
     events: bool = True
+    # Also one on every pod prioritize scores (GpuClassScored): an API write per pod, which
+    # the decision record on the Binding makes unnecessary; for debugging.
+    scored_events: bool = False
 
     def __post_init__(self) -> None:
         if self.admission_port is not None and self.tls_cert is None:
@@ -121,9 +125,12 @@ async def reload_policy_forever(store: PolicyStore, metrics: Metrics, interval: 
             log.info("policy reloaded", extra={"digest": store.current.digest})
 
 
-async def expire_assumptions_forever(cache: ClusterCache, metrics: Metrics) -> None:
+async def expire_assumptions_forever(
+    cache: ClusterCache, pending: PendingPlacements, metrics: Metrics
+) -> None:
     while True:
         await asyncio.sleep(1.0)
+        pending.expire()
         cache.expire_in_flight()
         cache.expire_noted()
         for record in cache.expire_assumed():
@@ -219,6 +226,7 @@ async def serve(
             instance=reporting_instance(),
             on_outcome=lambda outcome: metrics.events.labels(outcome).inc(),
         )
+    pending = PendingPlacements(ttl=options.assume_ttl_seconds)
     app = create_app(
         store,
         cache,
@@ -230,6 +238,8 @@ async def serve(
         limits=options.limits,
         admission=options.admission_webhook,
         events=recorder,
+        scored_events=options.scored_events,
+        pending=pending,
     )
     hooks = WatchHooks(
         event=lambda kind: metrics.watch_events.labels(kind).inc(),
@@ -253,7 +263,7 @@ async def serve(
             for kind in kinds
         ),
         guard(reload_policy_forever(store, metrics, options.policy_poll_seconds), "policy reload"),
-        guard(expire_assumptions_forever(cache, metrics), "assumption expiry"),
+        guard(expire_assumptions_forever(cache, pending, metrics), "assumption expiry"),
     ]
     if recorder is not None:
         tasks.append(guard(recorder.run(), "event writer"))

@@ -8,9 +8,11 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import msgspec
+import orjson
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
@@ -34,8 +36,6 @@ async def kube_errors(what: str) -> AsyncIterator[None]:
 
 def _message(body: Any) -> str:
     if isinstance(body, bytes | str):
-        import orjson
-
         try:
             return str(orjson.loads(body).get("message", body))
         except (orjson.JSONDecodeError, AttributeError):
@@ -60,6 +60,26 @@ async def api_client(kubeconfig: Path | None = None) -> client.ApiClient:
     return client.ApiClient(configuration)
 
 
+async def _call(api: client.CoreV1Api, method: str, path: str, body: bytes | None = None) -> Any:
+    """One API call on the client's session and credentials, without the generated client's
+    per-call model walk and JSON re-encoding: (status, body). For the bind verb's calls,
+    which are on every pod's path."""
+    api_client: Any = api.api_client  # type: ignore[attr-defined]  # untyped in the stubs
+    headers = {**api_client.default_headers, "Accept": "application/json"}
+    if body is not None:
+        headers["Content-Type"] = "application/json"
+    # The token is read each time: in-cluster, it rotates under us.
+    await api_client.update_params_for_auth(headers, None, ["BearerToken"])
+    session = api_client.rest_client.pool_manager
+    url = api_client.configuration.host + path
+    async with session.request(method, url, data=body, headers=headers) as response:
+        return response.status, await response.read()
+
+
+def _pod_path(namespace: str, name: str) -> str:
+    return f"/api/v1/namespaces/{quote(namespace, safe='')}/pods/{quote(name, safe='')}"
+
+
 async def bind_pod(
     api: client.CoreV1Api,
     *,
@@ -72,22 +92,24 @@ async def bind_pod(
     """Bind a pod to a node through pods/binding, as the scheduler's DefaultBinder does.
 
     The API server copies the Binding's annotations onto the pod, so `annotations` cost no
-    call of their own. Idempotent: a retried bind of a pod already on that node succeeds.
+    call of their own; it refuses the Binding (409) if the pod now has another uid.
+    Idempotent: a retried bind of a pod already on that node succeeds.
     """
-    body = client.V1Binding(
-        metadata=client.V1ObjectMeta(
-            name=name, namespace=namespace, uid=uid, annotations=annotations or None
-        ),
-        target=client.V1ObjectReference(api_version="v1", kind="Node", name=node),
+    metadata: dict[str, Any] = {"name": name, "namespace": namespace, "uid": uid}
+    if annotations:
+        metadata["annotations"] = annotations
+    body = orjson.dumps(
+        {
+            "apiVersion": "v1",
+            "kind": "Binding",
+            "metadata": metadata,
+            "target": {"apiVersion": "v1", "kind": "Node", "name": node},
+        }
     )
     what = f"bind {namespace}/{name} to {node}"
+    path = _pod_path(namespace, name) + "/binding"
     async with kube_errors(what):
-        # The generated client cannot deserialize a Binding reply, and with raw replies it
-        # does not raise on error statuses: read the status ourselves.
-        response: Any = await api.create_namespaced_pod_binding(
-            name=name, namespace=namespace, body=body, _preload_content=False
-        )
-        status, reply = response.status, await response.read()
+        status, reply = await _call(api, "POST", path, body)
     if 200 <= status < 300:
         return
     if status == 409 and await _bound_to(api, namespace, name, node):
@@ -99,10 +121,7 @@ async def read_pod(api: client.CoreV1Api, *, namespace: str, name: str) -> Pod:
     """The pod as the API server has it now (KubeError with its status when it cannot)."""
     what = f"read pod {namespace}/{name}"
     async with kube_errors(what):
-        response: Any = await api.read_namespaced_pod(
-            name=name, namespace=namespace, _preload_content=False
-        )
-        status, body = response.status, await response.read()
+        status, body = await _call(api, "GET", _pod_path(namespace, name))
     if not 200 <= status < 300:
         raise KubeError(f"{what}: {status}: {_message(body)}", status)
     return decode_pod(body, what)

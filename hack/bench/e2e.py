@@ -7,8 +7,8 @@ status) are created once; then every repeat runs each configuration, in rotating
   alone       kube-scheduler with the shipped config minus its extenders block
   floor       + the floor extender (bench.floor), filter + prioritize
   ours        + `gpuclass-extender serve`, filter + prioritize
-  ours+bind   + `gpuclass-extender serve`, filter + prioritize + bind (the shipped config)
-  ours+bind-no-events   the same with `serve --no-events`: what the decision Events cost
+  shipped     + `gpuclass-extender serve`, filter + prioritize + bind: the shipped config
+  shipped+scored-events   the same with `serve --scored-events`: what an Event per pod costs
 
 One run: create P pending one-GPU pods (1/3 interactive, 2/3 batch) while no scheduler
 runs; start the extender (for ours: the time to /readyz 200 is the readiness figure, with
@@ -42,7 +42,8 @@ from bench.procs import Child, cpu_seconds
 from bench.stats import Spread, spread
 
 NAMESPACE = "bench"
-CONFIGS = ("alone", "floor", "ours", "ours+bind", "ours+bind-no-events")
+CONFIGS = ("alone", "floor", "ours", "shipped", "shipped+scored-events")
+SHIPPED = "shipped"
 SCHEDULER_CONFIG = REPO / "manifests" / "second-scheduler" / "scheduler-config.yaml"
 POLICY = REPO / "manifests" / "base" / "policy.yaml"
 _BOUND = re.compile(
@@ -87,11 +88,16 @@ class E2EResult:
     def rates(self, config: str) -> Spread:
         return spread([r.rate for r in self.runs if r.config == config])
 
-    def ratio(self, config: str, reference: str) -> Spread:
-        """Per repeat: rate of `config` / rate of `reference` in the same repeat."""
-        mine = [r.rate for r in self.runs if r.config == config]
-        ref = [r.rate for r in self.runs if r.config == reference]
-        return spread([a / b for a, b in zip(mine, ref, strict=False) if b > 0])
+    def ratio(
+        self,
+        config: str,
+        reference: str,
+        value: Callable[[E2ERun], float | None] = lambda r: r.rate,
+    ) -> Spread:
+        """Per repeat: `value` of `config` / `value` of `reference` in the same repeat."""
+        mine = [value(r) for r in self.runs if r.config == config]
+        ref = [value(r) for r in self.runs if r.config == reference]
+        return spread([a / b for a, b in zip(mine, ref, strict=False) if a is not None and b])
 
     def ready(self) -> Spread:
         return spread([r.ready_seconds for r in self.runs if r.ready_seconds is not None])
@@ -195,20 +201,20 @@ def scheduler_config(config: str, url: str, qps: int) -> dict[str, Any]:
         return cfg
     extender = cfg["extenders"][0]
     extender["urlPrefix"] = url
-    if "+bind" not in config:
+    if not config.startswith(SHIPPED):
         del extender["bindVerb"]
     return cfg
 
 
 def start_ours(
-    cluster: localcluster.LocalCluster, events: bool = True
+    cluster: localcluster.LocalCluster, scored_events: bool = False
 ) -> localcluster.ExtenderProcess:
     """`gpuclass-extender serve` against the local cluster, as the integration tests start it."""
     ours = localcluster.ExtenderProcess(
         kubeconfig=cluster.kubeconfig,
         policy=POLICY,
         log=OUT / "e2e-extender.log",
-        extra_args=() if events else ("--no-events",),
+        extra_args=("--scored-events",) if scored_events else (),
     )
     ours.start(timeout=300)
     return ours
@@ -256,15 +262,16 @@ def _run_one(
         if config == "floor":
             floor = Child("bench.floor", "--nodes", str(nodes), log=OUT / "e2e-floor.log")
             url = f"http://127.0.0.1:{floor.port}"
-        elif config.startswith("ours"):
-            ours = start_ours(cluster, events="no-events" not in config)
+        elif config != "alone":
+            ours = start_ours(cluster, scored_events=config.endswith("scored-events"))
             url = ours.url
         # JSON, so that localcluster keeps clientConnection's qps and burst.
         path = OUT / f"scheduler-{config.replace('+', '-')}.json"
         path.write_text(json.dumps(scheduler_config(config, url, qps), indent=2))
         log = cluster.logs["kube-scheduler"]
         offset = log.stat().st_size if log.exists() else 0
-        cpu_before = cpu_seconds(ours.pid) if ours and ours.pid else 0.0
+        extender_pid = ours.pid if ours is not None else floor.pid if floor is not None else None
+        cpu_before = cpu_seconds(extender_pid) if extender_pid else 0.0
         control_before = _control_cpu(cluster)
         cluster.restart_scheduler(path)
         deadline = time.monotonic() + max(180.0, pods / 5)
@@ -274,7 +281,7 @@ def _run_one(
             if len(found) >= pods:
                 break
             time.sleep(0.5)
-        cpu_after = cpu_seconds(ours.pid) if ours and ours.pid else 0.0
+        cpu_after = cpu_seconds(extender_pid) if extender_pid else 0.0
         scheduler_cpu = cpu_seconds(cluster._pids["kube-scheduler"])
         control_after = _control_cpu(cluster)
         cluster.stop_scheduler()
@@ -298,9 +305,10 @@ def _run_one(
         scheduler_cpu_ms_per_pod=scheduler_cpu * 1000 / max(1, len(found)),
         apiserver_cpu_ms_per_pod=(control_after - control_before) * 1000 / max(1, len(found)),
     )
+    if extender_pid:
+        run.extender_cpu_ms_per_pod = (cpu_after - cpu_before) * 1000 / max(1, len(found))
     if ours is not None:
         run.ready_seconds = ours.ready_seconds
-        run.extender_cpu_ms_per_pod = (cpu_after - cpu_before) * 1000 / max(1, len(found))
     _delete_pods(api)
     return run
 
@@ -355,11 +363,12 @@ def run_e2e(settings: E2ESettings, say: Callable[[str], None]) -> list[E2EResult
                     )
                     result.runs.append(run)
                     extra = (
-                        f", extender ready in {run.ready_seconds:.2f} s, "
-                        f"{run.extender_cpu_ms_per_pod:.2f} ms CPU/pod"
-                        if run.ready_seconds is not None and run.extender_cpu_ms_per_pod is not None
+                        f", extender {run.extender_cpu_ms_per_pod:.2f} ms CPU/pod"
+                        if run.extender_cpu_ms_per_pod is not None
                         else ""
                     )
+                    if run.ready_seconds is not None:
+                        extra += f", ready in {run.ready_seconds:.2f} s"
                     say(
                         f"  {size} nodes rep {rep + 1} {config:9}: {run.rate:6.1f} pods/s "
                         f"({run.bound}/{run.pods} bound in {run.seconds:.1f} s, "

@@ -13,7 +13,7 @@ from importlib import metadata
 import localcluster
 
 from bench import REPO
-from bench.e2e import E2EResult
+from bench.e2e import SHIPPED, E2EResult, E2ERun
 from bench.inprocess import Profile
 from bench.latency import LatencyRow
 from bench.memory import MemoryRow
@@ -169,6 +169,103 @@ def memory_table(rows: Sequence[MemoryRow]) -> str:
     return _table(header, body)
 
 
+def _extender_cpu(run: E2ERun) -> float | None:
+    return run.extender_cpu_ms_per_pod
+
+
+def _apiserver_cpu(run: E2ERun) -> float | None:
+    return run.apiserver_cpu_ms_per_pod
+
+
+# Issue 17's goals, fixed before any run: the shipped configuration against the floor.
+GOAL_RATE = 0.90  # pods/s, at least this share of the floor's, at 1,000 and 5,000 nodes
+GOAL_EXTENDER_CPU = 2.0  # extender CPU per bound pod, at most this many times the floor's
+GOAL_APISERVER_CPU = 1.1  # apiserver + etcd CPU per bound pod, at most this times the floor's
+GOAL_P99 = 1.5  # cache-mode verb p99, at most this times the floor's
+GOAL_RSS_MIB = 200  # at 15,000 nodes / 150,000 pods
+GOAL_READY_SECONDS = 3.0  # at 5,000 nodes
+
+
+def _verdict(value: float, limit: float, at_least: bool = False) -> str:
+    if value != value:  # NaN: not measured
+        return "not measured"
+    met = value >= limit if at_least else value <= limit
+    return "met" if met else "**not met**"
+
+
+def goals_table(report: Report) -> str:
+    """One row per goal of issue 17 and size: the figure (median of repeats), the limit,
+    and whether the median meets it."""
+    rows: list[list[str]] = []
+    for res in report.e2e or []:
+        configs = {r.config for r in res.runs}
+        if not {SHIPPED, "floor"} <= configs:
+            continue
+        size = f"{res.nodes:,} nodes"
+        for name, value, limit, at_least in (
+            ("pods/s vs floor", res.ratio(SHIPPED, "floor"), GOAL_RATE, True),
+            (
+                "extender CPU per pod vs floor",
+                res.ratio(SHIPPED, "floor", _extender_cpu),
+                GOAL_EXTENDER_CPU,
+                False,
+            ),
+            (
+                "apiserver+etcd CPU per pod vs floor",
+                res.ratio(SHIPPED, "floor", _apiserver_cpu),
+                GOAL_APISERVER_CPU,
+                False,
+            ),
+        ):
+            sign = ">=" if at_least else "<="
+            rows.append(
+                [
+                    f"{name} (end to end)",
+                    size,
+                    value.fmt(2),
+                    f"{sign} {limit:g}",
+                    _verdict(value.median, limit, at_least),
+                ]
+            )
+        if res.nodes == 5000 and res.ready().values:
+            ready = res.ready()
+            rows.append(
+                [
+                    "ready (start to /readyz 200)",
+                    size,
+                    f"{ready.fmt(2)} s",
+                    f"<= {GOAL_READY_SECONDS:g} s",
+                    _verdict(ready.median, GOAL_READY_SECONDS),
+                ]
+            )
+    for row in report.latency or []:
+        if row.mode != "cache":
+            continue
+        ratio = row.ratio("p99")
+        rows.append(
+            [
+                f"{row.verb} p99 vs floor, c={row.concurrency}",
+                f"{row.nodes:,} nodes",
+                ratio.fmt(1),
+                f"<= {GOAL_P99:g}",
+                _verdict(ratio.median, GOAL_P99),
+            ]
+        )
+    for mem in report.memory or []:
+        if mem.nodes == 15000:
+            peak = mem.figure("peak")
+            rows.append(
+                [
+                    "RSS peak",
+                    f"{mem.nodes:,} nodes / {mem.pods:,} pods",
+                    f"{peak.fmt(0)} MiB",
+                    f"<= {GOAL_RSS_MIB} MiB",
+                    _verdict(peak.median, GOAL_RSS_MIB),
+                ]
+            )
+    return _table(["goal", "size", "figure", "limit", "verdict"], rows) if rows else ""
+
+
 def e2e_tables(results: Sequence[E2EResult]) -> str:
     parts = []
     for res in results:
@@ -178,10 +275,13 @@ def e2e_tables(results: Sequence[E2EResult]) -> str:
             "vs alone",
             "vs floor",
             "extender CPU ms/pod",
+            "vs floor",
             "scheduler CPU ms/pod",
             "apiserver+etcd CPU ms/pod",
+            "vs floor",
         ]
         configs = list(dict.fromkeys(r.config for r in res.runs))
+        has_floor = "floor" in configs
         body = []
         for config in configs:
             runs = [r for r in res.runs if r.config == config]
@@ -192,8 +292,10 @@ def e2e_tables(results: Sequence[E2EResult]) -> str:
                     res.ratio(config, "alone").fmt(2) if "alone" in configs else "-",
                     res.ratio(config, "floor").fmt(2) if "floor" in configs else "-",
                     res.cpu_per_pod(config).fmt(2),
+                    res.ratio(config, "floor", _extender_cpu).fmt(2) if has_floor else "-",
                     spread([r.scheduler_cpu_ms_per_pod for r in runs]).fmt(2),
                     spread([r.apiserver_cpu_ms_per_pod for r in runs]).fmt(2),
+                    res.ratio(config, "floor", _apiserver_cpu).fmt(2) if has_floor else "-",
                 ]
             )
         unbound = sum(r.pods - r.bound for r in res.runs)
@@ -251,6 +353,17 @@ class Report:
             f"- command: `{self.command}`",
         ]
         out += [f"- {k}: {v}" for k, v in self.machine.items()]
+        goals = goals_table(self)
+        if goals:
+            out += [
+                "",
+                "## Goals (issue 17)",
+                "",
+                "The shipped configuration against the floor extender, with limits fixed "
+                "before the run (hack/bench/report.py); a verdict reads the median.",
+                "",
+                goals,
+            ]
         if self.latency is not None:
             out += [
                 "",
@@ -308,8 +421,9 @@ class Report:
                 "5000 (as scheduler_perf does; at the default 50 every config binds ~50-70 "
                 "pods/s). *alone*: no extenders block; *floor*: the floor extender, filter + "
                 "prioritize; *ours*: `gpuclass-extender serve`, filter + prioritize; "
-                "*ours+bind*: the shipped config (bind too); *ours+bind-no-events*: the "
-                "same with `serve --no-events`. Order rotates every repeat; "
+                "*shipped*: the shipped config (bind too); *shipped+scored-events*: the "
+                "same with `serve --scored-events` (an Event per pod). Order rotates every "
+                "repeat; "
                 "ratios are per repeat. CPU ms/pod: the process's CPU time while the "
                 "scheduler ran, per bound pod (scheduler start-up included).",
                 "",

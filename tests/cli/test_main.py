@@ -149,6 +149,41 @@ def test_explain_prints_a_table_of_ranked_nodes(
     assert lines[5].endswith("GPU class economy (T4-15GB) is below the required tier standard")
 
 
+def test_explain_of_a_pod_our_bind_placed_shows_its_decision_record_first(
+    snapshot: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    record = {
+        "gpuclass.example.io/decision-class": "premium",
+        "gpuclass.example.io/decision-score": "9",
+        "gpuclass.example.io/decision-reason": "score 9/10 (the best of 4 nodes)",
+        "gpuclass.example.io/decision-policy": "0ld",
+    }
+    pod = yaml.safe_load(POD_YAML)
+    pod["metadata"]["annotations"] = record
+    pod["spec"]["nodeName"] = "gpu-h100"
+    path = tmp_path / "bound.yaml"
+    path.write_text(yaml.safe_dump(pod))
+    argv = ["explain", "--snapshot", str(snapshot), "--policy", str(EXAMPLE_POLICY), str(path)]
+
+    assert main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1] == (
+        "placed on gpu-h100 (premium, score 9/10) by our bind under another policy (0ld): "
+        "score 9/10 (the best of 4 nodes)"
+    )
+    assert lines[2] == "as the cluster is now:"
+    assert lines[3].split()[:3] == ["NODE", "RESULT", "SCORE"]
+    # A pod without a record explains as before.
+    pod_file = tmp_path / "plain.yaml"
+    pod_file.write_text(POD_YAML)
+    assert (
+        explain_json(
+            capsys, "--snapshot", str(snapshot), "--policy", str(EXAMPLE_POLICY), str(pod_file)
+        )["decision"]
+        is None
+    )
+
+
 async def test_explain_json_scores_equal_what_prioritize_returns_for_the_same_state(
     aiohttp_client: AiohttpClient,
     snapshot: Path,

@@ -75,3 +75,23 @@ def test_a_node_dedicated_by_label_to_a_workload_that_may_not_use_its_class() ->
 def test_the_example_policy_on_a_fitting_fleet_is_healthy() -> None:
     nodes = [node_dict("h", "H100", 8), node_dict("a", "A10G", 4), node_dict("t", "T4", 4)]
     assert [f for f in findings(inputs(policy(), nodes)) if f["area"] == "policy"] == []
+
+
+def test_pods_our_bind_placed_under_another_policy_are_listed_by_digest() -> None:
+    current = policy()
+    nodes = [node_dict("h", "H100", 8)]
+
+    def placed(name: str, digest: str) -> dict[str, Any]:
+        annotations = {f"{PREFIX}decision-class": "premium", f"{PREFIX}decision-policy": digest}
+        return pod_dict(name, 1, node="h", phase="Running", annotations=annotations)
+
+    pods = [placed("old-a", "0ld"), placed("old-b", "0ld"), placed("new", current.digest)]
+    (found,) = findings(inputs(current, nodes, pods), "placed-under-another-policy")
+    assert (found["severity"], found["subject"]) == ("info", "policy/0ld")
+    assert found["message"] == (
+        f"2 running pod(s) were placed by our bind under policy 0ld, not the one in force "
+        f"({current.digest}): ml/old-a, ml/old-b"
+    )
+    # Pods placed under the policy in force, or by no bind of ours, are not findings.
+    fresh = [placed("new", current.digest), pod_dict("plain", 1, node="h", phase="Running")]
+    assert "placed-under-another-policy" not in codes(inputs(current, nodes, fresh))

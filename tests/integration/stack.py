@@ -124,6 +124,19 @@ class LocalStack:
         except OSError:
             return 0, b""
 
+    def post(self, path: str, body: Any) -> tuple[int, Any]:
+        """POST JSON to the extender as the scheduler does; (status, decoded answer)."""
+        request = urllib.request.Request(
+            self.extender_url + path,
+            data=orjson.dumps(body),
+            headers={"Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, orjson.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, orjson.loads(exc.read())
+
     def debug_cache(self, node: str | None = None) -> Any:
         status, body = self.get("/debug/cache" + (f"?node={node}" if node else ""))
         return orjson.loads(body) if status == 200 else None

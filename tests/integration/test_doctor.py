@@ -185,7 +185,8 @@ def _established(kube: Kube) -> bool:
     crd = kube.request(
         "GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{NODEPOOL_CRD}"
     )
-    conditions = crd.get("status", {}).get("conditions", [])
+    # A CRD just created reports `"conditions": null` until the API server has looked at it.
+    conditions = (crd.get("status") or {}).get("conditions") or []
     return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
 
 

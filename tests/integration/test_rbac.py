@@ -226,9 +226,15 @@ def test_the_extender_works_as_its_service_account_and_no_more(
         assert status == 200
         assert f"refused: the pod is already bound to {node}" in answer["Error"]
 
-        # Its Events, written with its own token (the pod need not exist for an Event).
+        # Its Events, written with its own token (the pod need not exist for an Event): a
+        # pod our filter leaves without a node gets the GpuClassUnschedulable summary.
         gpu_pod = {
-            "metadata": {"name": "scored", "namespace": fleet_of.namespace, "uid": "u-scored"},
+            "metadata": {
+                "name": "unplaceable",
+                "namespace": fleet_of.namespace,
+                "uid": "u-unplaceable",
+                "annotations": {"gpuclass.example.io/required-classes": "economy"},
+            },
             "spec": {
                 "containers": [
                     {
@@ -241,13 +247,15 @@ def test_the_extender_works_as_its_service_account_and_no_more(
                 ]
             },
         }
-        prioritize = {"Pod": gpu_pod, "NodeNames": [node]}
-        assert extender.call("POST", "/prioritize", prioritize)[0] == 200
+        status, answer = extender.call("POST", "/filter", {"Pod": gpu_pod, "NodeNames": [node]})
+        assert (status, answer["NodeNames"]) == (200, [])
         events = f"/apis/events.k8s.io/v1/namespaces/{fleet_of.namespace}/events"
         wait_for(
-            lambda: kube.request("GET", f"{events}?fieldSelector=regarding.name=scored")["items"],
+            lambda: kube.request("GET", f"{events}?fieldSelector=regarding.name=unplaceable")[
+                "items"
+            ],
             10,
-            "the extender's GpuClassScored event",
+            "the extender's GpuClassUnschedulable event",
         )
 
         # What it must not do, with its own token.

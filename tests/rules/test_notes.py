@@ -7,7 +7,14 @@ import pytest
 from extender.policy.intent import PodIntent, pod_intent
 from extender.rules.base import Reject
 from extender.rules.engine import NOT_CACHED
-from extender.rules.notes import best_node, reject_phrase, scored_note, unschedulable_note
+from extender.rules.notes import (
+    Ranking,
+    best_node,
+    decision_record,
+    reject_phrase,
+    scored_note,
+    unschedulable_note,
+)
 from tests.builders import PREFIX, example_policy, make_cache, make_node, make_pod
 
 POLICY = example_policy()
@@ -79,3 +86,31 @@ def test_the_scored_note_names_the_winner_class_and_why() -> None:
         "best: h100-a (premium, score 8/10) of 2 nodes, 1 tied; "
         "interactive prefers premium > standard; batch pods on it",
     )
+
+
+@pytest.mark.parametrize(
+    ("ranking", "head"),
+    [
+        (Ranking(9, 9, 1, 40), "score 9/10 (the best of 40 nodes)"),
+        (Ranking(9, 9, 3, 40), "score 9/10 (the best, 2 tied of 40 nodes)"),
+        (Ranking(6, 9, 2, 40), "score 6/10 (best was 9/10 on 2 of 40 nodes)"),
+        (None, "no score of ours remembered for this pod (bound after a restart of the extender)"),
+    ],
+    ids=["best", "tied", "not-best", "unknown"],
+)
+def test_the_decision_record_names_class_score_standing_wishes_and_policy(
+    ranking: Ranking | None, head: str
+) -> None:
+    nodes = [make_node("l4-a", "L4", 4)]
+    batch = make_pod("train", 1, workload="batch", node="l4-a", phase="Running")
+    cache = make_cache(POLICY, nodes, [batch])
+    record = decision_record(intent(), cache.node("l4-a"), ranking, POLICY, 10)
+    expected = {
+        f"{PREFIX}decision-class": "standard",
+        f"{PREFIX}decision-reason": f"{head}; interactive prefers premium > standard; "
+        "batch pods on it",
+        f"{PREFIX}decision-policy": POLICY.digest,
+    }
+    if ranking is not None:
+        expected[f"{PREFIX}decision-score"] = str(ranking.score)
+    assert record == expected

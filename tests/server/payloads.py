@@ -210,12 +210,14 @@ def classes(**annotations: str) -> dict[str, str]:
 
 @dataclass
 class RecordingBinder:
-    """The API seam of the bind verb: reads pods from `pods`, records binds, and fails the
-    binds of the pod names in `fail`."""
+    """The API seam of the bind verb: reads pods from `pods`, records binds of those pods
+    (others fail with 404, as on an API server), and fails the binds of the pod names in
+    `fail`."""
 
     calls: list[dict[str, object]] = field(default_factory=list)
     fail: dict[str, Exception] = field(default_factory=dict)
     pods: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    reads: list[str] = field(default_factory=list)  # namespace/name of every pod read
 
     def knows(self, *pods: dict[str, Any]) -> None:
         """Make these pods (as dicts) what the API server returns."""
@@ -225,6 +227,10 @@ class RecordingBinder:
     async def __call__(
         self, *, namespace: str, name: str, uid: str, node: str, annotations: dict[str, str]
     ) -> None:
+        known = self.pods.get((namespace, name))
+        if known is None or known["metadata"].get("uid") != uid:
+            # As the API server: no such pod (or another one by that name) binds nothing.
+            raise KubeError(f"bind {namespace}/{name} to {node}: 404: pod not found", 404)
         call: dict[str, object] = {"namespace": namespace, "name": name, "uid": uid, "node": node}
         if annotations:
             call["annotations"] = annotations
@@ -233,6 +239,7 @@ class RecordingBinder:
             raise self.fail[name]
 
     async def read_pod(self, *, namespace: str, name: str) -> Pod:
+        self.reads.append(f"{namespace}/{name}")
         pod = self.pods.get((namespace, name))
         if pod is None:
             raise KubeError(f"read pod {namespace}/{name}: 404: pods {name!r} not found", 404)

@@ -194,16 +194,47 @@ async def test_prioritize_gives_an_unknown_node_score_zero(client: Client) -> No
 # ---- bind --------------------------------------------------------------------------------
 
 
-async def test_bind_calls_the_binder_and_answers_an_empty_error(
+DECISION = "gpuclass.example.io/decision-"
+
+
+async def test_bind_writes_the_decision_record_on_the_binding_without_reading_the_pod(
+    client: Client, binder: RecordingBinder, policy: Policy
+) -> None:
+    pod = scheduler_pod("infer-a")
+    await post(client, "/filter", names_args(pod, ALL))
+    scores = assert_priorities(await post(client, "/prioritize", names_args(pod, ALL)), ALL)
+    response = await client.post("/bind", data=bind_args(pod, "gpu-l40s"))
+    assert response.status == 200
+    assert await response.json() == {"Error": ""}
+
+    # The pod filter and prioritize were sent is the one bind checks: no read of its own.
+    assert binder.reads == []
+    [call] = binder.calls
+    annotations = call.pop("annotations")
+    assert call == {"namespace": "ml", "name": "infer-a", "uid": "uid-infer-a", "node": "gpu-l40s"}
+    assert annotations == {
+        f"{DECISION}class": "standard",
+        f"{DECISION}score": str(scores["gpu-l40s"]),
+        f"{DECISION}reason": f"score {scores['gpu-l40s']}/10 (best was 10/10 on 1 of "
+        f"{len(ALL)} nodes); interactive prefers premium > standard; no batch pods on it",
+        f"{DECISION}policy": policy.digest,
+    }
+
+
+async def test_bind_of_a_pod_our_filter_never_saw_reads_it_and_records_no_score(
     client: Client, binder: RecordingBinder
 ) -> None:
     pod = scheduler_pod("infer-a")
     response = await client.post("/bind", data=bind_args(pod, "gpu-h100"))
     assert response.status == 200
     assert await response.json() == {"Error": ""}
-    assert binder.calls == [
-        {"namespace": "ml", "name": "infer-a", "uid": "uid-infer-a", "node": "gpu-h100"}
-    ]
+    assert binder.reads == ["ml/infer-a"]
+    [call] = binder.calls
+    annotations = call["annotations"]
+    assert isinstance(annotations, dict)
+    assert annotations[f"{DECISION}class"] == "premium"
+    assert f"{DECISION}score" not in annotations
+    assert annotations[f"{DECISION}reason"].startswith("no score of ours remembered")
 
 
 async def test_bind_names_the_gpu_a_sharing_pod_was_charged_to_on_the_binding(
@@ -215,8 +246,13 @@ async def test_bind_names_the_gpu_a_sharing_pod_was_charged_to_on_the_binding(
 
     assert await post(client, "/bind", bind_args(share, "gpu-l40s")) == {"Error": ""}
 
-    # Whole-GPU pods' binds carry no annotation (test above); a share names its GPU.
-    assert binder.calls[-1]["annotations"] == {"gpuclass.example.io/gpu-devices": "0"}
+    # A share names its GPU besides the decision record (no score: no prioritize call).
+    annotations = binder.calls[-1]["annotations"]
+    assert isinstance(annotations, dict)
+    assert annotations["gpuclass.example.io/gpu-devices"] == "0"
+    assert annotations.keys() - {"gpuclass.example.io/gpu-devices"} == {
+        f"{DECISION}{part}" for part in ("class", "reason", "policy")
+    }
     node = await (await client.get("/debug/cache", params={"node": "gpu-l40s"})).json()
     assert node["freeMilliPerGpu"] == [750]
 

@@ -73,6 +73,19 @@ async def client(
     return await aiohttp_client(app_for(policy, cache, metrics=metrics, events=recorder))
 
 
+@pytest.fixture
+async def scored_client(
+    aiohttp_client: AiohttpClient,
+    policy: Policy,
+    cache: ClusterCache,
+    recorder: EventRecorder,
+    metrics: Metrics,
+) -> Client:
+    """An extender serving with --scored-events."""
+    app = app_for(policy, cache, metrics=metrics, events=recorder, scored_events=True)
+    return await aiohttp_client(app)
+
+
 async def call(client: Client, verb: str, pod: dict[str, object], names: list[str]) -> object:
     response = await client.post(f"/{verb}", data=names_args(pod, names))
     assert response.status == 200, await response.text()
@@ -83,11 +96,19 @@ def queued(recorder: EventRecorder) -> list[Observation]:
     return [s.observation for s in recorder.queue._queue]  # type: ignore[attr-defined]
 
 
-async def test_prioritize_records_the_best_node_and_its_class(
+async def test_prioritize_records_no_event_unless_asked(
     client: Client, recorder: EventRecorder
 ) -> None:
+    """The decision record on the Binding says it without an API write per pod."""
+    await call(client, "prioritize", scheduler_pod("infer-a"), ["gpu-l40s", "gpu-h100"])
+    assert queued(recorder) == []
+
+
+async def test_prioritize_with_scored_events_records_the_best_node_and_its_class(
+    scored_client: Client, recorder: EventRecorder
+) -> None:
     pod = scheduler_pod("infer-a")
-    await call(client, "prioritize", pod, ["gpu-t4", "gpu-l40s", "gpu-h100"])
+    await call(scored_client, "prioritize", pod, ["gpu-t4", "gpu-l40s", "gpu-h100"])
     [seen] = queued(recorder)
     assert (seen.type, seen.reason, seen.action) == ("Normal", REASON_SCORED, "Scoring")
     assert seen.regarding.namespace == "ml"
@@ -163,7 +184,8 @@ async def test_a_full_queue_drops_the_event_and_never_the_answer(
         queue_size=1,
         on_outcome=lambda outcome: metrics.events.labels(outcome).inc(),
     )
-    client = await aiohttp_client(app_for(policy, cache, metrics=metrics, events=recorder))
+    app = app_for(policy, cache, metrics=metrics, events=recorder, scored_events=True)
+    client = await aiohttp_client(app)
     for name in ("a", "b", "c"):
         answer = await call(client, "prioritize", scheduler_pod(name), ["gpu-h100", "gpu-t4"])
         assert len(answer) == 2  # type: ignore[arg-type]
