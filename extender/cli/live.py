@@ -19,6 +19,7 @@ from extender.policy.loader import load_policy_file, load_policy_text
 from extender.server.explain import explanation
 from extender.state.cache import ClusterCache
 from extender.state.kube import (
+    DirectApi,
     api_client,
     list_nodes,
     list_pods,
@@ -88,7 +89,11 @@ async def explain_in_cluster(args: argparse.Namespace, manifest: bytes | None) -
             pod = decode_pod_manifest(manifest)
         else:
             namespace, _, name = str(args.pod).rpartition("/")
-            pod = await read_pod(core, namespace=namespace or args.namespace, name=name)
+            direct = DirectApi(api)
+            try:
+                pod = await read_pod(direct, namespace=namespace or args.namespace, name=name)
+            finally:
+                await direct.close()
         raw_nodes, raw_pods = await list_nodes(core), await list_pods(core)
     finally:
         await api.close()

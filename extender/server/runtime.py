@@ -32,7 +32,7 @@ from extender.server.events import CONTROLLER
 from extender.server.metrics import Metrics
 from extender.state.cache import ClusterCache, Kind
 from extender.state.events import EventRecorder
-from extender.state.kube import ApiEventSink, api_client, bind_pod, read_pod
+from extender.state.kube import ApiEventSink, DirectApi, api_client, bind_pod, read_pod
 from extender.state.pending import PendingPlacements
 from extender.state.watch import WATCH_TIMEOUT_SECONDS, WatchHooks, watch_kind
 
@@ -218,6 +218,7 @@ async def serve(
     store.on_change(apply_policy)
     api = await api_client(options.kubeconfig)
     core = client.CoreV1Api(api)
+    direct = DirectApi(api)
     recorder = None
     if options.events:
         recorder = EventRecorder(
@@ -231,8 +232,8 @@ async def serve(
         store,
         cache,
         metrics=metrics,
-        binder=partial(bind_pod, core),
-        pod_reader=partial(read_pod, core),
+        binder=partial(bind_pod, direct),
+        pod_reader=partial(read_pod, direct),
         doctor_source=partial(read_inputs, api),
         scheduler_names=options.scheduler_names,
         limits=options.limits,
@@ -343,6 +344,7 @@ async def serve(
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(2.0):
                     await recorder.flush(final=True)
+        await direct.close()
         await api.close()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)

@@ -10,7 +10,7 @@ from kubernetes_asyncio import client
 
 from extender.errors import KubeError
 from extender.state.events import EventBody, ObjectRef, Observation
-from extender.state.kube import ApiEventSink, bind_pod
+from extender.state.kube import ApiEventSink, DirectApi, bind_pod
 from tests.state.fake_apiserver import FakeApiServer
 
 
@@ -25,30 +25,50 @@ async def apiserver() -> AsyncIterator[tuple[FakeApiServer, client.CoreV1Api]]:
     await server.close()
 
 
-async def test_bind_posts_a_binding_with_the_pod_uid_and_the_target_node(
+@pytest.fixture
+async def direct(
     apiserver: tuple[FakeApiServer, client.CoreV1Api],
+) -> AsyncIterator[tuple[FakeApiServer, DirectApi]]:
+    fake, core = apiserver
+    api = DirectApi(core.api_client)  # type: ignore[attr-defined]
+    yield fake, api
+    await api.close()
+
+
+async def test_bind_posts_a_binding_with_the_pod_uid_and_the_target_node(
+    direct: tuple[FakeApiServer, DirectApi],
 ) -> None:
-    fake, api = apiserver
+    fake, api = direct
     await bind_pod(api, namespace="ml", name="infer", uid="u-1", node="gpu-a")
     assert fake.bound == {("ml", "infer"): "gpu-a"}
     binding = fake.bindings[0]
     assert binding["metadata"]["uid"] == "u-1"
     assert binding["target"] == {"apiVersion": "v1", "kind": "Node", "name": "gpu-a"}
+    assert "annotations" not in binding["metadata"]
+
+
+async def test_the_binding_carries_annotations_onto_the_pod(
+    direct: tuple[FakeApiServer, DirectApi],
+) -> None:
+    fake, api = direct
+    record = {"gpuclass.example.io/decision-class": "premium"}
+    await bind_pod(api, namespace="ml", name="infer", uid="u-1", node="gpu-a", annotations=record)
+    assert fake.bindings[0]["metadata"]["annotations"] == record
 
 
 async def test_a_retried_bind_to_the_same_node_succeeds(
-    apiserver: tuple[FakeApiServer, client.CoreV1Api],
+    direct: tuple[FakeApiServer, DirectApi],
 ) -> None:
-    fake, api = apiserver
+    fake, api = direct
     await bind_pod(api, namespace="ml", name="infer", uid="u-1", node="gpu-a")
     await bind_pod(api, namespace="ml", name="infer", uid="u-1", node="gpu-a")
     assert len(fake.bindings) == 2
 
 
 async def test_binding_a_pod_already_on_another_node_fails_with_the_apiserver_message(
-    apiserver: tuple[FakeApiServer, client.CoreV1Api],
+    direct: tuple[FakeApiServer, DirectApi],
 ) -> None:
-    _, api = apiserver
+    _, api = direct
     await bind_pod(api, namespace="ml", name="infer", uid="u-1", node="gpu-a")
     with pytest.raises(KubeError, match="already assigned to node 'gpu-a'") as caught:
         await bind_pod(api, namespace="ml", name="infer", uid="u-1", node="gpu-b")
@@ -132,3 +152,17 @@ async def test_the_event_sink_merge_patches_the_series_and_maps_404(
     with pytest.raises(KubeError) as gone:
         await sink.patch_series(namespace="ml", name="nope", count=2, last_observed=0)
     assert gone.value.status == 404
+
+
+def test_the_proxy_comes_from_the_environment_once_and_no_proxy_exempts_a_host(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from extender.state.kube import _environment_proxy
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("NO_PROXY", "10.96.0.1,.svc")
+    assert _environment_proxy("https://api.example:6443") == "http://proxy.example:3128"
+    assert _environment_proxy("https://10.96.0.1:443") is None
+    assert _environment_proxy("https://kubernetes.default.svc:443") is None
+    monkeypatch.delenv("HTTPS_PROXY")
+    assert _environment_proxy("https://api.example:6443") is None
