@@ -30,6 +30,11 @@ class ClusterView(Protocol):
 
     def rule_memo(self, key: Hashable) -> dict[Hashable, object]: ...
 
+    @property
+    def shape_generation(self) -> int: ...
+
+    grouping_memo: object
+
     def demand_mix(self, workload: WorkloadName | None = None) -> DemandMix: ...
 
 

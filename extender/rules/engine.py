@@ -86,6 +86,8 @@ class FilterResult:
     @property
     def reject_counts(self) -> dict[Reject, int]:
         """How many of the request's nodes each reject applied to."""
+        if len(self.passed) == len(self._grouped.names):
+            return {}
         # Counted per group, then per reject: Reject hashes in Python, a shape in C.
         counts: Counter[Reject] = Counter()
         for key, count in Counter(self._grouped.keys).items():
@@ -291,6 +293,35 @@ def _group(names: Sequence[str], lookup: NodeLookup, shape_of: ShapeOf | None) -
     return _Grouped(list(group_of), keys, members)  # type: ignore[arg-type]
 
 
+# Below this many nodes grouping costs less than checking whether it can be reused.
+_GROUPING_MEMO_MIN_NODES = 64
+
+
+@dataclass(slots=True)
+class _GroupingMemo:
+    generation: int
+    names: Sequence[str]
+    grouped: _Grouped
+
+
+def _group_in(
+    names: Sequence[str], lookup: NodeLookup, shape_of: ShapeOf | None, cluster: ClusterView
+) -> _Grouped:
+    """_group, reusing the cluster's last grouping when the request names the same nodes
+    and no node's shape changed since (a pod's prioritize right after its filter: the
+    scheduler sends the nodes that passed, usually all it sent)."""
+    if shape_of is None or len(names) < _GROUPING_MEMO_MIN_NODES:
+        return _group(names, lookup, shape_of)
+    generation = cluster.shape_generation
+    memo = cluster.grouping_memo
+    if isinstance(memo, _GroupingMemo) and memo.generation == generation and memo.names == names:
+        return memo.grouped
+    grouped = _group(names, lookup, shape_of)
+    # A copy (of pointers only): a caller may reuse its list with other nodes.
+    cluster.grouping_memo = _GroupingMemo(generation, list(names), grouped)
+    return grouped
+
+
 def _per_node(grouped: _Grouped, value_of: dict[Hashable | None, _V]) -> list[_V]:
     return list(map(value_of.__getitem__, grouped.keys))
 
@@ -307,7 +338,7 @@ def filter_nodes(
 
     `shape_of` (name -> the node's interned shape) lets a cache skip one look-up per node.
     """
-    grouped = _group(names, lookup, shape_of)
+    grouped = _group_in(names, lookup, shape_of, cluster)
     verdicts = _Rules(pod, cluster, policy, shape_of is not None).verdicts(grouped)
     return _filter_result(grouped, verdicts)
 
@@ -393,7 +424,7 @@ def score_nodes(
     keeps a prioritize-only configuration from ranking a wrong GPU class first. The same
     numbers as explain_nodes, without an explanation per node (this is the hot path).
     """
-    grouped = _group(names, lookup, shape_of)
+    grouped = _group_in(names, lookup, shape_of, cluster)
     rules = _Rules(pod, cluster, policy, shape_of is not None)
     scores = wire_scores(rules.totals(grouped, rules.verdicts(grouped)), policy)
     return grouped.names, _per_node(grouped, scores)
@@ -411,7 +442,7 @@ def filter_and_score(
     """filter_nodes, then the scores of the nodes that passed (score_nodes, or with
     `exact` the weighted means before they become the wire's integers): what kube-scheduler
     gets from /filter then /prioritize, in one pass."""
-    grouped = _group(names, lookup, shape_of)
+    grouped = _group_in(names, lookup, shape_of, cluster)
     rules = _Rules(pod, cluster, policy, shape_of is not None)
     verdicts = rules.verdicts(grouped)
     result = _filter_result(grouped, verdicts)

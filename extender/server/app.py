@@ -43,7 +43,6 @@ from extender.wire import (
     ExtenderBindingArgs,
     ExtenderBindingResult,
     ExtenderFilterResult,
-    HostPriority,
     NodeList,
     Pod,
     decode_binding_args,
@@ -293,7 +292,7 @@ async def prioritize_handler(request: web.Request) -> web.Response:
     if log.isEnabledFor(logging.DEBUG):
         scored = dict(zip(names, scores, strict=True))
         log.debug("prioritize", extra={"pod": req.intent.key, "scores": scored})
-    return _json(encode_priorities(list(map(HostPriority, names, scores))))
+    return _json(encode_priorities(names, scores))
 
 
 def bind_refusal(transport: asyncio.BaseTransport | None) -> str | None:

@@ -136,6 +136,10 @@ class ClusterCache:
         self._classes: dict[ClassName, ClassUsage] = {}
         self._shapes = ShapeTable()
         self._shape_by_name: dict[str, NodeShape] = {}
+        self._shape_generation = 0  # bumped whenever a node's shape may have changed
+        # Scratch for the rules engine: the nodes of its last request grouped by shape, for
+        # the next request naming the same nodes at the same generation (engine._group).
+        self.grouping_memo: object = None
         self._in_flight: dict[str, InFlight] = {}
         self._interned = _Interned()
         self._device_tuples: dict[tuple[int, ...], tuple[int, ...]] = {}
@@ -252,6 +256,11 @@ class ClusterCache:
             del self._demands[key]
         self._mix_changes += 1
 
+    @property
+    def shape_generation(self) -> int:
+        """Changes whenever a node's shape may have: equal generations, equal shapes."""
+        return self._shape_generation
+
     def rule_memo(self, key: Hashable) -> dict[Hashable, object]:
         """A scratch dict for the rules engine, emptied whenever something a rule reads
         beyond a node's shape changes: the class usage headroom rules read, the usage of
@@ -356,6 +365,7 @@ class ClusterCache:
         self._remove_node_totals(features)
         del self._nodes[name]
         del self._shape_by_name[name]
+        self._shape_generation += 1
         # Its pods stay bound to the name (as for a pod seen before its node), so they are
         # charged again if the node comes back before their own delete events.
         for record in pods:
@@ -577,6 +587,7 @@ class ClusterCache:
         records = list(self._pods.values())
         self._nodes.clear()
         self._shape_by_name.clear()
+        self._shape_generation += 1
         self._pods_on.clear()
         self._domains.clear()
         self._classes.clear()
@@ -649,6 +660,7 @@ class ClusterCache:
     def _reshape(self, features: NodeFeatures) -> None:
         shape = self._shapes.shape_of(features, self._policy)
         features.shape = self._shape_by_name[features.name] = shape
+        self._shape_generation += 1
 
     def _account(
         self, features: NodeFeatures, record: PodRecord, sign: int, free_delta: int

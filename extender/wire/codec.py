@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import msgspec
@@ -14,12 +15,14 @@ from extender.wire.types import (
     ExtenderBindingArgs,
     ExtenderBindingResult,
     ExtenderFilterResult,
-    HostPriority,
     Node,
     Pod,
 )
 
 T = TypeVar("T")
+
+# The scheduler's MaxExtenderPriority: an extender's scores are 0..10.
+MAX_EXTENDER_PRIORITY = 10
 
 _encoder = msgspec.json.Encoder()
 _args_decoder = msgspec.json.Decoder(ExtenderArgs)
@@ -143,8 +146,30 @@ def encode_filter_result(result: ExtenderFilterResult) -> bytes:
     return _encoder.encode(result)
 
 
-def encode_priorities(priorities: list[HostPriority]) -> bytes:
-    return _encoder.encode(priorities)
+# The JSON of `{"Host":"<name>","Score":` per node name seen, and of `<score>},` per score:
+# an answer is joined from them in C-level passes, with no Python object per node.
+_HOST_PREFIXES: dict[str, bytes] = {}
+_MAX_HOST_PREFIXES = 200_000  # past this (nodes come and go), start over
+_SCORE_SUFFIXES = [b"%d}," % score for score in range(MAX_EXTENDER_PRIORITY + 1)]
+
+
+def encode_priorities(names: Sequence[str], scores: Sequence[int]) -> bytes:
+    """The HostPriorityList `[{"Host": name, "Score": score}, ...]`, scores 0..10."""
+    if not names:
+        return b"[]"
+    prefixes = list(map(_HOST_PREFIXES.get, names))
+    if None in prefixes:
+        if len(_HOST_PREFIXES) > _MAX_HOST_PREFIXES:
+            _HOST_PREFIXES.clear()
+        for i, name in enumerate(names):
+            if prefixes[i] is None:
+                prefix = b'{"Host":' + _encoder.encode(name) + b',"Score":'
+                prefixes[i] = _HOST_PREFIXES[name] = prefix
+    parts: list[bytes | None] = [None] * (2 * len(prefixes))
+    parts[0::2] = prefixes
+    parts[1::2] = map(_SCORE_SUFFIXES.__getitem__, scores)
+    body = b"".join(parts)  # type: ignore[arg-type]
+    return b"[" + body[:-1] + b"]"  # the last score's comma becomes the closing bracket
 
 
 def encode_binding_result(result: ExtenderBindingResult) -> bytes:

@@ -6,6 +6,8 @@ status) are created once; then every repeat runs each configuration, in rotating
 
   alone       kube-scheduler with the shipped config minus its extenders block
   floor       + the floor extender (bench.floor), filter + prioritize
+  floor+bind  + the floor extender binding too (the one Binding call): what any extender
+              with a bind verb pays, the bound on the shipped config's cost
   ours        + `gpuclass-extender serve`, filter + prioritize
   shipped     + `gpuclass-extender serve`, filter + prioritize + bind: the shipped config
   shipped+scored-events   the same with `serve --scored-events`: what an Event per pod costs
@@ -42,7 +44,7 @@ from bench.procs import Child, cpu_seconds
 from bench.stats import Spread, spread
 
 NAMESPACE = "bench"
-CONFIGS = ("alone", "floor", "ours", "shipped", "shipped+scored-events")
+CONFIGS = ("alone", "floor", "floor+bind", "ours", "shipped", "shipped+scored-events")
 SHIPPED = "shipped"
 SCHEDULER_CONFIG = REPO / "manifests" / "second-scheduler" / "scheduler-config.yaml"
 POLICY = REPO / "manifests" / "base" / "policy.yaml"
@@ -201,7 +203,7 @@ def scheduler_config(config: str, url: str, qps: int) -> dict[str, Any]:
         return cfg
     extender = cfg["extenders"][0]
     extender["urlPrefix"] = url
-    if not config.startswith(SHIPPED):
+    if not config.startswith(SHIPPED) and not config.endswith("+bind"):
         del extender["bindVerb"]
     return cfg
 
@@ -259,8 +261,9 @@ def _run_one(
     ours: localcluster.ExtenderProcess | None = None
     try:
         url = ""
-        if config == "floor":
-            floor = Child("bench.floor", "--nodes", str(nodes), log=OUT / "e2e-floor.log")
+        if config.startswith("floor"):
+            binds = ("--kubeconfig", str(cluster.kubeconfig)) if config == "floor+bind" else ()
+            floor = Child("bench.floor", "--nodes", str(nodes), *binds, log=OUT / "e2e-floor.log")
             url = f"http://127.0.0.1:{floor.port}"
         elif config != "alone":
             ours = start_ours(cluster, scored_events=config.endswith("scored-events"))

@@ -3,12 +3,13 @@
 It parses the request, does one dict look-up per node and answers filter (every known node
 passes) and prioritize (a score from the look-up). No Python HTTP extender on this stack
 can be faster, so our figures are reported as ratios to it. Beyond the notes it also
-answers full-Node requests and bind (`{"Error": ""}`), so every verb and mode we measure
-has a floor. In full-Node mode it decodes with msgspec, reading only each item's
+answers full-Node requests and bind (`{"Error": ""}`, or with --kubeconfig the one API
+call a bind needs, the Binding, made as our bind makes it), so every verb and mode we
+measure has a floor. In full-Node mode it decodes with msgspec, reading only each item's
 metadata.name and echoing the items' raw bytes (orjson would build every Node as Python
 objects, which no fast extender does, so it would be no floor).
 
-    PYTHONPATH=hack python -m bench.floor --nodes 5000 [--port 0]
+    PYTHONPATH=hack python -m bench.floor --nodes 5000 [--port 0] [--kubeconfig PATH]
 prints {"port": P, "pid": ...} on stdout once it serves.
 """
 
@@ -18,6 +19,9 @@ import argparse
 import asyncio
 import json
 import sys
+from collections.abc import Awaitable, Callable
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -25,6 +29,8 @@ import orjson
 from aiohttp import web
 
 from bench.fixtures import node_names
+from extender.errors import KubeError
+from extender.state.kube import DirectApi, api_client, bind_pod
 
 KEEPALIVE_SECONDS = 120.0  # as serve's
 MAX_BODY = 64 << 20
@@ -63,7 +69,10 @@ _item = msgspec.json.Decoder(_Item)
 _encoder = msgspec.json.Encoder()
 
 
-def floor_app(names: list[str]) -> web.Application:
+Binder = Callable[..., Awaitable[None]]
+
+
+def floor_app(names: list[str], binder: Binder | None = None) -> web.Application:
     index = {name: i for i, name in enumerate(names)}
 
     def nodes_of(body: bytes) -> tuple[list[str], list[msgspec.Raw] | None]:
@@ -105,7 +114,18 @@ def floor_app(names: list[str]) -> web.Application:
         return _json(scores)
 
     async def bind(request: web.Request) -> web.Response:
-        orjson.loads(await request.read())
+        args = orjson.loads(await request.read())
+        if binder is None:
+            return _json({"Error": ""})
+        try:
+            await binder(
+                namespace=args["PodNamespace"],
+                name=args["PodName"],
+                uid=args["PodUID"],
+                node=args["Node"],
+            )
+        except KubeError as exc:
+            return _json({"Error": str(exc)})
         return _json({"Error": ""})
 
     async def ok(request: web.Request) -> web.Response:
@@ -159,9 +179,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nodes", type=int, required=True)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--kubeconfig", type=Path, help="bind for real, as this user")
     args = parser.parse_args(argv)
-    uvloop.run(serve_app(floor_app(node_names(args.nodes)), args.host, args.port))
+    uvloop.run(_serve(args))
     return 0
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    names = node_names(args.nodes)
+    if args.kubeconfig is None:
+        await serve_app(floor_app(names), args.host, args.port)
+        return
+    api = await api_client(args.kubeconfig)
+    direct = DirectApi(api)
+    try:
+        await serve_app(floor_app(names, partial(bind_pod, direct)), args.host, args.port)
+    finally:
+        await direct.close()
+        await api.close()
 
 
 if __name__ == "__main__":

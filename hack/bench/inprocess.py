@@ -83,7 +83,6 @@ def _stages(
     from extender.server.app import CACHE, STORE, filter_handler, prioritize_handler
     from extender.wire import (
         ExtenderFilterResult,
-        HostPriority,
         decode_extender_args,
         encode_filter_result,
         encode_priorities,
@@ -123,7 +122,7 @@ def _stages(
         )
 
     def encode_scores() -> bytes:
-        return encode_priorities(list(map(HostPriority, scored, scores)))
+        return encode_priorities(scored, scores)
 
     return [
         ("decode (ExtenderArgs)", lambda: decode_extender_args(body)),

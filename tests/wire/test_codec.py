@@ -7,6 +7,8 @@ from typing import Any
 
 import msgspec
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import extender.wire
 from extender.errors import WireError
@@ -298,8 +300,21 @@ def test_a_names_mode_filter_result_has_exactly_the_protocol_keys() -> None:
 
 
 def test_priorities_encode_as_an_array_of_host_and_int_score() -> None:
-    encoded = encode_priorities([HostPriority("a", 10), HostPriority("b", 0)])
+    encoded = encode_priorities(["a", "b"], [10, 0])
     assert encoded == b'[{"Host":"a","Score":10},{"Host":"b","Score":0}]'
+    assert encode_priorities([], []) == b"[]"
+
+
+@given(
+    st.lists(st.text(), unique=True, max_size=20),
+    st.data(),
+)
+def test_priorities_encode_as_msgspec_encodes_the_structs(names: list[str], data: Any) -> None:
+    scores = data.draw(st.lists(st.integers(0, 10), min_size=len(names), max_size=len(names)))
+    expected = msgspec.json.encode([HostPriority(n, s) for n, s in zip(names, scores, strict=True)])
+    # Twice: the second answer is joined from the remembered JSON of each name.
+    assert encode_priorities(names, scores) == expected
+    assert encode_priorities(names, scores) == expected
 
 
 def test_a_binding_result_has_only_the_error_key() -> None:
