@@ -188,3 +188,31 @@ def test_verdicts_memoised_across_calls_follow_the_cluster_as_it_changes(
                 make_node(node, product, gpus, labels=labels, resource_version=f"v{step}")
             )
     _assert_memoised_equals_per_node(cache, pod, names)
+
+
+def test_a_grouping_is_reused_only_while_no_node_changed_shape() -> None:
+    """Filter then prioritize of one pod share a grouping of the nodes by shape; a node
+    whose shape changed in between (a bind) must be grouped again, not answered stale."""
+    from tests.builders import example_policy
+
+    policy = example_policy()
+    nodes = [make_node(f"h{i:03d}", "H100", 1) for i in range(80)]
+    cache = make_cache(policy, nodes, [])
+    names = [n.metadata.name for n in nodes]
+    chat = make_pod("chat", 1, workload="interactive", uid="u-chat")
+    intent = pod_intent(chat, policy)
+
+    def passed(request: list[str]) -> list[str]:
+        result = filter_nodes(intent, request, cache.node_lookup, cache, policy, cache.shape_lookup)
+        return result.passed
+
+    assert passed(names) == names
+    assert passed(list(names)) == names  # the same nodes, no change: the grouping is reused
+    cache.note_pending(make_pod("first", 1, workload="batch", uid="u-first"))
+    cache.assume("u-first", "h005")  # h005's only GPU is taken: its shape changes
+    # (This request's list is remembered.) A caller that reuses its list for other nodes
+    # gets its answer for those.
+    request = list(names)
+    assert passed(request) == [n for n in names if n != "h005"]
+    request[:] = names[:70]
+    assert passed(request) == [n for n in names[:70] if n != "h005"]
