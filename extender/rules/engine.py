@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import compress, repeat
-from operator import is_
+from operator import attrgetter, is_
 from typing import TypeVar
 
 from extender.policy.compiled import Policy
@@ -72,6 +72,8 @@ class FilterResult:
     passed_groups: list[NodeFeatures]
     _grouped: _Grouped
     _verdicts: dict[Hashable | None, Reject | None]
+    _per_node: list[Reject | None]  # per name of the request
+    _rejects: dict[str, Reject] | None = None
 
     @property
     def failed(self) -> dict[str, str]:
@@ -90,7 +92,7 @@ class FilterResult:
             return {}
         # Counted per group, then per reject: Reject hashes in Python, a shape in C.
         counts: Counter[Reject] = Counter()
-        for key, count in Counter(self._grouped.keys).items():
+        for key, count in Counter(compress(self._grouped.keys, self._per_node)).items():
             reject = self._verdicts[key]
             if reject is not None:
                 counts[reject] += count
@@ -98,22 +100,25 @@ class FilterResult:
 
     @property
     def rejects(self) -> dict[str, Reject]:
-        """Node name -> its reject."""
-        per_node = _per_node(self._grouped, self._verdicts)
-        return dict(
-            zip(compress(self._grouped.names, per_node), filter(None, per_node), strict=True)
-        )
+        """Node name -> its reject (built once)."""
+        if self._rejects is None:
+            per_node = self._per_node
+            self._rejects = dict(
+                zip(compress(self._grouped.names, per_node), filter(None, per_node), strict=True)
+            )
+        return self._rejects
 
     def _reasons(self, resolvable: bool) -> dict[str, str]:
-        reason_of = {
-            k: r.reason
-            for k, r in self._verdicts.items()
-            if r is not None and r.resolvable == resolvable
-        }
-        if not reason_of:
+        kinds = {r.resolvable for r in self._verdicts.values() if r is not None}
+        if resolvable not in kinds:
             return {}
-        per = list(map(reason_of.get, self._grouped.keys))
-        return dict(zip(compress(self._grouped.names, per), filter(None, per), strict=True))
+        rejects = self.rejects
+        if len(kinds) == 1:  # every reject is of this kind: no test per node
+            return dict(zip(rejects, map(_REASON, rejects.values()), strict=True))
+        return {n: r.reason for n, r in rejects.items() if r.resolvable == resolvable}
+
+
+_REASON = attrgetter("reason")
 
 
 @dataclass(frozen=True, slots=True)
@@ -352,6 +357,7 @@ def _filter_result(
         passed_groups=[n for k, n in grouped.members.items() if verdicts[k] is None],
         _grouped=grouped,
         _verdicts=verdicts,
+        _per_node=per_node,
     )
 
 

@@ -139,8 +139,9 @@ def scheduler_safe(reason: str) -> str:
 
 def encode_filter_result(result: ExtenderFilterResult) -> bytes:
     for failures in (result.FailedNodes, result.FailedAndUnresolvableNodes):
-        for node, reason in failures.items():
-            if "%" in reason:
+        # Nodes share a few reason strings: look at those, not at every node.
+        if any("%" in reason for reason in set(failures.values())):
+            for node, reason in failures.items():
                 failures[node] = scheduler_safe(reason)
     result.Error = scheduler_safe(result.Error)
     return _encoder.encode(result)
@@ -158,7 +159,7 @@ def encode_priorities(names: Sequence[str], scores: Sequence[int]) -> bytes:
     if not names:
         return b"[]"
     prefixes = list(map(_HOST_PREFIXES.get, names))
-    if None in prefixes:
+    if not all(prefixes):  # (`None in` would compare every bytes object with None)
         if len(_HOST_PREFIXES) > _MAX_HOST_PREFIXES:
             _HOST_PREFIXES.clear()
         for i, name in enumerate(names):
