@@ -39,7 +39,8 @@ from typing import Any
 import localcluster
 import yaml
 
-from bench import OUT, REPO, fixtures
+from bench import OUT, REPO, cpuprofile, fixtures
+from bench.cpuprofile import CpuProfile
 from bench.procs import Child, cpu_seconds
 from bench.stats import Spread, spread
 
@@ -63,6 +64,9 @@ class E2ESettings:
     configs: tuple[str, ...] = CONFIGS
     threads: int = 12
     scheduler_qps: int = 5000  # as Kubernetes' scheduler_perf; 0: the default (50)
+    # After the repeats of the first size, one more run of each of these with the
+    # extender sampled by py-spy (bench.cpuprofile); not counted in the rates.
+    profile: tuple[str, ...] = ("floor+bind", SHIPPED)
 
 
 @dataclass
@@ -86,6 +90,7 @@ class E2EResult:
     nodes: int
     pods: int
     runs: list[E2ERun] = field(default_factory=list)
+    profiles: list[tuple[E2ERun, CpuProfile]] = field(default_factory=list)
 
     def rates(self, config: str) -> Spread:
         return spread([r.rate for r in self.runs if r.config == config])
@@ -247,7 +252,9 @@ def _run_one(
     tag: str,
     qps: int,
     say: Callable[[str], None],
-) -> E2ERun:
+    profile: Path | None = None,
+) -> tuple[E2ERun, CpuProfile | None]:
+    """One run; with `profile`, the extender sampled into that file meanwhile."""
     prefix = f"{NAMESPACE}/{tag}-"
     api.many(
         (
@@ -259,6 +266,7 @@ def _run_one(
     )
     floor: Child | None = None
     ours: localcluster.ExtenderProcess | None = None
+    sampler = None
     try:
         url = ""
         if config.startswith("floor"):
@@ -274,6 +282,8 @@ def _run_one(
         log = cluster.logs["kube-scheduler"]
         offset = log.stat().st_size if log.exists() else 0
         extender_pid = ours.pid if ours is not None else floor.pid if floor is not None else None
+        if profile is not None and extender_pid:
+            sampler = cpuprofile.start(extender_pid, profile)
         cpu_before = cpu_seconds(extender_pid) if extender_pid else 0.0
         control_before = _control_cpu(cluster)
         cluster.restart_scheduler(path)
@@ -293,6 +303,9 @@ def _run_one(
             floor.stop()
         if ours is not None:
             ours.stop()
+    sampled = None
+    if sampler is not None and profile is not None:
+        sampled = cpuprofile.finish(sampler, profile, config, nodes)
     if len(found) < pods:
         say(f"    only {len(found)} of {pods} pods bound before the deadline")
     times = sorted(t for t, _, _ in found)
@@ -313,7 +326,7 @@ def _run_one(
     if ours is not None:
         run.ready_seconds = ours.ready_seconds
     _delete_pods(api)
-    return run
+    return run, sampled
 
 
 def _control_cpu(cluster: localcluster.LocalCluster) -> float:
@@ -335,6 +348,44 @@ def _delete_pods(api: Api) -> None:
             return
         time.sleep(0.2)
     raise RuntimeError("pods not deleted within 120 s")
+
+
+def _summary(run: E2ERun) -> str:
+    extra = (
+        f", extender {run.extender_cpu_ms_per_pod:.2f} ms CPU/pod"
+        if run.extender_cpu_ms_per_pod is not None
+        else ""
+    )
+    if run.ready_seconds is not None:
+        extra += f", ready in {run.ready_seconds:.2f} s"
+    return (
+        f"{run.config:9}: {run.rate:6.1f} pods/s ({run.bound}/{run.pods} bound in "
+        f"{run.seconds:.1f} s, evaluated {run.evaluated}; CPU ms/pod: scheduler "
+        f"{run.scheduler_cpu_ms_per_pod:.2f}, apiserver+etcd "
+        f"{run.apiserver_cpu_ms_per_pod:.2f}){extra}"
+    )
+
+
+def _profile_runs(
+    cluster: localcluster.LocalCluster,
+    api: Api,
+    result: E2EResult,
+    settings: E2ESettings,
+    say: Callable[[str], None],
+) -> None:
+    missing = cpuprofile.available()
+    if missing is not None:
+        say(f"  no CPU profile: {missing}")
+        return
+    for config in (c for c in settings.profile if c in settings.configs):
+        tag = f"p{result.nodes}-{config.replace('+', '-')}"
+        out = OUT / f"e2e-profile-{config.replace('+', '-')}-{result.nodes}.txt"
+        run, sampled = _run_one(
+            cluster, api, result.nodes, result.pods, config, tag, settings.scheduler_qps, say, out
+        )
+        say(f"  {result.nodes} nodes, profiled {_summary(run)}")
+        if sampled is not None:
+            result.profiles.append((run, sampled))
 
 
 def run_e2e(settings: E2ESettings, say: Callable[[str], None]) -> list[E2EResult]:
@@ -361,24 +412,13 @@ def run_e2e(settings: E2ESettings, say: Callable[[str], None]) -> list[E2EResult
                 order += settings.configs[: rep % len(settings.configs)]
                 for config in order:
                     tag = f"r{size}-{rep}-{config.replace('+', '-')}"
-                    run = _run_one(
+                    run, _ = _run_one(
                         cluster, api, size, pods, config, tag, settings.scheduler_qps, say
                     )
                     result.runs.append(run)
-                    extra = (
-                        f", extender {run.extender_cpu_ms_per_pod:.2f} ms CPU/pod"
-                        if run.extender_cpu_ms_per_pod is not None
-                        else ""
-                    )
-                    if run.ready_seconds is not None:
-                        extra += f", ready in {run.ready_seconds:.2f} s"
-                    say(
-                        f"  {size} nodes rep {rep + 1} {config:9}: {run.rate:6.1f} pods/s "
-                        f"({run.bound}/{run.pods} bound in {run.seconds:.1f} s, "
-                        f"evaluated {run.evaluated}; CPU ms/pod: scheduler "
-                        f"{run.scheduler_cpu_ms_per_pod:.2f}, apiserver+etcd "
-                        f"{run.apiserver_cpu_ms_per_pod:.2f}){extra}"
-                    )
+                    say(f"  {size} nodes rep {rep + 1} {_summary(run)}")
+            if not results:  # the first size: where the CPU goes, in runs of their own
+                _profile_runs(cluster, api, result, settings, say)
             results.append(result)
         api.close()
     finally:

@@ -266,6 +266,39 @@ def goals_table(report: Report) -> str:
     return _table(["goal", "size", "figure", "limit", "verdict"], rows) if rows else ""
 
 
+def cpu_profile_section(results: Sequence[E2EResult]) -> str:
+    """Per category, the CPU ms per pod of each profiled configuration."""
+    parts = []
+    for res in results:
+        if not res.profiles:
+            continue
+        configs = [profile.config for _, profile in res.profiles]
+        categories = list(dict.fromkeys(c for _, profile in res.profiles for c in profile.shares))
+        rows = []
+        for category in categories:
+            row = [category]
+            for run, profile in res.profiles:
+                share = profile.shares.get(category, 0.0)
+                per_pod = share * (run.extender_cpu_ms_per_pod or 0.0)
+                row.append(f"{per_pod:.2f} ({100 * share:.0f}%)")
+            rows.append(row)
+        rows.append(
+            ["all (the run's extender CPU per pod)"]
+            + [f"{(run.extender_cpu_ms_per_pod or 0.0):.2f}" for run, _ in res.profiles]
+        )
+        header = ["where", *(f"{c} ms/pod (share)" for c in configs)]
+        files = ", ".join(
+            f"`{p.raw_path.relative_to(REPO)}`" for _, p in res.profiles if p.raw_path
+        )
+        samples = ", ".join(f"{p.config} {p.samples:,}" for _, p in res.profiles)
+        parts.append(
+            f"**{res.nodes:,} nodes, {res.pods:,} pods**, one extra run per configuration "
+            f"(not in the tables above), samples: {samples}. Collapsed stacks: {files}.\n\n"
+            + _table(header, rows)
+        )
+    return "\n\n".join(parts)
+
+
 def e2e_tables(results: Sequence[E2EResult]) -> str:
     parts = []
     for res in results:
@@ -431,6 +464,20 @@ class Report:
                 "",
                 e2e_tables(self.e2e),
             ]
+            profiles = cpu_profile_section(self.e2e)
+            if profiles:
+                out += [
+                    "",
+                    "### Where the extender's CPU goes, end to end",
+                    "",
+                    "py-spy (hack/bench/cpuprofile.py) samples the extender while the "
+                    "scheduler places the pods, only when it runs on a CPU, natively (the "
+                    "kernel's send and C libraries count on the Python line that called "
+                    "them); each sample falls in the first category its stack matches; "
+                    "share x the run's CPU per pod = ms per pod.",
+                    "",
+                    profiles,
+                ]
         if self.notes:
             out += ["", "## Notes", ""] + [f"- {n}" for n in self.notes]
         return "\n".join(out) + "\n"
