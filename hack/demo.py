@@ -2,8 +2,9 @@
 
 Creates a small mixed fleet (premium H100, standard A100-40GB and L40S, economy T4, one CPU
 node, and two nodes with the label mistakes real fleets have), then pods of the kinds
-cluster admins run, one after another, and shows where each went and why; pods left
-Pending show the reason from their FailedScheduling event. Ends with `explain` of a
+cluster admins run, one after another, and shows where each went and why (the decision
+record our bind wrote on the pod); pods left Pending show the reason from their
+FailedScheduling event. Ends with `explain` of a
 Pending pod and `doctor` on the whole cluster (README: Troubleshooting).
 """
 
@@ -107,12 +108,14 @@ def scheduler_config(port: int, directory: Path) -> Path:
 
 
 def outcome(cluster: localcluster.LocalCluster, name: str, timeout: float = 15) -> tuple[str, str]:
-    """(node, "") once bound, or ("", reason) once the scheduler reports a failure."""
+    """(node, the decision our bind recorded on the pod) once bound, or ("", reason) once
+    the scheduler reports a failure."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         current = cluster.request("GET", f"/api/v1/namespaces/{NAMESPACE}/pods/{name}")
         if current["spec"].get("nodeName"):
-            return current["spec"]["nodeName"], ""
+            annotations = current["metadata"].get("annotations", {})
+            return current["spec"]["nodeName"], annotations.get(f"{PREFIX}decision-reason", "")
         events = cluster.request(
             "GET",
             f"/api/v1/namespaces/{NAMESPACE}/events?fieldSelector=involvedObject.name={name}",
@@ -218,7 +221,7 @@ def print_outcomes(rows: list[tuple[str, dict[str, Any], str, str]]) -> None:
         note = manifest["metadata"]["annotations"]["demo/note"]
         where = f"{node} ({classes.get(node.split('-')[0], '-')})" if node else "Pending"
         print(f"  {name:<11} {gpus:<5} {where:<20} {note}")
-        if reason:
+        if reason:  # why Pending, or the decision our bind recorded on the pod
             print(f"  {'':<11} {'':<5} {'':<20} -> {reason}")
 
 

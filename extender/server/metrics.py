@@ -109,6 +109,14 @@ class Metrics:
         self.watch_errors = Counter(
             f"{PREFIX}_watch_errors", "Failed list or watch calls", ["kind"], registry=r
         )
+        self.cache_desyncs = Counter(
+            f"{PREFIX}_cache_desyncs",
+            "Times the cache stopped being in sync with the API server (/readyz 503 and the "
+            "verbs answer 'not synced' until the next full list), by kind and cause: gone "
+            "(410, history compacted) or error (the API failed mid-watch)",
+            ["kind", "cause"],
+            registry=r,
+        )
         self.events = Counter(
             f"{PREFIX}_events",
             "Events about pods: recorded (created), aggregated (counted into a series), "

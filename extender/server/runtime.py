@@ -246,6 +246,7 @@ async def serve(
         event=lambda kind: metrics.watch_events.labels(kind).inc(),
         listed=lambda kind: metrics.watch_relists.labels(kind).inc(),
         error=lambda kind: metrics.watch_errors.labels(kind).inc(),
+        desynced=lambda kind, cause: metrics.cache_desyncs.labels(kind, cause).inc(),
     )
     kinds: tuple[Kind, ...] = ("nodes", "pods")
     tasks = [

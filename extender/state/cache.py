@@ -65,6 +65,9 @@ class PodRecord(msgspec.Struct, gc=False):
         return f"{self.namespace}/{self.name}"
 
 
+_MAX_CPU_VALUES = 4096
+
+
 class _Interned:
     """One shared instance per distinct value: pods of one template repeat theirs.
 
@@ -128,7 +131,8 @@ class ClusterCache:
         self._clock = clock
         self._nodes: dict[str, NodeFeatures] = {}
         self._pods: dict[str, PodRecord] = {}
-        self._pods_on: dict[str, set[str]] = {}
+        # node -> uids of its pods (a dict as an ordered set: half a set's size).
+        self._pods_on: dict[str, dict[str, None]] = {}
         self._assumed: set[str] = set()
         # uid -> until when: pods only a filter call told us of, not (yet) the watch.
         self._noted: dict[str, float] = {}
@@ -142,6 +146,7 @@ class ClusterCache:
         self.grouping_memo: object = None
         self._in_flight: dict[str, InFlight] = {}
         self._interned = _Interned()
+        self._cpu_values: dict[int, int] = {}
         self._device_tuples: dict[tuple[int, ...], tuple[int, ...]] = {}
         self._memos: dict[Hashable, dict[Hashable, object]] = {}
         self._demands: Counter[tuple[WorkloadName, TypicalPod]] = Counter()
@@ -406,6 +411,10 @@ class ClusterCache:
         inputs = self._interned(workload_inputs(pod, self._policy))
         workload = workload_from(inputs, self._policy)[0] or self._policy.default_workload
         demand = self._interned(demand)
+        # One int object per distinct request (ints above 256 are not shared by Python).
+        cpu = self._cpu_values.setdefault(cpu, cpu)
+        if len(self._cpu_values) > _MAX_CPU_VALUES:
+            self._cpu_values.clear()
         pinned = _pinned_devices(pod, self._policy, demand)
         record = self._pods.get(uid)
         node = pod.spec.nodeName
@@ -612,7 +621,7 @@ class ClusterCache:
     def _attach(self, record: PodRecord) -> None:
         if not record.node:
             return
-        self._pods_on.setdefault(record.node, set()).add(record.uid)
+        self._pods_on.setdefault(record.node, {})[record.uid] = None
         features = self._nodes.get(record.node)
         if features is None:
             return  # charged when the node arrives
@@ -629,7 +638,7 @@ class ClusterCache:
             return
         on_node = self._pods_on.get(record.node)
         if on_node is not None:
-            on_node.discard(record.uid)
+            on_node.pop(record.uid, None)
             if not on_node:
                 del self._pods_on[record.node]
         features = self._nodes.get(record.node)

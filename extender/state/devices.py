@@ -3,7 +3,8 @@ workload classes hold a share of each."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from types import MappingProxyType
 
 from extender.policy.compiled import WorkloadName
 from extender.policy.intent import WHOLE_GPU, GpuDemand
@@ -55,8 +56,16 @@ def charge(free: list[int], devices: tuple[int, ...], milli: int, sign: int) -> 
             free[i] -= sign * milli
 
 
-DeviceHolders = list[dict[WorkloadName, int]]
+DeviceHolders = list[Mapping[WorkloadName, int]]
 """Per device: milli-GPU each workload class holds on it."""
+
+NO_HOLDERS: Mapping[WorkloadName, int] = MappingProxyType({})
+"""What a device nobody holds a share of has: one object for all (15,000 nodes of 8 GPUs
+would hold 120,000 empty dicts)."""
+
+
+def no_holders(devices: int) -> DeviceHolders:
+    return [NO_HOLDERS] * devices
 
 
 def hold(
@@ -64,15 +73,17 @@ def hold(
 ) -> None:
     for i in devices:
         if i < len(holders):
-            left = holders[i].get(workload, 0) + sign * milli
+            held = dict(holders[i])  # a few workload classes at most
+            left = held.get(workload, 0) + sign * milli
             if left > 0:
-                holders[i][workload] = left
+                held[workload] = left
             else:
-                holders[i].pop(workload, None)
+                held.pop(workload, None)
+            holders[i] = held or NO_HOLDERS
 
 
 def apart_devices(
-    holders: Sequence[dict[WorkloadName, int]], apart: frozenset[WorkloadName]
+    holders: Sequence[Mapping[WorkloadName, int]], apart: frozenset[WorkloadName]
 ) -> frozenset[int]:
     """Devices holding a share of a workload class in `apart`: off limits to a sharing pod."""
     if not apart:

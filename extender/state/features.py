@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from extender.policy.compiled import Mode, Policy, WorkloadName
 from extender.policy.intent import MAX_GPUS_PER_NODE, WHOLE_GPU
 from extender.policy.node_class import NodeClass, classify_node
-from extender.state.devices import DeviceHolders, apart_devices
+from extender.state.devices import DeviceHolders, apart_devices, no_holders
 from extender.wire.quantity import QuantityError, millicores, whole_units
 from extender.wire.types import Node, Quantity
 
@@ -145,7 +145,7 @@ def features_of(facts: NodeFacts, policy: Policy) -> NodeFeatures:
         unschedulable=facts.unschedulable,
         findings=tuple(findings),
         free=[WHOLE_GPU] * gpu_count,
-        holders=[{} for _ in range(gpu_count)],
+        holders=no_holders(gpu_count),
         cpu_free=facts.cpu_allocatable,
     )
 

@@ -65,13 +65,19 @@ def _ignore(kind: Kind) -> None:
     return None
 
 
+def _ignore_cause(kind: Kind, cause: str) -> None:
+    return None
+
+
 @dataclass(frozen=True)
 class WatchHooks:
-    """Called on each applied event, each full list and each failed call (for metrics)."""
+    """Called on each applied event, each full list, each failed call, and each time the
+    cache stops being in sync ("gone": 410; "error": the API failed) (for metrics)."""
 
     event: Callable[[Kind], None] = _ignore
     listed: Callable[[Kind], None] = _ignore
     error: Callable[[Kind], None] = _ignore
+    desynced: Callable[[Kind, str], None] = _ignore_cause
 
 
 @dataclass
@@ -146,11 +152,13 @@ async def watch_kind(
             log.info("watch expired (410 Gone); relisting", extra={"kind": kind})
             resource_version = ""
             _mark_unsynced(cache, kind)
+            hooks.desynced(kind, "gone")
         except KubeError as exc:
             # The API server failed or is unreachable: what we hold may be missing events,
             # so we say so (/readyz 503, verbs "not synced") until a fresh list succeeds.
             resource_version = ""
             _mark_unsynced(cache, kind)
+            hooks.desynced(kind, "error")
             hooks.error(kind)
             log.warning("watch failed; relisting", extra={"kind": kind, "error": str(exc)})
             await asyncio.sleep(backoff * (1 + random.random()))

@@ -36,10 +36,11 @@ def free_port() -> int:
 
 @dataclass(frozen=True)
 class SchedulerSettings:
-    """The extender block's knobs the tests vary; the rest is the shipped config."""
+    """The extender block's knobs the tests vary (None: as shipped); the rest is the
+    shipped config."""
 
-    node_cache_capable: bool = True
-    ignorable: bool = False
+    node_cache_capable: bool | None = None
+    ignorable: bool | None = None
 
 
 def scheduler_config(extender_url: str, settings: SchedulerSettings) -> dict[str, Any]:
@@ -48,8 +49,10 @@ def scheduler_config(extender_url: str, settings: SchedulerSettings) -> dict[str
     config: dict[str, Any] = yaml.safe_load(SCHEDULER_CONFIG.read_text())
     extender = config["extenders"][0]
     extender["urlPrefix"] = extender_url
-    extender["nodeCacheCapable"] = settings.node_cache_capable
-    extender["ignorable"] = settings.ignorable
+    if settings.node_cache_capable is not None:
+        extender["nodeCacheCapable"] = settings.node_cache_capable
+    if settings.ignorable is not None:
+        extender["ignorable"] = settings.ignorable
     return config
 
 

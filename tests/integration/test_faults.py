@@ -9,11 +9,13 @@ ends. Times to recover go to docs/reliability.md (printed with -s).
 from __future__ import annotations
 
 import time
+import urllib.request
 from collections import Counter
 from pathlib import Path
 
 import localcluster
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.builders import EXAMPLE_POLICY
 from tests.integration.fleet import Fleet, wait_for
@@ -76,6 +78,19 @@ def allocatable_gpus(fleet: Fleet, node: str) -> int:
     return int(status["allocatable"]["nvidia.com/gpu"])
 
 
+def desyncs(extender: localcluster.ExtenderProcess, cause: str) -> float:
+    """gpuclass_extender_cache_desyncs_total of that cause, over both kinds."""
+    with urllib.request.urlopen(f"{extender.url}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "gpuclass_extender_cache_desyncs_total"
+        and sample.labels.get("cause") == cause
+    )
+
+
 def readyz(local: LocalStack) -> int:
     return local.extender.status("/readyz")
 
@@ -107,6 +122,9 @@ def test_the_extender_killed_mid_burst_and_restarted(
     local.kill_extender()
     create(fleet, STREAM[7:])  # the scheduler cannot reach us: not ignorable, so they wait
     time.sleep(3)
+    # ... and waited: none placed without our rules while we were down.
+    placed_meanwhile = [n for n, *_ in STREAM[7:] if fleet.get_pod(n)["spec"].get("nodeName")]
+    assert placed_meanwhile == []
     started = time.monotonic()
     local.start_extender()
     ready = time.monotonic() - started
@@ -191,6 +209,11 @@ def test_etcd_compaction_answers_410_gone_and_the_extender_relists(
         started = time.monotonic()
         # Within the 3 s watch timeout the renewal gets 410, and a relist follows.
         wait_for(lambda: "410 Gone" in extender.log.read_text(), 20, "a 410 Gone")
+        # The cache stopped being in sync (/readyz 503, verbs "not synced": the relist on
+        # 3 nodes is too quick to catch by polling, the counter is not) ...
+        wait_for(lambda: desyncs(extender, "gone") >= 1, 20, "the cache marked out of sync")
+        assert desyncs(extender, "error") == 0
+        # ... until the relist brought it back.
         wait_for(lambda: extender.status("/readyz") == 200, 20, "ready after the relist")
         recovered = time.monotonic() - started
         # The cache still follows the cluster: a node added after the relist arrives.

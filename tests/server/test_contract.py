@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
+from unittest import mock
 
+import orjson
 import pytest
+from aiohttp import StreamReader, web
+from aiohttp.test_utils import make_mocked_request
 from prometheus_client.parser import text_string_to_metric_families
 from pytest_aiohttp import AiohttpClient
 
 from extender.policy import Policy
-from extender.server.app import bind_refusal
+from extender.server.app import bind_handler, bind_refusal
 from extender.state import ClusterCache
 from tests.builders import example_policy, make_cache, make_node, make_pod
 from tests.server.payloads import (
@@ -662,18 +667,33 @@ def test_only_loopback_or_certificate_callers_may_bind(
 
 
 async def test_a_remote_caller_without_a_certificate_gets_403_and_nothing_is_bound(
-    client: Client, binder: RecordingBinder, monkeypatch: pytest.MonkeyPatch
+    policy: Policy, cache: ClusterCache, binder: RecordingBinder
 ) -> None:
-    # The test server listens on loopback only; present its connection as a remote one.
-    monkeypatch.setattr(
-        "extender.server.app.bind_refusal", lambda transport: "bind refused: caller 10.0.0.7"
+    """The bind handler on a connection from 10.0.0.7 without a client certificate (test
+    servers listen on loopback only, so the request is built on such a transport)."""
+    app = app_for(policy, cache, binder=binder)
+    body = bind_args(scheduler_pod("infer-a"), "gpu-h100")
+    payload = StreamReader(mock.Mock(_reading_paused=False), 2**16, loop=asyncio.get_running_loop())
+    payload.feed_data(body)
+    payload.feed_eof()
+    request = make_mocked_request(
+        "POST",
+        "/bind",
+        headers={"Content-Type": "application/json", "Content-Length": str(len(body))},
+        app=app,
+        transport=FakeTransport(("10.0.0.7", 50000)),
+        payload=payload,
     )
 
-    response = await client.post("/bind", data=bind_args(scheduler_pod("infer-a"), "gpu-h100"))
+    response = await bind_handler(request)
 
     assert response.status == 403
-    assert await response.json() == {
+    assert isinstance(response, web.Response)
+    assert isinstance(response.body, bytes)
+    assert orjson.loads(response.body) == {
         "error": "Forbidden",
-        "message": "bind refused: caller 10.0.0.7",
+        "message": "bind refused: caller 10.0.0.7 is not on loopback and presented no client "
+        "certificate (serve with --client-ca so the scheduler authenticates)",
     }
     assert binder.calls == []
+    assert binder.reads == []

@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from tests.server.serving import free_port, get, serving
+from tests.server.test_runtime import metric
 from tests.state.fake_apiserver import FakeApiServer
 
 
@@ -244,11 +245,24 @@ async def test_a_rotated_certificate_is_served_without_a_restart_and_a_broken_on
             await asyncio.sleep(0.05)
         assert await served_common_name(port, pki) == "gpuclass-extender-renewed"
 
+        async def reloads(result: str) -> float:
+            status, text = await get(f"{server.url}/metrics", client_context(pki, pki.scheduler))
+            assert status == 200
+            return metric(text, "gpuclass_extender_tls_reloads_total", result=result) or 0.0
+
+        assert await reloads("reloaded") >= 1
+        # (The rotation above may itself have been seen half done: count from here.)
+        rejected = await reloads("rejected")
         cert.write_bytes(b"-----BEGIN CERTIFICATE-----\nhalf written")
-        await asyncio.sleep(0.3)
+        async with asyncio.timeout(5):
+            while await reloads("rejected") == rejected:  # a poll read the broken file
+                await asyncio.sleep(0.05)
         # Still serving, with the last good certificate.
         assert await served_common_name(port, pki) == "gpuclass-extender-renewed"
-        status, metrics = await get(f"{server.url}/metrics", client_context(pki, pki.scheduler))
-        assert status == 200
-        assert 'gpuclass_extender_tls_reloads_total{result="reloaded"}' in metrics
-        assert 'gpuclass_extender_tls_reloads_total{result="rejected"}' in metrics
+        # ... and still polling: the next good pair is served.
+        again = pki.ca.issue("gpuclass-extender-again", server=True)
+        key.write_bytes(again.key.read_bytes())
+        cert.write_bytes(again.cert.read_bytes())
+        async with asyncio.timeout(5):
+            while await served_common_name(port, pki) != "gpuclass-extender-again":
+                await asyncio.sleep(0.05)

@@ -143,11 +143,19 @@ async def test_a_410_gone_event_relists_and_drops_objects_deleted_meanwhile(
     nodes.sessions = [[gone()]]
     cache = ClusterCache(example_policy())
     relisted: list[str] = []
-    hooks = WatchHooks(listed=relisted.append)
+    # Not in sync (readiness 503) from the 410 until the relist is in.
+    desynced: list[tuple[str, str, bool]] = []
+    hooks = WatchHooks(
+        listed=relisted.append,
+        desynced=lambda kind, cause: desynced.append((kind, cause, cache.ready)),
+    )
+    cache.pods_synced = True  # only nodes are watched here
     await running(
         watch_kind(kind="nodes", api=api, cache=cache, hooks=hooks),
         lambda: len(relisted) == 2 and len(nodes.watch_calls) == 2,
     )
+    assert desynced == [("nodes", "gone", False)]
+    assert cache.ready
     assert sorted(n.name for n in cache.nodes()) == ["a", "c"]
     assert nodes.watch_calls[-1]["resourceVersion"] == "200"
 
@@ -226,12 +234,17 @@ async def test_a_failed_watch_marks_the_cache_unsynced_until_a_fresh_list(
     nodes.sessions = [503]
     cache = ClusterCache(example_policy())
     synced_when_failed: list[bool] = []
-    hooks = WatchHooks(error=lambda kind: synced_when_failed.append(cache.nodes_synced))
+    causes: list[str] = []
+    hooks = WatchHooks(
+        error=lambda kind: synced_when_failed.append(cache.nodes_synced),
+        desynced=lambda kind, cause: causes.append(cause),
+    )
     await running(
         watch_kind(kind="nodes", api=api, cache=cache, hooks=hooks),
         lambda: len(nodes.list_calls) == 2 and cache.nodes_synced,
     )
     assert synced_when_failed == [False]  # not in sync from the failure...
+    assert causes == ["error"]
     assert not cache.node("b")  # ...until a relist, which dropped what was deleted meanwhile
     assert cache.node("a") is not None
 
