@@ -69,21 +69,15 @@ async def client(
     cache: ClusterCache,
     recorder: EventRecorder,
     metrics: Metrics,
+    request: pytest.FixtureRequest,
 ) -> Client:
-    return await aiohttp_client(app_for(policy, cache, metrics=metrics, events=recorder))
-
-
-@pytest.fixture
-async def scored_client(
-    aiohttp_client: AiohttpClient,
-    policy: Policy,
-    cache: ClusterCache,
-    recorder: EventRecorder,
-    metrics: Metrics,
-) -> Client:
-    """An extender serving with --scored-events."""
-    app = app_for(policy, cache, metrics=metrics, events=recorder, scored_events=True)
+    """The extender as served; `scored_client`: with --scored-events."""
+    scored = request.fixturename == "scored_client"
+    app = app_for(policy, cache, metrics=metrics, events=recorder, scored_events=scored)
     return await aiohttp_client(app)
+
+
+scored_client = client
 
 
 async def call(client: Client, verb: str, pod: dict[str, object], names: list[str]) -> object:

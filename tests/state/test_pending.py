@@ -6,14 +6,7 @@ import msgspec
 
 from extender.state.pending import PendingPlacements
 from tests.builders import make_pod
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.state.test_cache import Clock
 
 
 def test_bind_takes_the_pod_and_its_scores_once() -> None:
@@ -47,12 +40,12 @@ def test_a_placement_older_than_the_ttl_is_not_taken_and_expires() -> None:
     clock = Clock()
     pending = PendingPlacements(ttl=60, clock=clock)
     pending.saw(make_pod("old", uid="old"))
-    clock.now = 30
+    clock.now += 30
     pending.saw(make_pod("new", uid="new"))
-    clock.now = 61
+    clock.now += 31
     assert pending.take("old") is None
     assert pending.expire() == 0  # "old" went with the take; "new" is 31 s old
-    clock.now = 91
+    clock.now += 30
     assert pending.expire() == 1
     assert len(pending) == 0
 
@@ -61,9 +54,9 @@ def test_seeing_a_pod_again_renews_it() -> None:
     clock = Clock()
     pending = PendingPlacements(ttl=60, clock=clock)
     pending.saw(make_pod("chat", uid="u1"))
-    clock.now = 50
+    clock.now += 50
     pending.saw(make_pod("chat", uid="u1"))
-    clock.now = 100
+    clock.now += 50
     assert pending.take("u1") is not None
 
 
