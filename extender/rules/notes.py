@@ -139,19 +139,26 @@ class Ranking:
     candidates: int
 
 
+NOT_SEEN = "no filter call of this extender saw the pod (it restarted since)"
+NOT_SCORED = "no prioritize call for the pod (the scheduler asks only when 2+ nodes remain)"
+
+
 def decision_record(
     pod: PodIntent,
     node: NodeFeatures | None,
-    ranking: Ranking | None,
+    ranking: Ranking | str,
     policy: Policy,
     max_score: int,
+    digest: str | None = None,
 ) -> dict[str, str]:
-    """The annotations our bind writes on a pod: the class it got, our score for its node,
-    why, and the policy that decided. Read back by `explain` and `doctor`."""
+    """The annotations our bind writes on a pod: the class it got, our score for its node
+    (`ranking`, or why there is none), the wishes it meets, and the digest of the policy
+    that scored it (`digest`, default the one in force). Read back by `explain` and
+    `doctor`."""
     keys = policy.keys
     gpu_class = (node.gpu_class.name if node is not None else None) or "unclassified"
-    if ranking is None:
-        head = "no score of ours remembered for this pod (bound after a restart of the extender)"
+    if isinstance(ranking, str):
+        head = ranking
     else:
         others = ranking.at_best - (ranking.score == ranking.best)
         if ranking.score == ranking.best:
@@ -162,9 +169,9 @@ def decision_record(
     record = {
         keys.pod_decision_class: gpu_class,
         keys.pod_decision_reason: "; ".join([head, *_wish_phrases(pod, node, policy)]),
-        keys.pod_decision_policy: policy.digest,
+        keys.pod_decision_policy: digest or policy.digest,
     }
-    if ranking is not None:
+    if not isinstance(ranking, str):
         record[keys.pod_decision_score] = str(ranking.score)
     return record
 

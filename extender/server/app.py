@@ -30,7 +30,7 @@ from extender.policy.intent import PodIntent, pod_intent
 from extender.policy.store import PolicyStore
 from extender.rules import premium_headroom
 from extender.rules.engine import MAX_SCORE, ShapeOf, explain_nodes, filter_nodes, score_nodes
-from extender.rules.notes import Ranking, decision_record
+from extender.rules.notes import NOT_SCORED, NOT_SEEN, Ranking, decision_record
 from extender.server.admission import ADMISSION, Admission, admission_routes
 from extender.server.events import record_scored, record_unschedulable
 from extender.server.explain import explanation_json
@@ -415,13 +415,16 @@ def _decision(
     if not intent.demand.gpus:
         return {}
     scored = placement.scored if placement is not None else None
-    ranking = None
-    if scored is not None and scored.policy_digest == policy.digest:
-        score = scored.of(node)
-        if score is not None:
-            best = scored.best
-            ranking = Ranking(score, best, scored.count(best), len(scored.names))
-    return decision_record(intent, cache.node(node), ranking, policy, MAX_SCORE)
+    score = scored.of(node) if scored is not None else None
+    if scored is None or score is None:
+        why = NOT_SEEN if placement is None else NOT_SCORED
+        return decision_record(intent, cache.node(node), why, policy, MAX_SCORE)
+    best = scored.best
+    ranking = Ranking(score, best, scored.count(best), len(scored.names))
+    # The policy that scored it (a reload may have come between prioritize and bind).
+    return decision_record(
+        intent, cache.node(node), ranking, policy, MAX_SCORE, scored.policy_digest
+    )
 
 
 def _pod_refusal(

@@ -8,6 +8,8 @@ from extender.policy.intent import PodIntent, pod_intent
 from extender.rules.base import Reject
 from extender.rules.engine import NOT_CACHED
 from extender.rules.notes import (
+    NOT_SCORED,
+    NOT_SEEN,
     Ranking,
     best_node,
     decision_record,
@@ -94,12 +96,13 @@ def test_the_scored_note_names_the_winner_class_and_why() -> None:
         (Ranking(9, 9, 1, 40), "score 9/10 (the best of 40 nodes)"),
         (Ranking(9, 9, 3, 40), "score 9/10 (the best, 2 tied of 40 nodes)"),
         (Ranking(6, 9, 2, 40), "score 6/10 (best was 9/10 on 2 of 40 nodes)"),
-        (None, "no score of ours remembered for this pod (bound after a restart of the extender)"),
+        (NOT_SCORED, NOT_SCORED),
+        (NOT_SEEN, NOT_SEEN),
     ],
-    ids=["best", "tied", "not-best", "unknown"],
+    ids=["best", "tied", "not-best", "not-scored", "not-seen"],
 )
 def test_the_decision_record_names_class_score_standing_wishes_and_policy(
-    ranking: Ranking | None, head: str
+    ranking: Ranking | str, head: str
 ) -> None:
     nodes = [make_node("l4-a", "L4", 4)]
     batch = make_pod("train", 1, workload="batch", node="l4-a", phase="Running")
@@ -111,6 +114,9 @@ def test_the_decision_record_names_class_score_standing_wishes_and_policy(
         "batch pods on it",
         f"{PREFIX}decision-policy": POLICY.digest,
     }
-    if ranking is not None:
+    if not isinstance(ranking, str):
         expected[f"{PREFIX}decision-score"] = str(ranking.score)
     assert record == expected
+    # The digest of the policy that scored the pod, when a reload came before the bind.
+    scored_under = decision_record(intent(), cache.node("l4-a"), ranking, POLICY, 10, "0ld")
+    assert scored_under[f"{PREFIX}decision-policy"] == "0ld"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from typing import Any
 from unittest import mock
 
@@ -15,9 +16,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from pytest_aiohttp import AiohttpClient
 
 from extender.policy import Policy
-from extender.server.app import bind_handler, bind_refusal
+from extender.policy.store import PolicyStore
+from extender.rules.notes import NOT_SCORED, NOT_SEEN
+from extender.server.app import bind_handler, bind_refusal, create_app
 from extender.state import ClusterCache
-from tests.builders import example_policy, make_cache, make_node, make_pod
+from tests.builders import EXAMPLE_POLICY, example_policy, make_cache, make_node, make_pod
 from tests.server.payloads import (
     FLEET,
     Client,
@@ -239,7 +242,7 @@ async def test_bind_of_a_pod_our_filter_never_saw_reads_it_and_records_no_score(
     assert isinstance(annotations, dict)
     assert annotations[f"{DECISION}class"] == "premium"
     assert f"{DECISION}score" not in annotations
-    assert annotations[f"{DECISION}reason"].startswith("no score of ours remembered")
+    assert annotations[f"{DECISION}reason"].startswith(NOT_SEEN)
 
 
 async def test_bind_names_the_gpu_a_sharing_pod_was_charged_to_on_the_binding(
@@ -258,6 +261,7 @@ async def test_bind_names_the_gpu_a_sharing_pod_was_charged_to_on_the_binding(
     assert annotations.keys() - {"gpuclass.example.io/gpu-devices"} == {
         f"{DECISION}{part}" for part in ("class", "reason", "policy")
     }
+    assert annotations[f"{DECISION}reason"].startswith(NOT_SCORED)
     node = await (await client.get("/debug/cache", params={"node": "gpu-l40s"})).json()
     assert node["freeMilliPerGpu"] == [750]
 
@@ -697,3 +701,28 @@ async def test_a_remote_caller_without_a_certificate_gets_403_and_nothing_is_bou
     }
     assert binder.calls == []
     assert binder.reads == []
+
+
+async def test_the_record_names_the_policy_that_scored_the_pod_when_a_reload_came_before_bind(
+    aiohttp_client: AiohttpClient, tmp_path: Path, binder: RecordingBinder
+) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text(EXAMPLE_POLICY.read_text())
+    store = PolicyStore.from_file(path)
+    scored_under = store.current.digest
+    cache = cluster(store.current)
+    app = create_app(store, cache, binder=binder, pod_reader=binder.read_pod)
+    client = await aiohttp_client(app)
+    pod = scheduler_pod("infer-a")
+    await post(client, "/filter", names_args(pod, ALL))
+    await post(client, "/prioritize", names_args(pod, ALL))
+
+    path.write_text(EXAMPLE_POLICY.read_text().replace("classFit: 4", "classFit: 5"))
+    assert store.reload().result == "applied"
+    assert store.current.digest != scored_under
+    assert await post(client, "/bind", bind_args(pod, "gpu-h100")) == {"Error": ""}
+
+    annotations = binder.calls[0]["annotations"]
+    assert isinstance(annotations, dict)
+    assert annotations[f"{DECISION}policy"] == scored_under
+    assert annotations[f"{DECISION}score"] == "10"
