@@ -3,6 +3,17 @@
 Verbs in cache mode get only node names, so every feature a rule reads is computed here
 when a Node or Pod event arrives, never per request. Aggregates per topology domain and
 per GPU class are maintained by deltas, so a rule's look-up is O(1).
+
+Words for a pod the watch has not confirmed yet:
+- noted: a filter call told us of a pending pod before the watch did (`note_pending`); it
+  is forgotten after the assumption TTL unless the watch reports it.
+- in flight: between our filter and its binding, a pod counts against the reserved classes
+  it may land in (`hold_in_flight`), for premium headroom; released at bind or after
+  `in_flight_ttl`.
+- assumed: our bind charged the pod to its node before the API call (`assume`); the watch
+  confirms it, a failed bind undoes it (`forget_assumed`), and the TTL ends it otherwise.
+The pod the scheduler sent and our scores for it, which bind reads, are kept apart, in
+extender/state/pending.py.
 """
 
 from __future__ import annotations
