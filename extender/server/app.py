@@ -353,7 +353,7 @@ async def _bind(request: web.Request, args: ExtenderBindingArgs) -> web.Response
             return _bind_answer(request, args, "error", f"{what}: {exc}")
     policy = request.app[STORE].current
     intent = pod_intent(pod, policy)
-    refusal = _pod_refusal(request, args, pod, intent)
+    refusal = _pod_refusal(request, args, pod, intent, policy)
     if refusal == _ALREADY_THERE:  # a retried bind that already happened
         return _bind_answer(request, args, "bound")
     if refusal is not None:
@@ -428,7 +428,7 @@ def _decision(
 
 
 def _pod_refusal(
-    request: web.Request, args: ExtenderBindingArgs, pod: Pod, intent: PodIntent
+    request: web.Request, args: ExtenderBindingArgs, pod: Pod, intent: PodIntent, policy: Policy
 ) -> str | None:
     """Why the pod may not be bound to the node now (None: it may)."""
     served = request.app[SCHEDULER_NAMES]
@@ -444,7 +444,7 @@ def _pod_refusal(
         if pod.spec.nodeName == args.Node:
             return _ALREADY_THERE
         return f"the pod is already bound to {pod.spec.nodeName}"
-    cache, policy = request.app[CACHE], request.app[STORE].current
+    cache = request.app[CACHE]
     result = filter_nodes(intent, [args.Node], cache.node_lookup, cache, policy, cache.shape_lookup)
     if result.passed:
         return None

@@ -87,7 +87,7 @@ class PendingPlacements:
         if placement is None:
             placement = self._placements[uid] = Pending(pod, until)
             while len(self._placements) > self._max_pods:
-                self._drop(next(iter(self._placements)))
+                self._pop(next(iter(self._placements)))
         else:
             placement.pod, placement.until = pod, until
             self._placements.move_to_end(uid)
@@ -109,11 +109,9 @@ class PendingPlacements:
 
     def take(self, uid: str) -> Pending | None:
         """The pod's placement, removed; None when unknown or older than the TTL."""
-        placement = self._placements.pop(uid, None)
-        if placement is None:
+        if uid not in self._placements:
             return None
-        if placement.scored is not None:
-            self._scored_nodes -= len(placement.scored.names)
+        placement = self._pop(uid)
         return placement if placement.until > self._clock() else None
 
     def expire(self) -> int:
@@ -121,11 +119,14 @@ class PendingPlacements:
         now = self._clock()
         expired = [uid for uid, p in self._placements.items() if p.until <= now]
         for uid in expired:
-            self._drop(uid)
+            self._pop(uid)
         return len(expired)
 
-    def _drop(self, uid: str) -> None:
-        self._forget_scores(self._placements.pop(uid))
+    def _pop(self, uid: str) -> Pending:
+        placement = self._placements.pop(uid)
+        if placement.scored is not None:
+            self._scored_nodes -= len(placement.scored.names)
+        return placement
 
     def _forget_scores(self, placement: Pending) -> None:
         if placement.scored is not None:

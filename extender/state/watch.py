@@ -151,25 +151,25 @@ async def watch_kind(
         except WatchGone:
             log.info("watch expired (410 Gone); relisting", extra={"kind": kind})
             resource_version = ""
-            _mark_unsynced(cache, kind)
-            hooks.desynced(kind, "gone")
+            _mark_unsynced(cache, kind, hooks, "gone")
         except KubeError as exc:
             # The API server failed or is unreachable: what we hold may be missing events,
             # so we say so (/readyz 503, verbs "not synced") until a fresh list succeeds.
             resource_version = ""
-            _mark_unsynced(cache, kind)
-            hooks.desynced(kind, "error")
+            _mark_unsynced(cache, kind, hooks, "error")
             hooks.error(kind)
             log.warning("watch failed; relisting", extra={"kind": kind, "error": str(exc)})
             await asyncio.sleep(backoff * (1 + random.random()))
             backoff = min(backoff * 2, backoff_max)
 
 
-def _mark_unsynced(cache: ClusterCache, kind: Kind) -> None:
+def _mark_unsynced(cache: ClusterCache, kind: Kind, hooks: WatchHooks, cause: str) -> None:
+    """What we hold of `kind` may miss events: not in sync until a fresh list."""
     if kind == "nodes":
         cache.nodes_synced = False
     else:
         cache.pods_synced = False
+    hooks.desynced(kind, cause)
 
 
 async def _until(event: asyncio.Event, watch: Awaitable[str], resource_version: str) -> str:

@@ -34,6 +34,25 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def call_extender(url: str, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    """One call to an extender, with `body` as JSON as the scheduler sends it: (status, the
+    answer decoded when it is JSON, else its bytes); (0, None) when nothing answers."""
+    data = orjson.dumps(body) if body is not None else None
+    headers = {"Content-Type": "application/json"} if data is not None else {}
+    request = urllib.request.Request(url + path, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            raw = response.read()
+            is_json = response.headers.get_content_type() == "application/json"
+            return response.status, orjson.loads(raw) if is_json else raw
+    except urllib.error.HTTPError as exc:
+        raw = exc.read()
+        is_json = exc.headers.get_content_type() == "application/json"
+        return exc.code, orjson.loads(raw) if is_json else None
+    except OSError:
+        return 0, None
+
+
 @dataclass(frozen=True)
 class SchedulerSettings:
     """The extender block's knobs the tests vary (None: as shipped); the rest is the
@@ -128,17 +147,7 @@ class LocalStack:
             return 0, b""
 
     def post(self, path: str, body: Any) -> tuple[int, Any]:
-        """POST JSON to the extender as the scheduler does; (status, decoded answer)."""
-        request = urllib.request.Request(
-            self.extender_url + path,
-            data=orjson.dumps(body),
-            headers={"Content-Type": "application/json"},
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                return response.status, orjson.loads(response.read())
-        except urllib.error.HTTPError as exc:
-            return exc.code, orjson.loads(exc.read())
+        return call_extender(self.extender_url, "POST", path, body)
 
     def debug_cache(self, node: str | None = None) -> Any:
         status, body = self.get("/debug/cache" + (f"?node={node}" if node else ""))

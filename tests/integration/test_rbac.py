@@ -10,15 +10,12 @@ from __future__ import annotations
 import re
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import localcluster  # hack/, on pytest's pythonpath
-import orjson
 import pytest
 import yaml
 
@@ -30,6 +27,7 @@ from tests.integration.stack import (
     ExternalStack,
     LocalStack,
     SchedulerSettings,
+    call_extender,
 )
 
 EXTENDER_SA = "gpuclass-extender"
@@ -127,17 +125,7 @@ class Extender(localcluster.ExtenderProcess):
         )
 
     def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        data = orjson.dumps(body) if body is not None else None
-        request = urllib.request.Request(self.url + path, data=data, method=method)
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                raw = response.read()
-                is_json = response.headers.get_content_type() == "application/json"
-                return response.status, orjson.loads(raw) if is_json else raw
-        except urllib.error.HTTPError as exc:
-            return exc.code, None
-        except OSError:
-            return 0, None
+        return call_extender(self.url, method, path, body)
 
     def wait_cached(self, node: str, timeout: float = 15) -> None:
         """Until the node, created after the extender listed, arrives through its watch."""

@@ -84,9 +84,12 @@ def test_beyond_the_scored_node_bound_the_oldest_pods_give_up_their_scores() -> 
     assert kept_first.scored is None
     assert kept_second is not None
     assert kept_second.scored is not None
-    # What was taken no longer counts: a new pod's scores fit again.
-    third = make_pod("third", uid="u3")
-    pending.scored(third, ["a", "b", "c", "d", "e"], [1] * 5, "d")
-    placement = pending.take("u3")
-    assert placement is not None
-    assert placement.scored is not None
+    # What was taken no longer counts: two new pods' scores fill the bound, and both keep
+    # theirs.
+    third, fourth = make_pod("third", uid="u3"), make_pod("fourth", uid="u4")
+    pending.scored(third, ["a", "b", "c"], [1] * 3, "d")
+    pending.scored(fourth, ["a", "b"], [1] * 2, "d")
+    for uid in ("u3", "u4"):
+        placement = pending.take(uid)
+        assert placement is not None
+        assert placement.scored is not None
