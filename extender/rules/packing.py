@@ -1,12 +1,19 @@
 """Score: pack (most-allocated GPUs first), spread, or keep fragments few, per workload.
 
 `fragmentation` follows FGD (Weng et al., "Beware of Fragmentation", USENIX ATC'23): a
-node's fragment is the free GPU capacity the cluster's typical pods could not use there
-(all of it when a pod does not fit the node's free CPU; a GPU with less free than a
-sharing pod needs; partly used GPUs, or too few whole ones, for whole-GPU pods), weighted
-by how common each shape is. The best node is where this pod grows that expected fragment
-the least. The typical pods are the cluster's own pods of the pod's workload class: under
-separation they are the ones that will use what it leaves free (`ClusterCache.demand_mix`).
+node's fragment is the free GPU capacity the cluster's typical pods could not use there (a
+GPU with less free than a sharing pod needs; partly used GPUs, or too few whole ones, for
+whole-GPU pods), weighted by how common each shape is. The best node is where this pod
+grows that expected fragment the least. The typical pods are the cluster's own pods of the
+pod's workload class: under separation they are the ones that will use what it leaves free
+(`ClusterCache.demand_mix`).
+
+CPU counts as a node's free CPU feeds typical pods: what the pods that fit its free CPU
+cannot reach is fragment too. FGD asks only whether one more typical pod fits the CPU, so
+a pod that takes the CPU three of a node's four free GPUs need costs nothing there until
+the last core; counting every pod the CPU feeds sends CPU-hungry pods, and pods without
+GPUs, to nodes whose CPU outlasts their GPUs (on the openb trace: CPU-only pods to the
+2-GPU, 104-core T4 nodes instead of the 8-GPU, 96-core G2 nodes; docs/quality-notes.md).
 """
 
 from __future__ import annotations
@@ -43,15 +50,19 @@ STRATEGIES: dict[str, Callable[[int, int], float]] = {
 def unusable(
     free: Sequence[int], demand: GpuDemand, cpu_room: int = NO_CPU_LIMIT, cpu: int = 0
 ) -> int:
-    """Free milli-GPU on these GPUs that a pod with `demand` (and `cpu` millicores of CPU)
-    could not use, on a node with `cpu_room` millicores free (-1: CPU not counted)."""
-    if 0 <= cpu_room < cpu:
-        return sum(free)  # it does not fit the node's CPU: every free GPU is lost to it
+    """Free milli-GPU on these GPUs that pods with `demand` (and `cpu` millicores of CPU
+    each) could not use, on a node with `cpu_room` millicores free (-1: CPU not counted)."""
+    total = sum(free)
     if demand.milli < WHOLE_GPU:
-        return sum(f for f in free if f < demand.milli)
-    if sum(1 for f in free if f >= WHOLE_GPU) < demand.gpus:
-        return sum(free)
-    return sum(f for f in free if f < WHOLE_GPU)
+        lost = sum(f for f in free if f < demand.milli)
+    elif sum(1 for f in free if f >= WHOLE_GPU) < demand.gpus:
+        return total
+    else:
+        lost = sum(f for f in free if f < WHOLE_GPU)
+    if cpu_room < 0 or cpu <= 0:
+        return lost
+    # As many such pods as the free CPU feeds use the rest; what they cannot reach is lost.
+    return total - min(total - lost, (cpu_room // cpu) * demand.total_milli)
 
 
 def fragment(free: Sequence[int], mix: DemandMix, cpu_room: int = NO_CPU_LIMIT) -> float:

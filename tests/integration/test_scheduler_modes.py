@@ -74,9 +74,8 @@ def test_a_pod_without_gpus_goes_where_its_cpu_strands_no_gpus(
     fleet.await_pods_cached(busy, 4)
     before = local.filter_calls()
     # 40 cores would leave idle none, so no GPU pod of any shape could use its 4 GPUs
-    # (the cache's typical pods are every test's so far). MostAllocated on cpu alone
-    # (kube-scheduler leaves the GPU out of a pod that asks for none) prefers idle, 100%
-    # against 90%.
+    # (the cache's typical pods are every test's so far). The shipped profile scores no
+    # resource for a pod that asks for no GPU, so our score alone decides.
     fleet.pod("etl", 0, workload="batch", cpu="40")
     assert fleet.bound("etl") == busy
     assert local.filter_calls() > before  # no managedResources: it came to us

@@ -150,33 +150,49 @@ def _fragmentation_policy() -> Policy:
     return load_policy_text(yaml.safe_dump(doc))
 
 
-def test_a_node_short_of_cpu_for_a_typical_pod_has_all_its_free_gpus_as_fragment() -> None:
+def test_free_gpus_beyond_what_the_free_cpu_feeds_are_fragment() -> None:
     assert packing.unusable([1000, 1000], WHOLE, cpu_room=4000, cpu=8000) == 2000
-    assert packing.unusable([1000, 1000], WHOLE, cpu_room=8000, cpu=8000) == 0
+    assert packing.unusable([1000, 1000], WHOLE, cpu_room=8000, cpu=8000) == 1000
+    assert packing.unusable([1000, 1000], WHOLE, cpu_room=16000, cpu=8000) == 0
+    assert packing.unusable([1000] * 8, WHOLE, cpu_room=96000, cpu=24000) == 4000
     assert packing.unusable([1000, 1000], WHOLE, cpu_room=-1, cpu=8000) == 0  # CPU unknown
+    # Shares: 300 free is too small anyway; CPU for one share leaves 1500 of 2000 unused.
+    assert packing.unusable([1000, 1000, 300], HALF, cpu_room=10000, cpu=8000) == 1800
+    assert packing.unusable([1000, 1000, 300], HALF, cpu_room=80000, cpu=8000) == 300
 
 
-def test_fragmentation_keeps_cpu_for_the_gpus_a_node_has_left() -> None:
-    # Two 4-GPU nodes with 40 cores, each with 16 cores free; typical pods take 1 GPU and
-    # 12 cores. `roomy` holds two of them, `crowded` a CPU-only pod of 24 cores.
-    nodes = [make_node(n, "L40S", 4, cpu="40") for n in ("crowded", "roomy")]
-    typical = [
-        make_pod(f"t{i}", 1, workload="batch", cpu="12", node="roomy", phase="Running")
-        for i in range(2)
-    ]
-    hog = make_pod("hog", 0, cpu="24", node="crowded", phase="Running")
-    cache = make_cache(_fragmentation_policy(), nodes, [*typical, hog])
-    crowded, roomy = cache.node("crowded"), cache.node("roomy")
-    assert crowded is not None
-    assert roomy is not None
-    assert (crowded.cpu_free, roomy.cpu_free) == (16_000, 16_000)
+def test_a_cpu_hungry_gpu_pod_goes_where_the_cpu_outlasts_the_gpus() -> None:
+    # Two 4-GPU nodes, `lean` with 48 cores (12 per GPU), `rich` with 96; typical pods take
+    # 1 GPU and 12 cores. A 1-GPU pod asking 24 cores leaves `lean` CPU for two of its
+    # three other GPUs; on `rich` all three stay usable.
+    nodes = [make_node("lean", "L40S", 4, cpu="48"), make_node("rich", "L40S", 4, cpu="96")]
+    typical = make_pod("t", 1, workload="batch", cpu="12")
+    cache = make_cache(_fragmentation_policy(), nodes, [typical])
+    lean, rich = cache.node("lean"), cache.node("rich")
+    assert lean is not None
+    assert rich is not None
     mix = cache.demand_mix(WorkloadName("batch"))
     assert mix == (((WHOLE, 12_000), 1.0),)
 
-    # A 1-GPU pod asking 6 cores leaves 10: no typical pod fits after it. On `crowded`
-    # that strands 3 free GPUs, on `roomy` its last one.
-    assert packing.fragment_growth(crowded, WHOLE, mix, cpu=6_000) == 3000
-    assert packing.fragment_growth(roomy, WHOLE, mix, cpu=6_000) == 1000
+    assert packing.fragment_growth(lean, WHOLE, mix, cpu=24_000) == 1000
+    assert packing.fragment_growth(rich, WHOLE, mix, cpu=24_000) == 0
+    assert packing.fragment_growth(lean, WHOLE, mix, cpu=12_000) == 0
+
+
+def test_a_pod_without_gpus_keeps_off_the_cpu_a_nodes_free_gpus_need() -> None:
+    # Both nodes have 4 free GPUs; typical pods take 1 GPU and 12 cores. 12 cores taken
+    # from `lean` (48) leave CPU for three of them; `rich` (200) has CPU to spare. Asking
+    # only whether one typical pod still fits, as FGD does, would tell them apart from
+    # neither.
+    nodes = [make_node("lean", "L40S", 4, cpu="48"), make_node("rich", "L40S", 4, cpu="200")]
+    typical = make_pod("t", 1, workload="batch", cpu="12")
+    cache = make_cache(_fragmentation_policy(), nodes, [typical])
+    pod = pod_intent(make_pod("etl", 0, workload="batch", cpu="12"), cache.policy)
+
+    got = {n.name: packing.score(pod, n, cache, cache.policy) for n in cache.nodes()}
+
+    assert got["rich"] == 0.5
+    assert got["lean"] == pytest.approx(1 / (1 + math.exp(1)))  # one GPU stranded
 
 
 def test_a_pod_without_gpus_goes_where_its_cpu_strands_no_gpus() -> None:
