@@ -49,9 +49,14 @@ STRATEGIES: dict[str, Callable[[int, int], float]] = {
 
 def unusable(
     free: Sequence[int], demand: GpuDemand, cpu_room: int = NO_CPU_LIMIT, cpu: int = 0
-) -> int:
+) -> float:
     """Free milli-GPU on these GPUs that pods with `demand` (and `cpu` millicores of CPU
-    each) could not use, on a node with `cpu_room` millicores free (-1: CPU not counted)."""
+    each) could not use, on a node with `cpu_room` millicores free (-1: CPU not counted).
+
+    The free CPU feeds `cpu_room / cpu` such pods, fractions included: the pods to come
+    ask for CPU around the typical figure, not exactly it, and a whole-pod count would
+    see no cost in taking CPU until the last core (measured with `simulate`:
+    docs/quality-notes.md)."""
     total = sum(free)
     if demand.milli < WHOLE_GPU:
         lost = sum(f for f in free if f < demand.milli)
@@ -62,7 +67,7 @@ def unusable(
     if cpu_room < 0 or cpu <= 0:
         return lost
     # As many such pods as the free CPU feeds use the rest; what they cannot reach is lost.
-    return total - min(total - lost, (cpu_room // cpu) * demand.total_milli)
+    return total - min(total - lost, cpu_room * demand.total_milli / cpu)
 
 
 def fragment(free: Sequence[int], mix: DemandMix, cpu_room: int = NO_CPU_LIMIT) -> float:

@@ -151,13 +151,14 @@ def _fragmentation_policy() -> Policy:
 
 
 def test_free_gpus_beyond_what_the_free_cpu_feeds_are_fragment() -> None:
-    assert packing.unusable([1000, 1000], WHOLE, cpu_room=4000, cpu=8000) == 2000
+    assert packing.unusable([1000, 1000], WHOLE, cpu_room=0, cpu=8000) == 2000
+    assert packing.unusable([1000, 1000], WHOLE, cpu_room=4000, cpu=8000) == 1500  # half a pod
     assert packing.unusable([1000, 1000], WHOLE, cpu_room=8000, cpu=8000) == 1000
     assert packing.unusable([1000, 1000], WHOLE, cpu_room=16000, cpu=8000) == 0
     assert packing.unusable([1000] * 8, WHOLE, cpu_room=96000, cpu=24000) == 4000
     assert packing.unusable([1000, 1000], WHOLE, cpu_room=-1, cpu=8000) == 0  # CPU unknown
-    # Shares: 300 free is too small anyway; CPU for one share leaves 1500 of 2000 unused.
-    assert packing.unusable([1000, 1000, 300], HALF, cpu_room=10000, cpu=8000) == 1800
+    # Shares: 300 free is too small anyway; CPU for 1.25 shares leaves 1375 of 2000 unused.
+    assert packing.unusable([1000, 1000, 300], HALF, cpu_room=10000, cpu=8000) == 1675
     assert packing.unusable([1000, 1000, 300], HALF, cpu_room=80000, cpu=8000) == 300
 
 
@@ -197,8 +198,8 @@ def test_a_pod_without_gpus_keeps_off_the_cpu_a_nodes_free_gpus_need() -> None:
 
 def test_a_pod_without_gpus_goes_where_its_cpu_strands_no_gpus() -> None:
     # Typical pods take 1 GPU and 8 cores. A 35-core pod without GPUs leaves `idle` 5
-    # cores, too few for any of its 4 free GPUs; `busy` has none free and the CPU node has
-    # no GPUs to strand, so both keep the fragment as it was.
+    # cores, 5/8 of what one of its 4 free GPUs needs; `busy` has none free and the CPU
+    # node has no GPUs to strand, so both keep the fragment as it was.
     nodes = [
         make_node("idle", "L40S", 4, cpu="40"),
         make_node("busy", "L40S", 4, cpu="80"),
@@ -211,7 +212,7 @@ def test_a_pod_without_gpus_goes_where_its_cpu_strands_no_gpus() -> None:
     got = {n.name: packing.score(pod, n, cache, cache.policy) for n in cache.nodes()}
 
     assert got["busy"] == got["cpu"] == 0.5
-    assert got["idle"] == pytest.approx(1 / (1 + math.exp(4)))  # 4 GPUs stranded
+    assert got["idle"] == pytest.approx(1 / (1 + math.exp(4 - 5 / 8)))  # 3.375 GPUs stranded
 
 
 def test_pods_without_gpus_are_scored_only_by_a_class_that_packs_by_fragmentation() -> None:
