@@ -98,3 +98,7 @@ class KubeError(ExtenderError):
 
 class WatchGone(KubeError):
     """The watch's resourceVersion has been compacted away (410 Gone): relist."""
+
+
+class WatchStalled(KubeError):
+    """A watch stream went silent for longer than the API server's bookmarks allow."""

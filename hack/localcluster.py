@@ -385,7 +385,7 @@ def write_kubeconfig(
     path.chmod(0o600)
 
 
-def _read_kubeconfig(kubeconfig: Path | str) -> tuple[str, str, str]:
+def read_kubeconfig(kubeconfig: Path | str) -> tuple[str, str, str]:
     """(server, ca_file, token) of the kubeconfig's first cluster/user."""
     text = Path(kubeconfig).read_text()
     try:
@@ -450,7 +450,7 @@ def api_request(
     timeout: float = 30,
 ) -> Any:
     """One API call with the kubeconfig's token; returns decoded JSON or raises ApiError."""
-    server, ca, token = _read_kubeconfig(kubeconfig)
+    server, ca, token = read_kubeconfig(kubeconfig)
     url = server.rstrip("/") + path
     status, raw = _http(method, url, ca, token, body, content_type, timeout)
     if status not in ok:

@@ -43,6 +43,7 @@ def _serve(args: argparse.Namespace) -> int:
             client_ca=args.client_ca,
             tls_poll_seconds=args.tls_poll_seconds,
             watch_timeout_seconds=args.watch_timeout_seconds,
+            watch_stall_seconds=args.watch_stall_seconds,
             scheduler_names=frozenset(args.scheduler_name or DEFAULT_SCHEDULER_NAMES),
             health_host=args.health_host,
             health_port=args.health_port,
@@ -166,6 +167,13 @@ def parser() -> argparse.ArgumentParser:
         type=int,
         default=300,
         help="renew each node and pod watch after this long (default 300)",
+    )
+    serve.add_argument(
+        "--watch-stall-seconds",
+        type=float,
+        default=90.0,
+        help="a watch silent this long has stalled: not synced, relist (default 90; the "
+        "API server sends a bookmark about every minute)",
     )
     serve.add_argument("--assume-ttl-seconds", type=float, default=60.0)
     serve.add_argument(

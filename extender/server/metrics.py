@@ -52,6 +52,13 @@ class Metrics:
             ["outcome", "rule"],
             registry=r,
         )
+        self.task_restarts = Counter(
+            f"{PREFIX}_background_task_restarts",
+            "Background tasks (watches, reloaders, expiry, the Event writer) restarted after "
+            "a crash or an unexpected end",
+            ["task"],
+            registry=r,
+        )
         self.tls_reloads = Counter(
             f"{PREFIX}_tls_reloads", "Serving certificate changes by result", ["result"], registry=r
         )

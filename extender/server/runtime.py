@@ -9,7 +9,7 @@ import os
 import signal
 import socket
 import ssl
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -34,7 +34,13 @@ from extender.state.cache import ClusterCache, Kind
 from extender.state.events import EventRecorder
 from extender.state.kube import ApiEventSink, DirectApi, api_client, bind_pod, read_pod
 from extender.state.pending import PendingPlacements
-from extender.state.watch import WATCH_TIMEOUT_SECONDS, WatchHooks, watch_kind
+from extender.state.watch import (
+    WATCH_STALL_SECONDS,
+    WATCH_TIMEOUT_SECONDS,
+    WatchHooks,
+    mark_unsynced,
+    watch_kind,
+)
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +69,8 @@ class ServeOptions:
     tls_poll_seconds: float = 2.0
     # How long one watch request lasts before it is renewed from its resourceVersion.
     watch_timeout_seconds: int = WATCH_TIMEOUT_SECONDS
+    # A watch silent this long has stalled: the cache is not synced until a relist.
+    watch_stall_seconds: float = WATCH_STALL_SECONDS
     # The bind verb places only pods whose spec.schedulerName is one of these.
     scheduler_names: frozenset[str] = DEFAULT_SCHEDULER_NAMES
     # A second, plain-HTTP port with /healthz, /readyz and /metrics only (None: off).
@@ -92,21 +100,47 @@ def reporting_instance() -> str:
     return (os.environ.get("POD_NAME") or socket.gethostname() or "gpuclass-extender")[:128]
 
 
-def guard(coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
-    """A background task whose crash or unexpected end is logged, never silent."""
+class Supervisor:
+    """Background tasks that never die quietly: one that crashes or ends is logged,
+    counted (gpuclass_extender_background_task_restarts_total) and started again after a
+    backoff; `on_crash` runs first (a watch's cache stops counting as synced)."""
 
-    def done(task: asyncio.Task[None]) -> None:
-        if task.cancelled():
-            return
-        error = task.exception()
-        if error is not None:
-            log.error("background task crashed", extra={"task": name}, exc_info=error)
-        else:
-            log.error("background task ended unexpectedly", extra={"task": name})
+    def __init__(self, metrics: Metrics, backoff_max: float = 30.0) -> None:
+        self.metrics = metrics
+        self.backoff_max = backoff_max
+        self.tasks: list[asyncio.Task[None]] = []
 
-    task = asyncio.create_task(coro, name=name)
-    task.add_done_callback(done)
-    return task
+    def start(
+        self,
+        name: str,
+        run: Callable[[], Coroutine[Any, Any, None]],
+        on_crash: Callable[[], None] | None = None,
+    ) -> None:
+        self.tasks.append(asyncio.create_task(self._forever(name, run, on_crash), name=name))
+
+    async def _forever(
+        self,
+        name: str,
+        run: Callable[[], Coroutine[Any, Any, None]],
+        on_crash: Callable[[], None] | None,
+    ) -> None:
+        backoff = 0.5
+        while True:
+            try:
+                await run()
+                log.error("background task ended unexpectedly; restarting", extra={"task": name})
+            except Exception:
+                log.exception("background task crashed; restarting", extra={"task": name})
+            if on_crash is not None:
+                on_crash()
+            self.metrics.task_restarts.labels(name).inc()
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, self.backoff_max)
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
 
 
 async def reload_policy_forever(store: PolicyStore, metrics: Metrics, interval: float) -> None:
@@ -203,7 +237,21 @@ async def serve(
     started: asyncio.Event | None = None,
     stop: asyncio.Event | None = None,
 ) -> None:
-    """Serve until SIGTERM/SIGINT (or until `stop` is set: a seam for tests)."""
+    """Serve until SIGTERM/SIGINT (or until `stop` is set: a seam for tests).
+
+    Everything started is undone in reverse order however serving ends, a failed start
+    (the port in use, a bad certificate) included.
+    """
+    async with contextlib.AsyncExitStack() as stack:
+        await _serve(options, stack, started, stop or asyncio.Event())
+
+
+async def _serve(
+    options: ServeOptions,
+    stack: contextlib.AsyncExitStack,
+    started: asyncio.Event | None,
+    stop: asyncio.Event,
+) -> None:
     store = PolicyStore.from_file(options.policy)
     cache = ClusterCache(store.current, assume_ttl=options.assume_ttl_seconds)
     metrics = Metrics()
@@ -217,8 +265,10 @@ async def serve(
 
     store.on_change(apply_policy)
     api = await api_client(options.kubeconfig)
+    stack.push_async_callback(api.close)
     core = client.CoreV1Api(api)
     direct = DirectApi(api)
+    stack.push_async_callback(direct.close)
     recorder = None
     if options.events:
         recorder = EventRecorder(
@@ -227,6 +277,7 @@ async def serve(
             instance=reporting_instance(),
             on_outcome=lambda outcome: metrics.events.labels(outcome).inc(),
         )
+        stack.push_async_callback(_flush_events, recorder)
     pending = PendingPlacements(ttl=options.assume_ttl_seconds)
     app = create_app(
         store,
@@ -248,73 +299,67 @@ async def serve(
         error=lambda kind: metrics.watch_errors.labels(kind).inc(),
         desynced=lambda kind, cause: metrics.cache_desyncs.labels(kind, cause).inc(),
     )
+    background = Supervisor(metrics)
+    stack.push_async_callback(background.stop)
     kinds: tuple[Kind, ...] = ("nodes", "pods")
-    tasks = [
-        *(
-            guard(
-                watch_kind(
-                    kind=kind,
-                    api=core,
-                    cache=cache,
-                    hooks=hooks,
-                    relist=relist[kind],
-                    watch_timeout=options.watch_timeout_seconds,
-                ),
-                f"{kind} watch",
-            )
-            for kind in kinds
-        ),
-        guard(reload_policy_forever(store, metrics, options.policy_poll_seconds), "policy reload"),
-        guard(expire_assumptions_forever(cache, pending, metrics), "assumption expiry"),
-    ]
+    for kind in kinds:
+        background.start(
+            f"{kind} watch",
+            partial(
+                watch_kind,
+                kind=kind,
+                api=core,
+                cache=cache,
+                hooks=hooks,
+                relist=relist[kind],
+                watch_timeout=options.watch_timeout_seconds,
+                stall_seconds=options.watch_stall_seconds,
+            ),
+            on_crash=partial(mark_unsynced, cache, kind, hooks, "error"),
+        )
+    background.start(
+        "policy reload", partial(reload_policy_forever, store, metrics, options.policy_poll_seconds)
+    )
+    background.start(
+        "assumption expiry", partial(expire_assumptions_forever, cache, pending, metrics)
+    )
     if recorder is not None:
-        tasks.append(guard(recorder.run(), "event writer"))
+        background.start("event writer", recorder.run)
     reloader = None
     if options.tls_cert is not None:
         reloader = CertificateReloader(options.tls_cert, options.tls_key, options.client_ca)
-        tasks.append(
-            guard(
-                reload_certificate_forever(reloader, metrics, options.tls_poll_seconds),
-                "certificate reload",
-            )
+        background.start(
+            "certificate reload",
+            partial(reload_certificate_forever, reloader, metrics, options.tls_poll_seconds),
         )
-    runner = app_runner(app)
-    await runner.setup()
     ssl_context = reloader.context if reloader is not None else None
-    site = web.TCPSite(runner, options.host, options.port, ssl_context=ssl_context)
-    await site.start()
-    runners = [runner]
+    await _listen(stack, app_runner(app), options.host, options.port, ssl_context)
     if options.admission_port is not None:
         assert options.tls_cert is not None  # ServeOptions checks it
         # Same certificate, but no client certificate asked: the API server presents none.
         webhook_tls = CertificateReloader(options.tls_cert, options.tls_key, None)
-        tasks.append(
-            guard(
-                reload_certificate_forever(webhook_tls, metrics, options.tls_poll_seconds),
-                "webhook certificate reload",
-            )
+        background.start(
+            "webhook certificate reload",
+            partial(reload_certificate_forever, webhook_tls, metrics, options.tls_poll_seconds),
         )
-        admission = app_runner(
-            create_admission_app(
-                store,
-                cache,
-                metrics=metrics,
-                scheduler_names=options.scheduler_names,
-                limits=options.limits,
-            )
+        admission = create_admission_app(
+            store,
+            cache,
+            metrics=metrics,
+            scheduler_names=options.scheduler_names,
+            limits=options.limits,
         )
-        await admission.setup()
         admission_host = options.admission_host or options.host
-        await web.TCPSite(
-            admission, admission_host, options.admission_port, ssl_context=webhook_tls.context
-        ).start()
-        runners.append(admission)
+        await _listen(
+            stack,
+            app_runner(admission),
+            admission_host,
+            options.admission_port,
+            webhook_tls.context,
+        )
     if options.health_port is not None:
         health = web.AppRunner(create_health_app(store, cache, metrics=metrics), access_log=None)
-        await health.setup()
-        health_host = options.health_host or options.host
-        await web.TCPSite(health, health_host, options.health_port).start()
-        runners.append(health)
+        await _listen(stack, health, options.health_host or options.host, options.health_port, None)
     log.info(
         "serving",
         extra={
@@ -325,27 +370,30 @@ async def serve(
             "policy": str(options.policy),
         },
     )
-    stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+        stack.callback(loop.remove_signal_handler, sig)
     if started is not None:
         started.set()
-    try:
-        await stop.wait()
-    finally:
-        log.info("shutting down")
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        for each in reversed(runners):
-            await each.cleanup()
-        if recorder is not None:
-            # The counts of running series the API has not heard of yet; briefly.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(2.0):
-                    await recorder.flush(final=True)
-        await direct.close()
-        await api.close()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
+    await stop.wait()
+    log.info("shutting down")
+
+
+async def _listen(
+    stack: contextlib.AsyncExitStack,
+    runner: web.AppRunner,
+    host: str,
+    port: int,
+    ssl_context: ssl.SSLContext | None,
+) -> None:
+    await runner.setup()
+    stack.push_async_callback(runner.cleanup)
+    await web.TCPSite(runner, host, port, ssl_context=ssl_context).start()
+
+
+async def _flush_events(recorder: EventRecorder) -> None:
+    """The counts of running series the API has not heard of yet; briefly."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(2.0):
+            await recorder.flush(final=True)

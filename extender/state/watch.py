@@ -1,8 +1,12 @@
 """List-Watch of Nodes and Pods into the ClusterCache.
 
-List (paged), then watch from the list's resourceVersion with bookmarks; on 410 Gone
-relist; on a dropped or timed-out stream resume from the last resourceVersion seen.
-Objects are decoded straight from the JSON stream into the wire types (no client models).
+List (paged), then watch from the list's resourceVersion with bookmarks; a stream the
+server ends on its timeout, or one silent for longer than the API server's bookmarks allow,
+resumes from the last resourceVersion seen. Anything else leaves the cache "not synced"
+(/readyz 503, verbs refuse) until a fresh list succeeds, after a backoff: 410 Gone, a
+failed call, a reset or truncated stream, an event that does not decode as the kind it
+claims, a resume left unanswered for as long, a bug in applying an event. Objects are
+decoded straight from the JSON stream into the wire types (no client models).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from typing import Any, Generic, TypeVar
 import msgspec
 from kubernetes_asyncio import client
 
-from extender.errors import KubeError, WatchGone
+from extender.errors import KubeError, WatchGone, WatchStalled
 from extender.state.cache import ClusterCache, Kind
 from extender.state.kube import kube_errors
 from extender.wire.types import Node, Pod
@@ -30,6 +34,10 @@ T = TypeVar("T", Node, Pod)
 POD_FIELD_SELECTOR = "status.phase!=Succeeded,status.phase!=Failed"
 LIST_PAGE_SIZE = 500
 WATCH_TIMEOUT_SECONDS = 300
+# kube-apiserver's watch cache sends a bookmark about every minute (its
+# defaultBookmarkFrequency): a stream silent for longer is resumed, and a resume left
+# unanswered as long means the path to the API server has stalled.
+WATCH_STALL_SECONDS = 90.0
 
 
 class _ListMeta(msgspec.Struct, frozen=True):
@@ -72,7 +80,8 @@ def _ignore_cause(kind: Kind, cause: str) -> None:
 @dataclass(frozen=True)
 class WatchHooks:
     """Called on each applied event, each full list, each failed call, and each time the
-    cache stops being in sync ("gone": 410; "error": the API failed) (for metrics)."""
+    cache stops being in sync ("gone": 410; "stalled": a silent stream; "error": the API
+    call failed or its answer could not be applied) (for metrics)."""
 
     event: Callable[[Kind], None] = _ignore
     listed: Callable[[Kind], None] = _ignore
@@ -126,6 +135,7 @@ async def watch_kind(
     backoff_max: float = 2.0,
     relist: asyncio.Event | None = None,
     watch_timeout: int = WATCH_TIMEOUT_SECONDS,
+    stall_seconds: float = WATCH_STALL_SECONDS,
 ) -> None:
     """Keep `cache` in sync with one kind, forever (until cancelled).
 
@@ -145,25 +155,37 @@ async def watch_kind(
                 hooks.listed(kind)
                 log.info("listed", extra={"kind": kind, "resource_version": resource_version})
             resource_version = await _until(
-                relist, _watch(source, resource_version, hooks, watch_timeout), resource_version
+                relist,
+                _watch(source, resource_version, hooks, watch_timeout, stall_seconds),
+                resource_version,
             )
             backoff = 0.5
+            continue
         except WatchGone:
             log.info("watch expired (410 Gone); relisting", extra={"kind": kind})
             resource_version = ""
-            _mark_unsynced(cache, kind, hooks, "gone")
+            mark_unsynced(cache, kind, hooks, "gone")
+            continue
+        except WatchStalled as exc:
+            mark_unsynced(cache, kind, hooks, "stalled")
+            log.warning("watch stalled; relisting", extra={"kind": kind, "error": str(exc)})
         except KubeError as exc:
             # The API server failed or is unreachable: what we hold may be missing events,
             # so we say so (/readyz 503, verbs "not synced") until a fresh list succeeds.
-            resource_version = ""
-            _mark_unsynced(cache, kind, hooks, "error")
-            hooks.error(kind)
+            mark_unsynced(cache, kind, hooks, "error")
             log.warning("watch failed; relisting", extra={"kind": kind, "error": str(exc)})
-            await asyncio.sleep(backoff * (1 + random.random()))
-            backoff = min(backoff * 2, backoff_max)
+        except Exception:
+            # An answer we could not apply (an object the API server should not send, a
+            # bug of ours): the same as a failed call, never a dead watch over a stale cache.
+            mark_unsynced(cache, kind, hooks, "error")
+            log.exception("watch event could not be applied; relisting", extra={"kind": kind})
+        resource_version = ""
+        hooks.error(kind)
+        await asyncio.sleep(backoff * (1 + random.random()))
+        backoff = min(backoff * 2, backoff_max)
 
 
-def _mark_unsynced(cache: ClusterCache, kind: Kind, hooks: WatchHooks, cause: str) -> None:
+def mark_unsynced(cache: ClusterCache, kind: Kind, hooks: WatchHooks, cause: str) -> None:
     """What we hold of `kind` may miss events: not in sync until a fresh list."""
     if kind == "nodes":
         cache.nodes_synced = False
@@ -217,10 +239,16 @@ async def _list(source: _Source[T]) -> str:
 
 
 async def _watch(
-    source: _Source[T], resource_version: str, hooks: WatchHooks, server_timeout: int
+    source: _Source[T],
+    resource_version: str,
+    hooks: WatchHooks,
+    server_timeout: int,
+    stall_seconds: float,
 ) -> str:
     """Apply events until the stream ends (the server closes it after `server_timeout` s);
-    returns the resourceVersion to resume from."""
+    returns the resourceVersion to resume from, also when no line comes for
+    `stall_seconds`. Raises WatchStalled when the API server does not answer the request
+    in that time."""
     object_decoder = msgspec.json.Decoder(source.type)
     kwargs: dict[str, Any] = {
         "watch": True,
@@ -232,7 +260,11 @@ async def _watch(
     if source.selector:
         kwargs["field_selector"] = source.selector
     async with kube_errors(f"watch {source.kind}"):
-        response = await source.list_call(**kwargs)
+        try:
+            async with asyncio.timeout(stall_seconds):
+                response = await source.list_call(**kwargs)
+        except TimeoutError:
+            raise WatchStalled(f"watch {source.kind}: no answer in {stall_seconds:g} s") from None
         try:
             if response.status == 410:
                 raise WatchGone(f"watch {source.kind}: 410 Gone", 410)
@@ -242,7 +274,13 @@ async def _watch(
                     f"watch {source.kind}: HTTP {response.status}: {body[:300]!r}", response.status
                 )
             while True:
-                line = await response.content.readline()
+                try:
+                    async with asyncio.timeout(stall_seconds):
+                        line = await response.content.readline()
+                except TimeoutError:
+                    # A quiet cluster, or a dead connection: resuming tells them apart
+                    # (the API server replays what we missed; a dead path stalls again).
+                    return resource_version
                 if not line:
                     return resource_version
                 if line.strip():
@@ -275,7 +313,10 @@ def apply_event(
         raise KubeError(f"watch {source.kind}: {status.code} {status.message}", status.code)
     if event.type == "BOOKMARK":
         return _object_decoder.decode(event.object).metadata.resourceVersion or resource_version
-    obj = decoder.decode(event.object)
+    try:
+        obj = decoder.decode(event.object)
+    except msgspec.DecodeError as exc:  # ValidationError too: a wrong type, a missing field
+        raise KubeError(f"watch {source.kind}: {event.type} object does not decode: {exc}") from exc
     if event.type in ("ADDED", "MODIFIED"):
         source.upsert(obj)
     elif event.type == "DELETED":

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from aiohttp.test_utils import TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.builders import node_dict, pod_dict
-from tests.server.serving import Running, get, serving
+from extender.server.metrics import Metrics
+from extender.server.runtime import ServeOptions, Supervisor, serve
+from tests.builders import EXAMPLE_POLICY, node_dict, pod_dict
+from tests.server.serving import Running, get, kubeconfig_for, serving
 from tests.state.fake_apiserver import FakeApiServer
 
 
@@ -116,3 +120,55 @@ async def test_a_broken_policy_is_rejected_and_counted_and_the_old_one_stays(
     assert (await get(f"{running.url}/debug/cache"))[1] == before
     status, _ = await get(f"{running.url}/readyz")
     assert status == 200
+
+
+async def test_a_failed_start_leaves_no_task_and_no_connection_behind(tmp_path: Path) -> None:
+    """The port is taken: serve fails, and the watches, reloaders and API client it had
+    started are gone with it."""
+    fake = FakeApiServer()
+    apiserver = TestServer(fake.app, host="127.0.0.1")
+    await apiserver.start_server()
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(EXAMPLE_POLICY.read_text())
+    kubeconfig = kubeconfig_for(str(apiserver.make_url("")).rstrip("/"), tmp_path / "kc")
+    before = asyncio.all_tasks()
+    try:
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            options = ServeOptions(policy=policy, port=port, kubeconfig=kubeconfig)
+            with pytest.raises(OSError, match="address already in use"):
+                await serve(options)
+        await asyncio.sleep(0)
+        assert asyncio.all_tasks() == before
+    finally:
+        await apiserver.close()
+
+
+async def test_a_crashed_background_task_is_restarted_and_counted() -> None:
+    metrics = Metrics()
+    supervisor = Supervisor(metrics, backoff_max=0.01)
+    runs: list[int] = []
+    crashes: list[str] = []
+    running = asyncio.Event()
+
+    async def flaky() -> None:
+        runs.append(len(runs))
+        if len(runs) == 1:
+            raise RuntimeError("a bug")
+        if len(runs) == 2:
+            return  # an unexpected end is a crash too
+        running.set()
+        await asyncio.sleep(3600)
+
+    supervisor.start("flaky", flaky, on_crash=lambda: crashes.append("crash"))
+    try:
+        await asyncio.wait_for(running.wait(), 5)
+    finally:
+        await supervisor.stop()
+    assert runs == [0, 1, 2]
+    assert crashes == ["crash", "crash"]
+    restarts = "gpuclass_extender_background_task_restarts_total"
+    assert metrics.registry.get_sample_value(restarts, {"task": "flaky"}) == 2
+    assert all(task.done() for task in supervisor.tasks)

@@ -1,7 +1,8 @@
 """A scripted stand-in for the kube-apiserver's list and watch endpoints (HTTP, loopback).
 
 Each list call answers from `objects` (paged by `limit`); each watch call plays the next
-scripted session: events streamed as JSON lines then end of stream, or an HTTP status.
+scripted session: events streamed as JSON lines (bytes as they are: a broken stream) then
+end of stream, or silence when the session ends with STALL; or an HTTP status.
 """
 
 from __future__ import annotations
@@ -14,13 +15,15 @@ import orjson
 from aiohttp import web
 
 Event = dict[str, Any]
+STALL = "stall"
+"""The last entry of a session: the stream stays open and silent."""
 
 
 @dataclass
 class Kind:
     objects: list[dict[str, Any]] = field(default_factory=list)
     resource_version: str = "100"
-    sessions: list[list[Event] | int] = field(default_factory=list)
+    sessions: list[list[Event | bytes | str] | int] = field(default_factory=list)
     list_status: list[int] = field(default_factory=list)  # statuses to answer before a 200
     # (objects, resourceVersion) the cluster holds after each completed full list, in order.
     later: list[tuple[list[dict[str, Any]], str]] = field(default_factory=list)
@@ -129,7 +132,12 @@ class FakeApiServer:
         response.content_type = "application/json"
         await response.prepare(request)
         for event in session:
-            await response.write(orjson.dumps(event) + b"\n")
+            if event == STALL:
+                await asyncio.sleep(3600)
+            elif isinstance(event, bytes):
+                await response.write(event)
+            else:
+                await response.write(orjson.dumps(event) + b"\n")
         await response.write_eof()
         return response
 

@@ -5,14 +5,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+import orjson
 import pytest
 from aiohttp.test_utils import TestServer
 from kubernetes_asyncio import client
 
 from extender.state import ClusterCache
 from extender.state.watch import POD_FIELD_SELECTOR, WatchHooks, watch_kind
+from extender.wire.types import Node
 from tests.builders import example_policy, node_dict, pod_dict
-from tests.state.fake_apiserver import FakeApiServer, bookmark, event, gone
+from tests.state.fake_apiserver import STALL, FakeApiServer, bookmark, event, gone
 
 
 @pytest.fixture
@@ -247,6 +249,73 @@ async def test_a_failed_watch_marks_the_cache_unsynced_until_a_fresh_list(
     assert causes == ["error"]
     assert not cache.node("b")  # ...until a relist, which dropped what was deleted meanwhile
     assert cache.node("a") is not None
+
+
+BROKEN_NODE = node_dict("c")
+BROKEN_STREAMS = {
+    "garbage": ([b"{not json\n"], "error"),
+    "truncated": ([orjson.dumps(event("ADDED", BROKEN_NODE, "101"))[:40]], "error"),
+    "wrong type": (
+        [event("ADDED", {**BROKEN_NODE, "metadata": {"name": ["c"]}}, "101")],
+        "error",
+    ),
+    "silent": ([STALL], "stalled"),
+}
+
+
+@pytest.mark.parametrize("broken", BROKEN_STREAMS, ids=str)
+async def test_a_broken_stream_marks_the_cache_unsynced_until_a_fresh_list(
+    apiserver: tuple[FakeApiServer, client.CoreV1Api], broken: str
+) -> None:
+    """Whatever breaks the stream, the watch neither dies nor keeps a stale cache: not in
+    sync (the cause counted) until a relist has replaced what it held."""
+    fake, api = apiserver
+    nodes = fake.kinds["nodes"]
+    nodes.objects = [node_dict("a"), node_dict("b")]
+    nodes.later = [([node_dict("a")], "200")]  # "b" went while the stream was broken
+    stream, cause = BROKEN_STREAMS[broken]
+    nodes.sessions = [[event("MODIFIED", node_dict("a"), "101"), *stream]]
+    cache = ClusterCache(example_policy())
+    causes: list[str] = []
+    hooks = WatchHooks(desynced=lambda kind, cause: causes.append(cause))
+    await running(
+        watch_kind(
+            kind="nodes", api=api, cache=cache, hooks=hooks, backoff_max=0.05, stall_seconds=0.3
+        ),
+        lambda: len(nodes.list_calls) == 2 and cache.nodes_synced,
+    )
+    assert causes == [cause]
+    assert sorted(n.name for n in cache.nodes()) == ["a"]
+
+
+async def test_an_event_the_cache_cannot_apply_relists_instead_of_ending_the_watch(
+    apiserver: tuple[FakeApiServer, client.CoreV1Api], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake, api = apiserver
+    nodes = fake.kinds["nodes"]
+    nodes.objects = [node_dict("a")]
+    nodes.later = [([node_dict("a"), node_dict("b")], "200")]
+    nodes.sessions = [[event("ADDED", node_dict("b"), "101")]]
+    cache = ClusterCache(example_policy())
+    upsert = cache.upsert_node
+    failures = []
+
+    def fails_once(node: Node) -> None:
+        if node.metadata.name == "b" and not failures:
+            failures.append(node.metadata.name)
+            raise RuntimeError("a bug of ours")
+        upsert(node)
+
+    monkeypatch.setattr(cache, "upsert_node", fails_once)
+    causes: list[str] = []
+    hooks = WatchHooks(desynced=lambda kind, cause: causes.append(cause))
+    await running(
+        watch_kind(kind="nodes", api=api, cache=cache, hooks=hooks, backoff_max=0.05),
+        lambda: len(nodes.list_calls) == 2 and cache.nodes_synced,
+    )
+    assert failures == ["b"]
+    assert causes == ["error"]
+    assert sorted(n.name for n in cache.nodes()) == ["a", "b"]
 
 
 async def test_pod_events_charge_and_free_gpus_on_their_node(
