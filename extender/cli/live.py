@@ -10,8 +10,7 @@ from typing import Any
 import orjson
 from kubernetes_asyncio import client
 
-from extender.doctor import diagnose
-from extender.doctor.cluster import read_inputs
+from extender.doctor.cluster import read_listing, report_of
 from extender.doctor.findings import report_table
 from extender.errors import ExtenderError
 from extender.policy.compiled import Policy
@@ -70,7 +69,7 @@ async def _doctor(args: argparse.Namespace) -> dict[str, Any]:
     api = await api_client(args.kubeconfig)
     try:
         policy = await _policy(api, args)
-        return diagnose(await read_inputs(api, policy, args.templates or []))
+        return report_of(policy, await read_listing(api, args.templates or []))
     finally:
         await api.close()
 

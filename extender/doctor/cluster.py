@@ -1,13 +1,20 @@
-"""Gather the doctor's inputs from a live cluster: one listing, no watch."""
+"""Gather the doctor's inputs from a live cluster: one listing (paged), no watch.
+
+The listing stays raw JSON until `report_of` decodes and diagnoses it, so a server can hand
+it to a worker process (`/debug/doctor`) and keep its own event loop for the verbs.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import orjson
 from kubernetes_asyncio import client
 
+from extender.doctor import diagnose
 from extender.doctor.findings import Finding
 from extender.doctor.inputs import DoctorInputs, inputs_from_objects
 from extender.doctor.templates import NodeTemplate, load_template_file, templates_from_objects
@@ -51,13 +58,35 @@ async def cluster_templates(api: client.ApiClient) -> tuple[list[NodeTemplate], 
     return templates, notes
 
 
-async def read_inputs(
-    api: client.ApiClient, policy: Policy, template_files: Sequence[Path] = ()
-) -> DoctorInputs:
+@dataclass(frozen=True)
+class ClusterListing:
+    """Nodes and pods as raw JSON, and the autoscalers' node templates: all a report needs
+    besides the policy (picklable, for a worker process)."""
+
+    nodes: list[bytes]
+    pods: list[bytes]
+    templates: list[NodeTemplate] = field(default_factory=list)
+    notes: list[Finding] = field(default_factory=list)
+
+
+async def read_listing(
+    api: client.ApiClient, template_files: Sequence[Path] = ()
+) -> ClusterListing:
     """Nodes, pods and node templates from the cluster, plus templates from files."""
     core = client.CoreV1Api(api)
     nodes, pods = await list_nodes(core), await list_pods(core)
     templates, notes = await cluster_templates(api)
     for path in template_files:
         templates.extend(load_template_file(path))
-    return inputs_from_objects(policy, nodes, pods, templates, notes)
+    return ClusterListing(nodes, pods, templates, notes)
+
+
+def inputs_of(policy: Policy, listing: ClusterListing) -> DoctorInputs:
+    return inputs_from_objects(
+        policy, listing.nodes, listing.pods, listing.templates, listing.notes
+    )
+
+
+def report_of(policy: Policy, listing: ClusterListing) -> dict[str, Any]:
+    """The doctor's report on a listing (CPU only: fit for a worker process)."""
+    return diagnose(inputs_of(policy, listing))

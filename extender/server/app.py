@@ -7,6 +7,7 @@ import ipaddress
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -14,9 +15,8 @@ import msgspec
 import orjson
 from aiohttp import web
 
-from extender.doctor import diagnose
+from extender.doctor.cluster import ClusterListing, report_of
 from extender.doctor.findings import report_table
-from extender.doctor.inputs import DoctorInputs
 from extender.errors import (
     ExtenderError,
     KubeError,
@@ -69,7 +69,7 @@ class Binder(Protocol):
 class DoctorSource(Protocol):
     """Lists the cluster once for the doctor (nodes, pods, node templates)."""
 
-    async def __call__(self, policy: Policy) -> DoctorInputs: ...
+    async def __call__(self) -> ClusterListing: ...
 
 
 class PodReader(Protocol):
@@ -98,6 +98,7 @@ BINDER = web.AppKey[Binder]("binder")
 POD_READER = web.AppKey[PodReader]("pod_reader")
 DOCTOR_SOURCE = web.AppKey[DoctorSource]("doctor_source")
 DOCTOR_RUNNING = web.AppKey("doctor_running", asyncio.Lock)
+DOCTOR_WORKER = web.AppKey[Executor | None]("doctor_worker")
 SCHEDULER_NAMES = web.AppKey("scheduler_names", frozenset)
 EVENTS = web.AppKey[EventRecorder | None]("events")
 SCORED_EVENTS = web.AppKey("scored_events", bool)
@@ -535,8 +536,12 @@ async def debug_doctor(request: web.Request) -> web.Response:
     if running.locked():  # each report lists the whole cluster: one at a time
         raise Overloaded("a doctor report is being built; retry when it is done")
     async with running:
-        inputs = await request.app[DOCTOR_SOURCE](request.app[STORE].current)
-    report = diagnose(inputs)
+        listing = await request.app[DOCTOR_SOURCE]()
+        # Decoding and checking a whole cluster takes seconds of CPU: in the worker (a
+        # process of its own in `serve`), the verbs keep this loop.
+        report = await asyncio.get_running_loop().run_in_executor(
+            request.app[DOCTOR_WORKER], report_of, request.app[STORE].current, listing
+        )
     if request.query.get("output") == "table":
         return web.Response(text=report_table(report) + "\n")
     return _json(orjson.dumps(report))
@@ -563,6 +568,7 @@ def create_app(
     binder: Binder | None = None,
     pod_reader: PodReader | None = None,
     doctor_source: DoctorSource | None = None,
+    doctor_worker: Executor | None = None,
     scheduler_names: frozenset[str] = DEFAULT_SCHEDULER_NAMES,
     limits: Limits = Limits(),
     admission: bool = False,
@@ -574,7 +580,8 @@ def create_app(
     bind verb, which binds only pods of `scheduler_names`. `admission` adds POST /mutate,
     the mutating admission webhook for the pods of `scheduler_names`; `events` records the
     Events of filter on the pods (None: none), and with `scored_events` one of prioritize
-    on every pod it scores. `pending` keeps what filter and prioritize saw for bind."""
+    on every pod it scores. `pending` keeps what filter and prioritize saw for bind.
+    `doctor_worker` builds /debug/doctor's reports (None: the loop's default threads)."""
     app = web.Application(
         client_max_size=limits.max_body_bytes,
         middlewares=[errors_and_metrics, limits_middleware(limits)],
@@ -586,6 +593,7 @@ def create_app(
     app[POD_READER] = pod_reader or _no_pod_reader
     app[DOCTOR_SOURCE] = doctor_source or _no_doctor_source
     app[DOCTOR_RUNNING] = asyncio.Lock()
+    app[DOCTOR_WORKER] = doctor_worker
     app[SCHEDULER_NAMES] = scheduler_names
     app[EVENTS] = events
     app[SCORED_EVENTS] = scored_events
@@ -671,5 +679,5 @@ async def _no_pod_reader(**_: str) -> Pod:
     raise KubeError("bind is not enabled: the extender runs without API credentials to bind")
 
 
-async def _no_doctor_source(policy: Policy) -> DoctorInputs:
+async def _no_doctor_source() -> ClusterListing:
     raise KubeError("doctor is not enabled: the extender runs without API credentials")

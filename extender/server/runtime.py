@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import multiprocessing
 import os
 import signal
 import socket
 import ssl
 from collections.abc import Callable, Coroutine
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -18,7 +20,7 @@ from typing import Any
 from aiohttp import web
 from kubernetes_asyncio import client
 
-from extender.doctor.cluster import read_inputs
+from extender.doctor.cluster import read_listing
 from extender.policy.compiled import Policy
 from extender.policy.store import PolicyStore
 from extender.server.app import (
@@ -48,6 +50,8 @@ log = logging.getLogger(__name__)
 # aiohttp also closes a connection whose request headers are not complete by then (it does
 # not restart the timer per byte), which bounds a client that trickles its headers.
 KEEPALIVE_SECONDS = 120.0
+# The doctor's worker yields the CPU to the verbs (a 2-core node runs both).
+DOCTOR_NICENESS = 10
 
 
 def app_runner(app: web.Application, keepalive_seconds: float = KEEPALIVE_SECONDS) -> web.AppRunner:
@@ -279,13 +283,16 @@ async def _serve(
         )
         stack.push_async_callback(_flush_events, recorder)
     pending = PendingPlacements(ttl=options.assume_ttl_seconds)
+    worker = doctor_worker()
+    stack.callback(worker.shutdown, wait=False, cancel_futures=True)
     app = create_app(
         store,
         cache,
         metrics=metrics,
         binder=partial(bind_pod, direct),
         pod_reader=partial(read_pod, direct),
-        doctor_source=partial(read_inputs, api),
+        doctor_source=partial(read_listing, api),
+        doctor_worker=worker,
         scheduler_names=options.scheduler_names,
         limits=options.limits,
         admission=options.admission_webhook,
@@ -378,6 +385,18 @@ async def _serve(
         started.set()
     await stop.wait()
     log.info("shutting down")
+
+
+def doctor_worker() -> ProcessPoolExecutor:
+    """One process for /debug/doctor's reports, at a lower CPU priority than the verbs,
+    started on the first report (spawned: a fork of a running event loop is unsafe)."""
+    return ProcessPoolExecutor(
+        max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=_nice
+    )
+
+
+def _nice() -> None:
+    os.nice(DOCTOR_NICENESS)
 
 
 async def _listen(

@@ -170,7 +170,17 @@ async def _bound_to(api: DirectApi, namespace: str, name: str, node: str) -> boo
     return pod.spec.nodeName == node
 
 
+LIST_PAGE_SIZE = 500
+
+
+class ListMeta(msgspec.Struct, frozen=True):
+    resourceVersion: str = ""
+    # "continue" is a Python keyword.
+    continue_: str = msgspec.field(default="", name="continue")
+
+
 class _RawList(msgspec.Struct):
+    metadata: ListMeta = ListMeta()
     items: list[msgspec.Raw] = msgspec.field(default_factory=list)
 
 
@@ -178,15 +188,25 @@ _raw_list = msgspec.json.Decoder(_RawList)
 
 
 async def _raw_items(what: str, call: Callable[..., Awaitable[Any]], **kwargs: Any) -> list[bytes]:
-    async with kube_errors(what):
-        response: Any = await call(_preload_content=False, **kwargs)
-        status, body = response.status, await response.read()
-    if not 200 <= status < 300:
-        raise KubeError(f"{what}: {status}: {_message(body)}", status)
-    try:
-        return [bytes(item) for item in _raw_list.decode(body).items]
-    except msgspec.DecodeError as exc:
-        raise KubeError(f"{what}: unreadable list: {exc}") from None
+    """Every item of a list, page by page (the API server answers each page from etcd or
+    its watch cache in one go: a cluster-wide list without a limit holds it up longer)."""
+    items: list[bytes] = []
+    token = ""
+    while True:
+        page: dict[str, Any] = {"limit": LIST_PAGE_SIZE, **({"_continue": token} if token else {})}
+        async with kube_errors(what):
+            response: Any = await call(_preload_content=False, **kwargs, **page)
+            status, body = response.status, await response.read()
+        if not 200 <= status < 300:
+            raise KubeError(f"{what}: {status}: {_message(body)}", status)
+        try:
+            listed = _raw_list.decode(body)
+        except msgspec.DecodeError as exc:
+            raise KubeError(f"{what}: unreadable list: {exc}") from None
+        items.extend(bytes(item) for item in listed.items)
+        token = listed.metadata.continue_
+        if not token:
+            return items
 
 
 async def list_nodes(api: client.CoreV1Api) -> list[bytes]:

@@ -23,7 +23,7 @@ from kubernetes_asyncio import client
 
 from extender.errors import KubeError, WatchGone, WatchStalled
 from extender.state.cache import ClusterCache, Kind
-from extender.state.kube import kube_errors
+from extender.state.kube import LIST_PAGE_SIZE, ListMeta, kube_errors
 from extender.wire.types import Node, Pod
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,6 @@ T = TypeVar("T", Node, Pod)
 
 # Finished pods hold no GPUs; the API server filters them out for us.
 POD_FIELD_SELECTOR = "status.phase!=Succeeded,status.phase!=Failed"
-LIST_PAGE_SIZE = 500
 WATCH_TIMEOUT_SECONDS = 300
 # kube-apiserver's watch cache sends a bookmark about every minute (its
 # defaultBookmarkFrequency): a stream silent for longer is resumed, and a resume left
@@ -40,14 +39,8 @@ WATCH_TIMEOUT_SECONDS = 300
 WATCH_STALL_SECONDS = 90.0
 
 
-class _ListMeta(msgspec.Struct, frozen=True):
-    resourceVersion: str = ""
-    # "continue" is a Python keyword.
-    continue_: str = msgspec.field(default="", name="continue")
-
-
 class _List(msgspec.Struct, Generic[T]):
-    metadata: _ListMeta = _ListMeta()
+    metadata: ListMeta = ListMeta()
     items: list[T] | None = None
 
 

@@ -23,7 +23,7 @@ from typing import Any
 from bench import OUT, REPO
 from bench.e2e import CONFIGS
 
-SECTIONS = ("latency", "inprocess", "memory", "e2e")
+SECTIONS = ("latency", "inprocess", "memory", "e2e", "doctor")
 
 
 def _sizes(text: str) -> tuple[int, ...]:
@@ -71,6 +71,7 @@ def _command(argv: list[str]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     from bench import report
+    from bench.doctor import DoctorSettings, run_doctor
     from bench.e2e import E2ESettings, run_e2e
     from bench.inprocess import run_profile
     from bench.latency import LatencySettings, run_latency
@@ -134,6 +135,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         rep.e2e = run_e2e(e2e, say)
         print("\n" + report.e2e_tables(rep.e2e) + "\n", flush=True)
+
+    if "doctor" in args.only:
+        rep.doctor = run_doctor(DoctorSettings(repeats=2 if quick else 3), say)
+        print("\n" + report.doctor_table(rep.doctor) + "\n", flush=True)
 
     rep.seconds = time.monotonic() - started
     full_run = not quick and list(args.only) == list(SECTIONS)

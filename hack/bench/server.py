@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from bench.fixtures import build_cache
+from bench.fixtures import build_cache, cluster_pod_dicts, node_dict
 from bench.floor import serve_app
 
 
@@ -48,6 +48,22 @@ def self_times(root: Any) -> dict[str, Any]:
     return {"total": root.time, "self": totals}
 
 
+def listing_source(nodes: int) -> Any:
+    """A doctor source answering with the fixtures' nodes and pods as raw JSON, as
+    `read_listing` would have listed them (no API server in this benchmark)."""
+    from extender.doctor.cluster import ClusterListing
+
+    listing = ClusterListing(
+        [orjson.dumps(node_dict(i)) for i in range(nodes)],
+        [orjson.dumps(pod) for pod in cluster_pod_dicts(nodes)],
+    )
+
+    async def source() -> ClusterListing:
+        return listing
+
+    return source
+
+
 def main(argv: list[str] | None = None) -> int:
     import uvloop
 
@@ -61,12 +77,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--profile", type=Path, help="write OUT.txt and OUT.json")
+    parser.add_argument(
+        "--doctor",
+        action="store_true",
+        help="serve /debug/doctor on a listing of the same nodes and pods, built in a "
+        "worker process as `serve` does",
+    )
     args = parser.parse_args(argv)
 
     logs.configure("info", "json")
     started = time.perf_counter()
     policy, cache = build_cache(args.nodes)
-    app = create_app(PolicyStore(policy), cache, binder=noop_binder)
+    doctor: dict[str, Any] = {}
+    if args.doctor:
+        from extender.server.runtime import doctor_worker
+
+        doctor = {"doctor_source": listing_source(args.nodes), "doctor_worker": doctor_worker()}
+    app = create_app(PolicyStore(policy), cache, binder=noop_binder, **doctor)
     build_seconds = time.perf_counter() - started
 
     profiler: Any = None

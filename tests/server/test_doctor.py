@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import orjson
 from aiohttp import web
 from pytest_aiohttp import AiohttpClient
 
-from extender.doctor.inputs import DoctorInputs
-from extender.policy import Policy
+from extender.doctor.cluster import ClusterListing
 from extender.state import ClusterCache
 from tests.builders import PREFIX, example_policy, node_dict, pod_dict
-from tests.doctor.builders import inputs
 from tests.server.payloads import app_for
 from tests.server.serving import get, serving
 from tests.state.fake_apiserver import FakeApiServer
@@ -71,10 +72,10 @@ async def test_one_report_at_a_time_the_next_caller_is_told_to_retry(
     listing = asyncio.Event()
     release = asyncio.Event()
 
-    async def slow_source(current: Policy) -> DoctorInputs:
+    async def slow_source() -> ClusterListing:
         listing.set()
         await release.wait()
-        return inputs(current, [node_dict("h1")])
+        return ClusterListing([orjson.dumps(node_dict("h1"))], [])
 
     client = await aiohttp_client(app_for(policy, ClusterCache(policy), doctor_source=slow_source))
     first = asyncio.create_task(client.get("/debug/doctor"))
@@ -93,3 +94,32 @@ async def test_without_api_credentials_the_report_says_why(aiohttp_client: Aioht
     response = await client.get("/debug/doctor")
     assert response.status == 502
     assert "doctor is not enabled" in (await response.json())["message"]
+
+
+async def test_the_report_is_built_in_the_worker_not_on_the_event_loop(
+    aiohttp_client: AiohttpClient,
+) -> None:
+    """Decoding and checking a whole cluster takes seconds of CPU: the verbs' loop hands it
+    to the worker (a process of its own in `serve`)."""
+    policy = example_policy()
+    worker_threads: list[str] = []
+
+    class RecordingWorker(ThreadPoolExecutor):
+        def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
+            def run() -> Any:
+                worker_threads.append(threading.current_thread().name)
+                return fn(*args, **kwargs)
+
+            return super().submit(run)
+
+    async def source() -> ClusterListing:
+        return ClusterListing([orjson.dumps(node_dict("h1"))], [])
+
+    with RecordingWorker(thread_name_prefix="doctor-worker") as worker:
+        app = app_for(policy, ClusterCache(policy), doctor_source=source, doctor_worker=worker)
+        client = await aiohttp_client(app)
+        response = await client.get("/debug/doctor")
+    assert response.status == 200
+    assert (await response.json())["summary"]["nodes"] == 1
+    assert len(worker_threads) == 1
+    assert worker_threads[0].startswith("doctor-worker")

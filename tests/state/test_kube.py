@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import orjson
 import pytest
 from aiohttp.test_utils import TestServer
 from kubernetes_asyncio import client
 
 from extender.errors import KubeError
 from extender.state.events import EventBody, ObjectRef, Observation
-from extender.state.kube import ApiEventSink, DirectApi, bind_pod
+from extender.state.kube import LIST_PAGE_SIZE, ApiEventSink, DirectApi, bind_pod, list_nodes
+from tests.builders import node_dict
 from tests.state.fake_apiserver import FakeApiServer
 
 
@@ -166,3 +168,19 @@ def test_the_proxy_comes_from_the_environment_once_and_no_proxy_exempts_a_host(
     assert _environment_proxy("https://kubernetes.default.svc:443") is None
     monkeypatch.delenv("HTTPS_PROXY")
     assert _environment_proxy("https://api.example:6443") is None
+
+
+async def test_a_one_shot_listing_is_read_page_by_page(
+    apiserver: tuple[FakeApiServer, client.CoreV1Api],
+) -> None:
+    fake, core = apiserver
+    fake.kinds["nodes"].objects = [node_dict(f"n{i}") for i in range(2 * LIST_PAGE_SIZE + 1)]
+
+    listed = await list_nodes(core)
+
+    assert [orjson.loads(raw)["metadata"]["name"] for raw in listed] == [
+        f"n{i}" for i in range(2 * LIST_PAGE_SIZE + 1)
+    ]
+    calls = fake.kinds["nodes"].list_calls
+    assert [c.get("limit") for c in calls] == [str(LIST_PAGE_SIZE)] * 3
+    assert [c.get("continue", "") for c in calls] == ["", "500", "1000"]
