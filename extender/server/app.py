@@ -1,4 +1,7 @@
-"""The aiohttp application: extender verbs, probes, metrics and read-only debug views."""
+"""The aiohttp application: extender verbs, probes, metrics and read-only debug views.
+
+Handlers speak HTTP only: what the verbs do is server/verbs.py.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +14,6 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import msgspec
 import orjson
 from aiohttp import web
 
@@ -20,62 +22,33 @@ from extender.doctor.findings import report_table
 from extender.errors import (
     ExtenderError,
     KubeError,
-    NotReady,
     OverBudget,
     Overloaded,
     SlowClient,
 )
-from extender.policy.compiled import Policy
-from extender.policy.intent import PodIntent, pod_intent
+from extender.policy.intent import pod_intent
 from extender.policy.store import PolicyStore
-from extender.rules import premium_headroom
-from extender.rules.engine import MAX_SCORE, ShapeOf, explain_nodes, filter_nodes, score_nodes
-from extender.rules.notes import NOT_SCORED, NOT_SEEN, Ranking, decision_record
+from extender.rules.engine import explain_nodes
 from extender.server.admission import ADMISSION, Admission, admission_routes
-from extender.server.events import record_scored, record_unschedulable
 from extender.server.explain import explanation_json
 from extender.server.metrics import Metrics
-from extender.state.cache import ClusterCache, devices_annotation
+from extender.server.verbs import Binder, PodReader, Verbs, no_binder, no_pod_reader
+from extender.state.cache import ClusterCache
 from extender.state.events import EventRecorder
 from extender.state.features import NodeFeatures
-from extender.state.pending import Pending, PendingPlacements
+from extender.state.pending import PendingPlacements
 from extender.wire import (
-    ExtenderBindingArgs,
-    ExtenderBindingResult,
-    ExtenderFilterResult,
-    NodeList,
-    Pod,
     decode_binding_args,
-    decode_extender_args,
-    decode_node,
-    decode_node_identity,
     decode_pod_manifest,
-    encode_binding_result,
-    encode_filter_result,
-    encode_priorities,
 )
 
 log = logging.getLogger(__name__)
-
-
-class Binder(Protocol):
-    """Creates the pods/binding of a pod to a node; raises KubeError on failure."""
-
-    async def __call__(
-        self, *, namespace: str, name: str, uid: str, node: str, annotations: dict[str, str]
-    ) -> None: ...
 
 
 class DoctorSource(Protocol):
     """Lists the cluster once for the doctor (nodes, pods, node templates)."""
 
     async def __call__(self) -> ClusterListing: ...
-
-
-class PodReader(Protocol):
-    """Reads a pod as the API server has it now; raises KubeError on failure (404 too)."""
-
-    async def __call__(self, *, namespace: str, name: str) -> Pod: ...
 
 
 # Full Node objects are 5-20 KB each; 128 MiB covers 5,000 nodes of up to ~25 KB in
@@ -94,15 +67,10 @@ DEFAULT_SCHEDULER_NAMES = frozenset({"gpu-scheduler"})
 STORE = web.AppKey("store", PolicyStore)
 CACHE = web.AppKey("cache", ClusterCache)
 METRICS = web.AppKey("metrics", Metrics)
-BINDER = web.AppKey[Binder]("binder")
-POD_READER = web.AppKey[PodReader]("pod_reader")
 DOCTOR_SOURCE = web.AppKey[DoctorSource]("doctor_source")
 DOCTOR_RUNNING = web.AppKey("doctor_running", asyncio.Lock)
 DOCTOR_WORKER = web.AppKey[Executor | None]("doctor_worker")
-SCHEDULER_NAMES = web.AppKey("scheduler_names", frozenset)
-EVENTS = web.AppKey[EventRecorder | None]("events")
-SCORED_EVENTS = web.AppKey("scored_events", bool)
-PENDING = web.AppKey("pending", PendingPlacements)
+VERBS = web.AppKey("verbs", Verbs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,14 +151,6 @@ def limits_middleware(limits: Limits) -> Callable[..., Awaitable[web.StreamRespo
     return bounded
 
 
-def _require_ready(cache: ClusterCache) -> None:
-    if not cache.ready:
-        raise NotReady(
-            f"cluster cache not synced yet (nodes {'synced' if cache.nodes_synced else 'listing'}, "
-            f"pods {'synced' if cache.pods_synced else 'listing'})"
-        )
-
-
 async def _read(request: web.Request) -> bytes:
     """The body; over the size limit aiohttp raises 413, which the middleware reports."""
     body = await request.read()
@@ -198,102 +158,21 @@ async def _read(request: web.Request) -> bytes:
     return body
 
 
-class _Request:
-    """One filter/prioritize request, resolved against the current policy and cache."""
-
-    def __init__(self, request: web.Request, body: bytes) -> None:
-        self.cache = request.app[CACHE]
-        self.policy = request.app[STORE].current
-        args = decode_extender_args(body)
-        assert args.Pod is not None  # checked by decode_extender_args
-        self.pod = args.Pod
-        self.intent: PodIntent = pod_intent(args.Pod, self.policy)
-        self.raw_nodes: dict[str, msgspec.Raw] = {}
-        if args.NodeNames is not None:
-            self.full_nodes = False
-            self.names = args.NodeNames
-            self.lookup: Callable[[str], NodeFeatures | None] = self.cache.node_lookup
-            self.shape_of: ShapeOf | None = self.cache.shape_lookup
-        else:
-            assert args.Nodes is not None
-            assert args.Nodes.items is not None
-            self.full_nodes = True
-            features: dict[str, NodeFeatures] = {}
-            for i, raw in enumerate(args.Nodes.items):
-                name, version = decode_node_identity(raw, i)
-                if name in features:
-                    continue
-                self.raw_nodes[name] = raw
-                # The scheduler's informer and our watch usually hold the same version: then
-                # the cached features serve and the 5-20 KB object is never fully decoded.
-                cached = self.cache.cached_version(name, version)
-                features[name] = cached or self.cache.features_from(decode_node(raw, i))
-            self.names = list(self.raw_nodes)
-            self.lookup = features.get
-            self.shape_of = None
-
-
 async def filter_handler(request: web.Request) -> web.Response:
-    req = _Request(request, await _read(request))
-    cache = request.app[CACHE]
-    try:
-        _require_ready(cache)
-    except NotReady as exc:
-        # The protocol's Error field: the scheduler retries (or skips us if ignorable).
-        return _json(encode_filter_result(ExtenderFilterResult(None, None, {}, {}, str(exc))))
-    cache.note_pending(req.pod)
-    request.app[PENDING].saw(req.pod)
-    result = filter_nodes(req.intent, req.names, req.lookup, cache, req.policy, req.shape_of)
-    if req.intent.demand.gpus and premium_headroom.applies(req.intent, [], req.policy):
-        # Until its bind arrives, the pod counts against the reserved classes it may land in.
-        classes = premium_headroom.reserved_classes(req.intent, result.passed_groups, req.policy)
-        cache.hold_in_flight(req.intent.uid, classes, req.intent.demand.total_milli)
-    decisions = request.app[METRICS].decisions
-    if result.passed:
-        decisions.labels("passed", "").inc(len(result.passed))
-    reject_counts = result.reject_counts
-    # One increment per (outcome, rule), not per node: thousands of rejects per request.
-    for reject, count in reject_counts.items():
-        decisions.labels("failed" if reject.resolvable else "unresolvable", reject.rule).inc(count)
-    recorder = request.app[EVENTS]
-    if recorder is not None and not result.passed:
-        record_unschedulable(recorder, req.intent, reject_counts)
-    if log.isEnabledFor(logging.DEBUG):
-        log.debug(
-            "filter",
-            extra={"pod": req.intent.key, "passed": len(result.passed), "rejected": result.rejects},
-        )
-    if req.full_nodes:
-        answer = ExtenderFilterResult(
-            NodeNames=None,
-            Nodes=NodeList(items=[req.raw_nodes[n] for n in result.passed]),
-            FailedNodes=result.failed,
-            FailedAndUnresolvableNodes=result.unresolvable,
-        )
-    else:
-        answer = ExtenderFilterResult(
-            NodeNames=result.passed,
-            Nodes=None,
-            FailedNodes=result.failed,
-            FailedAndUnresolvableNodes=result.unresolvable,
-        )
-    return _json(encode_filter_result(answer))
+    return _json(request.app[VERBS].filter(await _read(request)))
 
 
 async def prioritize_handler(request: web.Request) -> web.Response:
-    req = _Request(request, await _read(request))
-    _require_ready(req.cache)
-    names, scores = score_nodes(
-        req.intent, req.names, req.lookup, req.cache, req.policy, req.shape_of
-    )
-    request.app[PENDING].scored(req.pod, names, scores, req.policy.digest)
-    recorder = request.app[EVENTS]
-    if recorder is not None and request.app[SCORED_EVENTS]:
-        record_scored(recorder, req.intent, names, scores, req.lookup, req.policy)
-    if log.isEnabledFor(logging.DEBUG):
-        scored = dict(zip(names, scores, strict=True))
-        log.debug("prioritize", extra={"pod": req.intent.key, "scores": scored})
-    return _json(encode_priorities(names, scores))
+    return _json(request.app[VERBS].prioritize(await _read(request)))
+
+
+async def bind_handler(request: web.Request) -> web.Response:
+    args = decode_binding_args(await _read(request))
+    refusal = bind_refusal(request.transport)
+    if refusal is not None:
+        request.app[VERBS].refused(args)
+        return _error(403, "Forbidden", refusal)
+    return _json(await request.app[VERBS].bind(args))
 
 
 def bind_refusal(transport: asyncio.BaseTransport | None) -> str | None:
@@ -326,131 +205,6 @@ def _is_loopback(host: str) -> bool:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
     return address.is_loopback
-
-
-async def bind_handler(request: web.Request) -> web.Response:
-    args = decode_binding_args(await _read(request))
-    refusal = bind_refusal(request.transport)
-    if refusal is not None:
-        request.app[METRICS].binds.labels("refused").inc()
-        log.warning("bind refused", extra={"pod": f"{args.PodNamespace}/{args.PodName}"})
-        return _error(403, "Forbidden", refusal)
-    return await _bind(request, args)
-
-
-async def _bind(request: web.Request, args: ExtenderBindingArgs) -> web.Response:
-    cache = request.app[CACHE]
-    what = f"bind {args.PodNamespace}/{args.PodName} to {args.Node}"
-    # The pod as our filter got it: its spec cannot have changed since, and the Binding
-    # carries its uid, so the API server refuses it if the pod was replaced. Else, read it.
-    placement = request.app[PENDING].take(args.PodUID)
-    if placement is not None and _same_pod(placement.pod, args):
-        pod = placement.pod
-    else:
-        placement = None
-        try:
-            pod = await request.app[POD_READER](namespace=args.PodNamespace, name=args.PodName)
-        except KubeError as exc:
-            return _bind_answer(request, args, "error", f"{what}: {exc}")
-    policy = request.app[STORE].current
-    intent = pod_intent(pod, policy)
-    refusal = _pod_refusal(request, args, pod, intent, policy)
-    if refusal == _ALREADY_THERE:  # a retried bind that already happened
-        return _bind_answer(request, args, "bound")
-    if refusal is not None:
-        return _bind_answer(request, args, "refused", f"{what}: refused: {refusal}")
-    # Charge the pod before the API call: the next pod's filter may run while we wait.
-    assumed = cache.assume(args.PodUID, args.Node, pod)
-    # The GPU a sharing pod was charged to, and our decision record, go on the pod with
-    # the binding (no extra call).
-    annotations = devices_annotation(assumed, policy) if assumed else {}
-    annotations.update(_decision(intent, args.Node, placement, cache, policy))
-    try:
-        await request.app[BINDER](
-            namespace=args.PodNamespace,
-            name=args.PodName,
-            uid=args.PodUID,
-            node=args.Node,
-            annotations=annotations,
-        )
-    except KubeError as exc:
-        if assumed is not None:
-            cache.forget_assumed(args.PodUID)
-        return _bind_answer(request, args, "error", str(exc))
-    except BaseException:
-        # Any other failure (a 500, a cancelled request) must not leave the node charged.
-        if assumed is not None:
-            cache.forget_assumed(args.PodUID)
-        raise
-    return _bind_answer(request, args, "bound")
-
-
-def _bind_answer(
-    request: web.Request, args: ExtenderBindingArgs, outcome: str, error: str = ""
-) -> web.Response:
-    """The protocol's answer: 200 with an empty Error, or the reason the scheduler logs."""
-    request.app[METRICS].binds.labels(outcome).inc()
-    if error:
-        log.warning(
-            "bind failed", extra={"pod": f"{args.PodNamespace}/{args.PodName}", "error": error}
-        )
-    return _json(encode_binding_result(ExtenderBindingResult(Error=error)))
-
-
-_ALREADY_THERE = "already bound to that node"
-
-
-def _same_pod(pod: Pod, args: ExtenderBindingArgs) -> bool:
-    meta = pod.metadata
-    return (meta.uid, meta.name, meta.namespace or "default") == (
-        args.PodUID,
-        args.PodName,
-        args.PodNamespace or "default",
-    )
-
-
-def _decision(
-    intent: PodIntent, node: str, placement: Pending | None, cache: ClusterCache, policy: Policy
-) -> dict[str, str]:
-    """The decision record for a GPU pod (rules.notes.decision_record); {} for others."""
-    if not intent.demand.gpus:
-        return {}
-    scored = placement.scored if placement is not None else None
-    score = scored.of(node) if scored is not None else None
-    if scored is None or score is None:
-        why = NOT_SEEN if placement is None else NOT_SCORED
-        return decision_record(intent, cache.node(node), why, policy, MAX_SCORE)
-    best = scored.best
-    ranking = Ranking(score, best, scored.count(best), len(scored.names))
-    # The policy that scored it (a reload may have come between prioritize and bind).
-    return decision_record(
-        intent, cache.node(node), ranking, policy, MAX_SCORE, scored.policy_digest
-    )
-
-
-def _pod_refusal(
-    request: web.Request, args: ExtenderBindingArgs, pod: Pod, intent: PodIntent, policy: Policy
-) -> str | None:
-    """Why the pod may not be bound to the node now (None: it may)."""
-    served = request.app[SCHEDULER_NAMES]
-    if pod.metadata.uid != args.PodUID:
-        return f"the pod is now uid {pod.metadata.uid!r}, not {args.PodUID!r} (it was replaced)"
-    scheduler = pod.spec.schedulerName or "default-scheduler"
-    if scheduler not in served:
-        return (
-            f"the pod's schedulerName is {scheduler!r}; this extender binds only for "
-            f"{', '.join(sorted(served))} (--scheduler-name)"
-        )
-    if pod.spec.nodeName:
-        if pod.spec.nodeName == args.Node:
-            return _ALREADY_THERE
-        return f"the pod is already bound to {pod.spec.nodeName}"
-    cache = request.app[CACHE]
-    result = filter_nodes(intent, [args.Node], cache.node_lookup, cache, policy, cache.shape_lookup)
-    if result.passed:
-        return None
-    reason = result.failed.get(args.Node) or result.unresolvable.get(args.Node)
-    return f"our filter rejects node {args.Node} for this pod now: {reason}"
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -589,15 +343,20 @@ def create_app(
     app[STORE] = store
     app[CACHE] = cache
     app[METRICS] = metrics or Metrics()
-    app[BINDER] = binder or _no_binder
-    app[POD_READER] = pod_reader or _no_pod_reader
+    app[VERBS] = Verbs(
+        store,
+        cache,
+        app[METRICS],
+        binder=binder or no_binder,
+        pod_reader=pod_reader or no_pod_reader,
+        scheduler_names=scheduler_names,
+        pending=pending or PendingPlacements(),
+        events=events,
+        scored_events=scored_events,
+    )
     app[DOCTOR_SOURCE] = doctor_source or _no_doctor_source
     app[DOCTOR_RUNNING] = asyncio.Lock()
     app[DOCTOR_WORKER] = doctor_worker
-    app[SCHEDULER_NAMES] = scheduler_names
-    app[EVENTS] = events
-    app[SCORED_EVENTS] = scored_events
-    app[PENDING] = pending or PendingPlacements()
     app.router.add_routes(
         [
             web.post("/filter", filter_handler, name="filter"),
@@ -669,14 +428,6 @@ def create_health_app(
     app = _probes_app(store, cache, metrics, middlewares=[errors_and_metrics])
     app.router.add_get("/metrics", metrics_handler, name="metrics")
     return app
-
-
-async def _no_binder(**_: object) -> None:
-    raise KubeError("bind is not enabled: the extender runs without API credentials to bind")
-
-
-async def _no_pod_reader(**_: str) -> Pod:
-    raise KubeError("bind is not enabled: the extender runs without API credentials to bind")
 
 
 async def _no_doctor_source() -> ClusterListing:
