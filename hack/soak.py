@@ -1,12 +1,14 @@
 """Soak: the extender for a long while at a steady request rate, with the cluster changing.
 
 `make soak` (not in CI): a local kube-apiserver, 100 fake GPU nodes and `gpuclass-extender
-serve`; for --minutes (30) it sends filter and prioritize at --rate (100/s) while nodes are
-relabelled, added and removed, pods bound and deleted, and the policy file rewritten every
-minute. Reported per 5-minute window: p50 and p99 latency and RSS (a plot beside the
-report). It holds when both stay flat (last window's p99 within 1.5x the first's, RSS
-within 10%) and, at the end, the cache equals a fresh list: the same nodes, and on each
-node the same pods.
+serve` with Events on and the admission webhook; for --minutes (30) it sends filter,
+prioritize and admission reviews at --rate (100/s), some for pods no node can take (so
+Events are written), while nodes are relabelled, added and removed, pods created and bound
+through our bind verb or deleted, and the policy file rewritten every minute. Reported per
+5-minute window: p50 and p99 latency and RSS (a plot beside the report). It holds, with
+the thresholds below fixed before any run, when no request or churn step failed, both
+stay flat (last window's p99 within P99_DRIFT x the first's, RSS within RSS_DRIFT) and, at
+the end, the cache equals a fresh list: the same nodes, and on each node the same pods.
 
     python hack/soak.py --minutes 30 --report docs/reliability-soak.md
 """
@@ -32,6 +34,9 @@ POLICY = REPO / "manifests" / "base" / "policy.yaml"
 PRODUCTS = (("H100", 8), ("L40S", 4), ("T4", 4))
 NAMESPACE = "soak"
 WINDOW_SECONDS = 300
+P99_DRIFT = 1.5  # last window's p99 at most this times the first's
+RSS_DRIFT = 0.10  # last window's RSS at most this much above the first's
+UNPLACEABLE_EVERY = 10  # every 10th probe asks for more GPUs than any node has: an Event
 
 
 @dataclass
@@ -47,15 +52,34 @@ def node_labels(product: str, gpus: int, extra: str = "") -> dict[str, str]:
     return labels
 
 
-def request_body(names: list[str], k: int) -> bytes:
+def probe_pod(k: int) -> dict[str, object]:
     workload = ("interactive", "batch")[k % 2]
-    pod = {
-        "metadata": {"name": f"probe-{k}", "namespace": NAMESPACE, "uid": f"probe-{k}",
+    gpus = 16 if k % UNPLACEABLE_EVERY == 0 else 1 + k % 2
+    return {
+        "metadata": {"name": f"probe-{k % 1000}", "namespace": NAMESPACE,
+                     "uid": f"probe-{k % 1000}",
                      "labels": {"gpuclass.example.io/workload": workload}},
         "spec": {"schedulerName": "gpu-scheduler", "containers": [
-            {"name": "c", "resources": {"limits": {"nvidia.com/gpu": str(1 + k % 2)}}}]},
+            {"name": "c", "resources": {"limits": {"nvidia.com/gpu": str(gpus)}}}]},
     }  # fmt: skip
-    return orjson.dumps({"Pod": pod, "NodeNames": names, "Nodes": None})
+
+
+def request(names: list[str], k: int) -> tuple[str, bytes]:
+    """Filter, prioritize and an admission review in turn."""
+    verb = ("/filter", "/prioritize", "/mutate")[k % 3]
+    if verb == "/mutate":
+        review = {
+            "uid": f"review-{k}",
+            "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "namespace": NAMESPACE,
+            "operation": "CREATE",
+            "object": probe_pod(k),
+        }
+        return verb, orjson.dumps(
+            {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": review}
+        )
+    return verb, orjson.dumps({"Pod": probe_pod(k), "NodeNames": names, "Nodes": None})
 
 
 def load(url_port: int, names: list[str], rate: float, stop: threading.Event, out: Samples) -> None:
@@ -64,8 +88,7 @@ def load(url_port: int, names: list[str], rate: float, stop: threading.Event, ou
     next_at = time.monotonic()
     k = 0
     while not stop.is_set():
-        verb = ("/filter", "/prioritize")[k % 2]
-        body = request_body(list(names), k)
+        verb, body = request(list(names), k)
         started = time.monotonic()
         try:
             connection.request("POST", verb, body, {"Content-Type": "application/json"})
@@ -82,8 +105,27 @@ def load(url_port: int, names: list[str], rate: float, stop: threading.Event, ou
         time.sleep(max(0.0, next_at - time.monotonic()))
 
 
+def bind(port: int, name: str, uid: str, node: str) -> str:
+    """Our bind verb for a pod; its answer's Error ("" when bound; a refusal otherwise)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        body = {"PodName": name, "PodNamespace": NAMESPACE, "PodUID": uid, "Node": node}
+        connection.request(
+            "POST", "/bind", orjson.dumps(body), {"Content-Type": "application/json"}
+        )
+        response = connection.getresponse()
+        answer = response.read()
+        if response.status != 200:
+            raise localcluster.LocalClusterError(f"bind: HTTP {response.status}: {answer[:200]!r}")
+        error: str = orjson.loads(answer).get("Error", "")
+        return error
+    finally:
+        connection.close()
+
+
 def churn(
     cluster: localcluster.LocalCluster,
+    port: int,
     names: list[str],
     policy: Path,
     stop: threading.Event,
@@ -104,17 +146,23 @@ def churn(
                 cluster.request("PATCH", f"/api/v1/nodes/{node}", patch,
                                 "application/merge-patch+json")  # fmt: skip
             elif action == "bind":
+                # A pending pod of our scheduler, bound through our bind verb (as the
+                # scheduler would call it): the re-check, the Binding, the decision record.
                 name = f"pod-{counts.get('bind', 0)}"
                 workload = rng.choice(["interactive", "batch"])
                 pod = {
                     "metadata": {"name": name,
                                  "labels": {"gpuclass.example.io/workload": workload}},
-                    "spec": {"nodeName": rng.choice(names), "containers": [
+                    "spec": {"schedulerName": "gpu-scheduler", "containers": [
                         {"name": "c", "image": "x", "resources": {
                             "limits": {"nvidia.com/gpu": "1"},
                             "requests": {"nvidia.com/gpu": "1"}}}]},
                 }  # fmt: skip
-                cluster.request("POST", f"/api/v1/namespaces/{NAMESPACE}/pods", pod)
+                created = cluster.request("POST", f"/api/v1/namespaces/{NAMESPACE}/pods", pod)
+                answer = bind(port, name, created["metadata"]["uid"], rng.choice(names))
+                counts["bind refused" if answer else "bound"] = (
+                    counts.get("bind refused" if answer else "bound", 0) + 1
+                )
                 bound.append(name)
             elif action == "delete" and bound:
                 name = bound.pop(rng.randrange(len(bound)))
@@ -210,6 +258,25 @@ def plot(samples: Samples, started: float, rows: list[dict[str, float]], path: P
     figure.savefig(path, dpi=80)
 
 
+def _count(event: dict[str, object]) -> int:
+    series = event.get("series")
+    return int(series.get("count", 1)) if isinstance(series, dict) else 1
+
+
+def commit() -> str:
+    import subprocess
+
+    head = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "-C", str(REPO), "status", "--porcelain", "--", "extender", "hack"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    return head + (" (with uncommitted changes)" if dirty else "")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=30)
@@ -235,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
             policy.write_text(POLICY.read_text())
             extender = localcluster.ExtenderProcess(
                 kubeconfig=cluster.kubeconfig, policy=policy, log=work / "extender.log",
-                extra_args=("--policy-poll-seconds", "1"),
+                extra_args=("--policy-poll-seconds", "1", "--admission-webhook"),
             )  # fmt: skip
             extender.start()
             assert extender.pid is not None
@@ -244,7 +311,9 @@ def main(argv: list[str] | None = None) -> int:
             load_args = (extender.port, names, args.rate, stop, samples)
             threads = [
                 threading.Thread(target=load, args=load_args),
-                threading.Thread(target=churn, args=(cluster, names, policy, stop, samples)),
+                threading.Thread(
+                    target=churn, args=(cluster, extender.port, names, policy, stop, samples)
+                ),
             ]
             for thread in threads:
                 thread.start()
@@ -258,13 +327,20 @@ def main(argv: list[str] | None = None) -> int:
                 thread.join()
             time.sleep(3)  # the last churn events reach the cache
             differences = cache_matches_a_fresh_list(cluster, extender.port)
+            events = cluster.request(
+                "GET", f"/apis/events.k8s.io/v1/namespaces/{NAMESPACE}/events"
+            )["items"]
+            ours = [e for e in events if e.get("reason") == "GpuClassUnschedulable"]
             extender.stop()
         finally:
             cluster.stop()
+    finished = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     rows = windows(samples, started, args.minutes)
     p99_drift = rows[-1]["p99"] / rows[0]["p99"]
     rss_drift = rows[-1]["rss"] / rows[0]["rss"] - 1
-    holds = not differences and p99_drift <= 1.5 and rss_drift <= 0.10
+    holds = (
+        not samples.errors and not differences and p99_drift <= P99_DRIFT and rss_drift <= RSS_DRIFT
+    )
     lines = [
         "| window | requests | p50 ms | p99 ms | RSS MiB |",
         "|---|---|---|---|---|",
@@ -273,9 +349,14 @@ def main(argv: list[str] | None = None) -> int:
     ]  # fmt: skip
     verdict = [
         f"- {len(samples.latencies)} requests at {args.rate:g}/s over {args.minutes:g} min, "
-        f"{len(samples.errors)} errors",
+        f"{len(samples.errors)} errors (must be 0)"
+        + (f": {'; '.join(samples.errors[:5])}" if samples.errors else ""),
         f"- churn: {', '.join(f'{k} {v}' for k, v in sorted(samples.churn.items()))}",
-        f"- p99 last/first window: {p99_drift:.2f}x; RSS last/first: {rss_drift:+.1%}",
+        f"- GpuClassUnschedulable Events on the probes no node takes (every "
+        f"{UNPLACEABLE_EVERY}th): {len(ours)} objects, {sum(_count(e) for e in ours)} "
+        "occurrences",
+        f"- p99 last/first window: {p99_drift:.2f}x (at most {P99_DRIFT:g}x); RSS last/first: "
+        f"{rss_drift:+.1%} (at most {RSS_DRIFT:+.0%})",
         f"- cache vs a fresh list at the end: "
         f"{'equal' if not differences else '; '.join(differences[:5])}",
         f"- holds: {'yes' if holds else 'NO'}",
@@ -287,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
         args.report.write_text(
             "# Soak\n\nGenerated by `make soak` (`python hack/soak.py "
             + " ".join(argv if argv is not None else sys.argv[1:])
-            + "`); rerun instead of editing.\n\n"
+            + f"`) at commit {commit()}, finished {finished}; rerun instead of editing.\n\n"
             + "\n".join([*lines, "", *verdict])
             + f"\n\n![latency and RSS over time]({image.name})\n"
         )

@@ -14,7 +14,7 @@ from extender.state import ClusterCache
 from extender.state.watch import POD_FIELD_SELECTOR, WatchHooks, watch_kind
 from extender.wire.types import Node
 from tests.builders import example_policy, node_dict, pod_dict
-from tests.state.fake_apiserver import STALL, FakeApiServer, bookmark, event, gone
+from tests.state.fake_apiserver import STALL, Event, FakeApiServer, bookmark, event, gone
 
 
 @pytest.fixture
@@ -252,7 +252,7 @@ async def test_a_failed_watch_marks_the_cache_unsynced_until_a_fresh_list(
 
 
 BROKEN_NODE = node_dict("c")
-BROKEN_STREAMS = {
+BROKEN_STREAMS: dict[str, tuple[list[Event | bytes | str], str]] = {
     "garbage": ([b"{not json\n"], "error"),
     "truncated": ([orjson.dumps(event("ADDED", BROKEN_NODE, "101"))[:40]], "error"),
     "wrong type": (
@@ -298,7 +298,7 @@ async def test_an_event_the_cache_cannot_apply_relists_instead_of_ending_the_wat
     nodes.sessions = [[event("ADDED", node_dict("b"), "101")]]
     cache = ClusterCache(example_policy())
     upsert = cache.upsert_node
-    failures = []
+    failures: list[str] = []
 
     def fails_once(node: Node) -> None:
         if node.metadata.name == "b" and not failures:
