@@ -46,14 +46,15 @@ test: lint controlplane helm
 
 # Fuzzing (issue 9): 1,000,000 structure-aware and raw requests against a real `serve` on
 # the local control plane, stopped after FUZZ_SECONDS; `make test` sends a 20,000 slice.
-# Reproducible: FUZZ_SEED=... Results go to docs/reliability.md by hand.
+# Reproducible: FUZZ_SEED=... Writes docs/reliability-fuzz.md (verdict and thresholds included).
 FUZZ_REQUESTS ?= 1000000
 FUZZ_SECONDS ?= 3600
 FUZZ_SEED ?= 20261126
 fuzz: controlplane
 	GPUCLASS_FUZZ_REQUESTS=$(FUZZ_REQUESTS) GPUCLASS_FUZZ_SECONDS=$(FUZZ_SECONDS) \
-	  GPUCLASS_FUZZ_SEED=$(FUZZ_SEED) $(BIN)/python -m pytest -s -p no:cacheprovider \
-	  tests/integration/test_fuzz.py
+	  GPUCLASS_FUZZ_SEED=$(FUZZ_SEED) GPUCLASS_FUZZ_REPORT=docs/reliability-fuzz.md \
+	  GPUCLASS_FUZZ_COMMAND="make fuzz FUZZ_REQUESTS=$(FUZZ_REQUESTS) FUZZ_SEED=$(FUZZ_SEED)" \
+	  $(BIN)/python -m pytest -s -p no:cacheprovider tests/integration/test_fuzz.py
 
 # Soak (issue 9, not in CI): 30 min of steady requests with node, pod and policy churn;
 # writes docs/reliability-soak.md and its plot.

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +15,8 @@ from tests.integration.stack import LocalStack
 REQUESTS = int(os.environ.get("GPUCLASS_FUZZ_REQUESTS", "20000"))
 SECONDS = float(os.environ.get("GPUCLASS_FUZZ_SECONDS", "600"))
 SEED = int(os.environ.get("GPUCLASS_FUZZ_SEED", "20261126"))
+REPORT = os.environ.get("GPUCLASS_FUZZ_REPORT", "")
+COMMAND = os.environ.get("GPUCLASS_FUZZ_COMMAND", "make fuzz")
 
 
 def test_the_extender_holds_under_fuzzed_requests(local: LocalStack, fleet: Fleet) -> None:
@@ -30,12 +33,15 @@ def test_the_extender_holds_under_fuzzed_requests(local: LocalStack, fleet: Flee
     )
 
     print(report.summary())
+    if REPORT:  # `make fuzz`: the report writes itself, verdict and thresholds included
+        Path(REPORT).write_text(report.markdown(command=COMMAND))
     assert report.sent == REQUESTS or report.seconds >= SECONDS  # all sent, or out of time
     assert report.violations == []
     assert report.probe_unchanged
     assert report.rss_growth <= 0.10, report.summary()
     # Every kind of request was exercised, well-formed and not.
-    assert set(report.kinds) == {"filter", "prioritize", "bind", "explain", "body", "raw"}
+    kinds = {"filter", "prioritize", "bind", "explain", "mutate", "body", "raw"}
+    assert set(report.kinds) == kinds
     assert {"200", "400"} <= set(report.statuses)
 
 
