@@ -11,7 +11,7 @@ The code lives in ``hack/controlplane/`` by job: ``pki`` (certificates), ``proce
 call, fake GPU nodes), ``cluster`` (the control plane itself), ``cli``. This module is
 their one public face: tests, benchmarks and tools ``import localcluster``.
 
-Library use (stdlib only; ``cryptography`` is used if importable, else ``openssl``)::
+Library use (certificates from trustme, the dev dependency)::
 
     sys.path.insert(0, "hack"); import localcluster
     with localcluster.LocalCluster() as c:          # temp state dir, removed on stop

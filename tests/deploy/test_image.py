@@ -347,7 +347,7 @@ def test_the_image_serves_tls_and_refuses_clients_without_a_certificate(
     user 65532, TLS with client-certificate verification."""
     import ssl
 
-    from tests.server.test_tls import CertificateAuthority
+    from tests.certificates import CertificateAuthority
 
     ca = CertificateAuthority(tmp_path, "gpuclass-ca")
     server = ca.issue("gpuclass-extender", server=True)

@@ -21,11 +21,11 @@ from typing import Any
 import localcluster  # hack/, on pytest's pythonpath
 import pytest
 
+from tests.certificates import CertificateAuthority
 from tests.deploy.render import find, render
 from tests.integration.fleet import PREFIX, Fleet
 from tests.integration.kube import ApiError
 from tests.integration.stack import REPO, LocalStack, free_port
-from tests.server.test_tls import CertificateAuthority
 
 CLASS_LABEL = f"{PREFIX}class"
 REQUIRED = "requiredDuringSchedulingIgnoredDuringExecution"
