@@ -44,12 +44,14 @@ import sys
 
 from controlplane.api import (
     GFD_PRODUCTS,
+    Kube,
     api_request,
     apply_fake_node,
     gfd_labels,
     http_call,
     pod_manifest,
     read_kubeconfig,
+    ssl_context,
     write_kubeconfig,
 )
 from controlplane.cli import main
@@ -86,6 +88,7 @@ __all__ = [
     "SERVICE_CIDR",
     "ApiError",
     "ExtenderProcess",
+    "Kube",
     "LocalCluster",
     "LocalClusterError",
     "api_request",
@@ -102,6 +105,7 @@ __all__ = [
     "proc_status_kib",
     "read_kubeconfig",
     "set_pdeathsig",
+    "ssl_context",
     "tail",
     "terminate",
     "write_kubeconfig",

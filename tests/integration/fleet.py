@@ -11,9 +11,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from localcluster import gfd_labels
+from localcluster import ApiError, Kube, gfd_labels
 
-from tests.integration.kube import ApiError, Kube
 from tests.integration.stack import SCHEDULER_NAME, ExternalStack, LocalStack
 
 PREFIX = "gpuclass.example.io/"

@@ -7,7 +7,6 @@ scheduler and extender are already deployed; tests that need to control them ski
 
 from __future__ import annotations
 
-import socket
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -17,21 +16,15 @@ from typing import Any
 import localcluster  # hack/, on pytest's pythonpath
 import orjson
 import yaml
+from localcluster import Kube
 
 from extender.policy import load_policy_text
-from tests.integration.kube import Kube
 
 REPO = Path(__file__).resolve().parents[2]
 
 SCHEDULER_NAME = "gpu-scheduler"
 EXAMPLE_POLICY = REPO / "manifests" / "base" / "policy.yaml"
 SCHEDULER_CONFIG = REPO / "manifests" / "second-scheduler" / "scheduler-config.yaml"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def call_extender(url: str, method: str, path: str, body: Any = None) -> tuple[int, Any]:

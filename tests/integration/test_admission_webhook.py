@@ -20,12 +20,12 @@ from typing import Any
 
 import localcluster  # hack/, on pytest's pythonpath
 import pytest
+from localcluster import ApiError, free_port
 
 from tests.certificates import CertificateAuthority
 from tests.deploy.render import find, render
 from tests.integration.fleet import PREFIX, Fleet
-from tests.integration.kube import ApiError
-from tests.integration.stack import REPO, LocalStack, free_port
+from tests.integration.stack import REPO, LocalStack
 
 CLASS_LABEL = f"{PREFIX}class"
 REQUIRED = "requiredDuringSchedulingIgnoredDuringExecution"

@@ -21,11 +21,12 @@ from typing import Any
 
 import pytest
 import yaml
+from localcluster import free_port
 
 from extender.cli.main import parser
 from tests.deploy.render import MANIFESTS, find, render
 from tests.integration.fleet import Fleet
-from tests.integration.stack import EXAMPLE_POLICY, LocalStack, SchedulerSettings, free_port
+from tests.integration.stack import EXAMPLE_POLICY, LocalStack, SchedulerSettings
 
 VARIANT = MANIFESTS / "cluster-scheduler"
 

@@ -12,11 +12,11 @@ import localcluster  # hack/, on pytest's pythonpath
 import orjson
 import pytest
 import yaml
+from localcluster import ApiError, Kube
 
 from extender.cli.main import main
 from extender.doctor.templates import ASG_LABEL_TAG
 from tests.integration.fleet import FLEET_LABEL, PREFIX, Fleet, wait_for
-from tests.integration.kube import ApiError, Kube
 from tests.integration.stack import EXAMPLE_POLICY, LocalStack
 
 CLASS = f"{PREFIX}class"

@@ -18,10 +18,10 @@ from typing import Any
 import localcluster  # hack/, on pytest's pythonpath
 import pytest
 import yaml
+from localcluster import ApiError, Kube
 
 from tests.deploy.render import MANIFESTS, NAMESPACE, find, kubectl, render
 from tests.integration.fleet import Fleet, wait_for
-from tests.integration.kube import ApiError, Kube
 from tests.integration.stack import (
     EXAMPLE_POLICY,
     ExternalStack,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,6 +12,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp.test_utils import TestServer
+from localcluster import free_port, write_kubeconfig
 
 from extender.server.runtime import ServeOptions, serve
 from tests.builders import EXAMPLE_POLICY
@@ -26,25 +26,6 @@ class Running:
     policy: Path
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def kubeconfig_for(server: str, path: Path) -> Path:
-    path.write_text(
-        f"""apiVersion: v1
-kind: Config
-clusters: [{{name: fake, cluster: {{server: "{server}"}}}}]
-users: [{{name: fake, user: {{token: test}}}}]
-contexts: [{{name: fake, context: {{cluster: fake, user: fake}}}}]
-current-context: fake
-"""
-    )
-    return path
-
-
 @asynccontextmanager
 async def serving(fake: FakeApiServer, directory: Path, **options: Any) -> AsyncIterator[Running]:
     """`serve` on a free loopback port, watching `fake`, with a copy of the example policy."""
@@ -53,7 +34,8 @@ async def serving(fake: FakeApiServer, directory: Path, **options: Any) -> Async
     policy = directory / "policy.yaml"
     policy.write_text(EXAMPLE_POLICY.read_text())
     port = free_port()
-    kubeconfig = kubeconfig_for(str(apiserver.make_url("")).rstrip("/"), directory / "kc")
+    server = str(apiserver.make_url("")).rstrip("/")
+    kubeconfig = write_kubeconfig(directory / "kc", server, None, "test")
     serve_options = ServeOptions(policy=policy, port=port, kubeconfig=kubeconfig, **options)
     started, stop = asyncio.Event(), asyncio.Event()
     task = asyncio.create_task(serve(serve_options, started=started, stop=stop))

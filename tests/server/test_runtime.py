@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestServer
+from localcluster import write_kubeconfig
 from prometheus_client.parser import text_string_to_metric_families
 
 from extender.server.metrics import Metrics
 from extender.server.runtime import ServeOptions, Supervisor, serve
 from tests.builders import EXAMPLE_POLICY, node_dict, pod_dict
-from tests.server.serving import Running, get, kubeconfig_for, serving
+from tests.server.serving import Running, get, serving
 from tests.state.fake_apiserver import FakeApiServer
 
 
@@ -130,7 +131,9 @@ async def test_a_failed_start_leaves_no_task_and_no_connection_behind(tmp_path: 
     await apiserver.start_server()
     policy = tmp_path / "policy.yaml"
     policy.write_text(EXAMPLE_POLICY.read_text())
-    kubeconfig = kubeconfig_for(str(apiserver.make_url("")).rstrip("/"), tmp_path / "kc")
+    kubeconfig = write_kubeconfig(
+        tmp_path / "kc", str(apiserver.make_url("")).rstrip("/"), None, "test"
+    )
     before = asyncio.all_tasks()
     try:
         with socket.socket() as taken:

@@ -12,9 +12,10 @@ import aiohttp
 import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
+from localcluster import free_port
 
 from tests.certificates import CertificateAuthority, Issued
-from tests.server.serving import free_port, get, serving
+from tests.server.serving import get, serving
 from tests.server.test_runtime import metric
 from tests.state.fake_apiserver import FakeApiServer
 
