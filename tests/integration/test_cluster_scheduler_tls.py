@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import localcluster
 import pytest
 import yaml
 from localcluster import free_port
@@ -191,6 +192,5 @@ def test_the_documented_tls_setup_schedules_through_the_extender(
         )
     finally:
         fleet.cleanup()
-        process.terminate()
-        process.wait(10)
+        localcluster.terminate(process, grace=10)
         log.close()
