@@ -165,10 +165,10 @@ def main() -> None:
     extender = localcluster.ExtenderProcess(
         kubeconfig=cluster.kubeconfig, policy=POLICY, log=workdir / "extender.log"
     )
-    url = extender.url
     try:
-        print(f"starting gpuclass-extender on {url} ...", flush=True)
+        print("starting gpuclass-extender ...", flush=True)
         extender.start()
+        url = extender.url
         print(f"starting kube-scheduler with {SCHEDULER_CONFIG.relative_to(REPO)} ...", flush=True)
         cluster.restart_scheduler(scheduler_config(extender.port, workdir))
         print_fleet()

@@ -340,7 +340,8 @@ async def _serve(
             partial(reload_certificate_forever, reloader, metrics, options.tls_poll_seconds),
         )
     ssl_context = reloader.context if reloader is not None else None
-    await _listen(stack, app_runner(app), options.host, options.port, ssl_context)
+    port = await _listen(stack, app_runner(app), options.host, options.port, ssl_context)
+    admission_port = health_port = None
     if options.admission_port is not None:
         assert options.tls_cert is not None  # ServeOptions checks it
         # Same certificate, but no client certificate asked: the API server presents none.
@@ -357,7 +358,7 @@ async def _serve(
             limits=options.limits,
         )
         admission_host = options.admission_host or options.host
-        await _listen(
+        admission_port = await _listen(
             stack,
             app_runner(admission),
             admission_host,
@@ -366,14 +367,17 @@ async def _serve(
         )
     if options.health_port is not None:
         health = web.AppRunner(create_health_app(store, cache, metrics=metrics), access_log=None)
-        await _listen(stack, health, options.health_host or options.host, options.health_port, None)
+        health_port = await _listen(
+            stack, health, options.health_host or options.host, options.health_port, None
+        )
+    # The ports bound, port 0 resolved: what a supervisor started with --port 0 reads.
     log.info(
         "serving",
         extra={
             "host": options.host,
-            "port": options.port,
-            "health_port": options.health_port,
-            "admission_port": options.admission_port,
+            "port": port,
+            "health_port": health_port,
+            "admission_port": admission_port,
             "policy": str(options.policy),
         },
     )
@@ -405,10 +409,13 @@ async def _listen(
     host: str,
     port: int,
     ssl_context: ssl.SSLContext | None,
-) -> None:
+) -> int:
+    """Serve the runner on host:port (0: a port the OS picks); the port bound."""
     await runner.setup()
     stack.push_async_callback(runner.cleanup)
     await web.TCPSite(runner, host, port, ssl_context=ssl_context).start()
+    bound: int = runner.addresses[0][1]
+    return bound
 
 
 async def _flush_events(recorder: EventRecorder) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
 import os
 import re
 import shutil
@@ -130,7 +131,9 @@ def set_pdeathsig() -> None:  # runs in the child between fork and exec
 
 
 class ExtenderProcess:
-    """`gpuclass-extender serve` in a process of its own, on a loopback port."""
+    """`gpuclass-extender serve` in a process of its own, on a loopback port: the one
+    given, else one the OS picks at the first start (read from its "serving" log line)
+    and kept for restarts, so a scheduler configured with its URL finds it again."""
 
     def __init__(
         self,
@@ -141,15 +144,13 @@ class ExtenderProcess:
         port: int | None = None,
         extra_args: tuple[str, ...] = (),
     ) -> None:
-        self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.port = port or 0
         self.log = log
         self.argv = [
             str(Path(sys.executable).parent / "gpuclass-extender"),
             "serve",
             "--policy", str(policy),
             "--kubeconfig", str(kubeconfig),
-            "--port", str(self.port),
             "--log-format", "json",
             *extra_args,
         ]  # fmt: skip
@@ -159,9 +160,10 @@ class ExtenderProcess:
     def start(self, timeout: float = 60) -> None:
         """Start it and wait until /readyz answers 200 (its first List is done)."""
         started = time.monotonic()
+        logged = self.log.stat().st_size if self.log.exists() else 0
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                self.argv,
+                [*self.argv, "--port", str(self.port)],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -169,13 +171,20 @@ class ExtenderProcess:
                 # Dies with the thread that started it: a killed test run leaks nothing.
                 preexec_fn=set_pdeathsig,
             )
-        while self.status("/readyz") != 200:
+        while not self.port or self.status("/readyz") != 200:
+            self.port = self.port or _serving_port(self.log, logged)
             if self.process.poll() is not None:
                 raise LocalClusterError(f"extender exited; see {self.log}:\n{tail(self.log)}")
             if time.monotonic() - started > timeout:
                 raise LocalClusterError(f"extender not ready in {timeout} s; see {self.log}")
             time.sleep(0.02)
         self.ready_seconds = time.monotonic() - started
+
+    @property
+    def url(self) -> str:
+        if not self.port:
+            raise LocalClusterError("the extender has no port before its first start")
+        return f"http://127.0.0.1:{self.port}"
 
     @property
     def pid(self) -> int | None:
@@ -194,3 +203,13 @@ class ExtenderProcess:
     def stop(self) -> None:
         terminate(self.process, grace=30)
         self.process = None
+
+
+def _serving_port(log: Path, offset: int) -> int:
+    """The port in the extender's "serving" log line written after `offset`; 0 if none yet."""
+    with log.open("rb") as f:
+        f.seek(offset)
+        for line in f:
+            if b'"msg":"serving"' in line:
+                return int(json.loads(line)["port"])
+    return 0

@@ -97,8 +97,11 @@ class LocalStack:
             log=workdir / "extender.log",
             extra_args=("--policy-poll-seconds", "0.2", "--admission-webhook"),
         )
-        self.extender_url = self.extender.url
         self.settings: SchedulerSettings | None = None
+
+    @property
+    def extender_url(self) -> str:
+        return self.extender.url
 
     def start(self) -> None:
         self.cluster.start()
