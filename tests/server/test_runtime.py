@@ -175,3 +175,30 @@ async def test_a_crashed_background_task_is_restarted_and_counted() -> None:
     restarts = "gpuclass_extender_background_task_restarts_total"
     assert metrics.registry.get_sample_value(restarts, {"task": "flaky"}) == 2
     assert all(task.done() for task in supervisor.tasks)
+
+
+async def test_port_0_serves_on_a_port_the_os_picks_and_logs_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake = FakeApiServer()
+    apiserver = TestServer(fake.app, host="127.0.0.1")
+    await apiserver.start_server()
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(EXAMPLE_POLICY.read_text())
+    kubeconfig = write_kubeconfig(
+        tmp_path / "kc", str(apiserver.make_url("")).rstrip("/"), None, "test"
+    )
+    started, stop = asyncio.Event(), asyncio.Event()
+    caplog.set_level("INFO", logger="extender.server.runtime")
+    options = ServeOptions(policy=policy, port=0, kubeconfig=kubeconfig)
+    task = asyncio.create_task(serve(options, started=started, stop=stop))
+    try:
+        await asyncio.wait_for(started.wait(), 10)
+        serving_lines = [r for r in caplog.records if r.getMessage() == "serving"]
+        port = serving_lines[-1].port  # type: ignore[attr-defined]
+        assert port > 0
+        assert (await get(f"http://127.0.0.1:{port}/healthz"))[0] == 200
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+        await apiserver.close()
