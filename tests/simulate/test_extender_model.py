@@ -101,27 +101,37 @@ def test_the_default_model_spreads_and_the_extender_keeps_interactive_off_batch_
 async def test_the_server_answers_the_simulators_state_with_the_simulators_scores(
     aiohttp_client: AiohttpClient,
 ) -> None:
-    """Identical state fed to /filter + /prioritize and to the simulator: identical scores."""
+    """The server's cache told what the simulator's was (each pod noted by a filter, then
+    bound, in the same order): /filter + /prioritize answer with the simulator's scores."""
     policy = openb_policy()
     cluster = make_cluster(("V100M32", 8), ("V100M16", 4), ("G2", 8), ("G2", 8), ("T4", 2))
     model = ExtenderScheduler(cluster, policy, ExtenderProfile("default+extender"))
+    server_cache = ClusterCache(policy)
+    server_cache.replace_nodes(trace_node(cluster, i, policy) for i in range(len(cluster)))
+    server_cache.replace_pods([])
+    client = await aiohttp_client(app_for(policy, server_cache))
     rng = np.random.default_rng(7)
     arrivals = [pod("BE", 1), pod("LS", 1, 500), pod("BE", 2), pod("LS", 4), pod("BE", 1, 250)]
     for arrival in arrivals:
-        choice = model.decide(cluster, arrival, cluster.feasible(arrival), rng)
+        feasible = cluster.feasible(arrival)
+        choice = model.decide(cluster, arrival, feasible, rng)
         assert choice is not None
         cluster.place(choice.node, choice.gpus, arrival)
+        # The server hears of it as the scheduler and the watch would tell it.
+        wire = trace_pod(arrival, str(choice.token), policy)
+        names = [name for name, fits in zip(cluster.names, feasible, strict=True) if fits]
+        body = msgspec.json.encode({"Pod": wire, "Nodes": None, "NodeNames": names})
+        await _post(client, "/filter", body)
+        await _post(client, "/prioritize", body)
+        node = cluster.names[choice.node]
+        server_cache.upsert_pod(trace_pod(arrival, str(choice.token), policy, node=node))
 
-    server_cache = ClusterCache(policy)
-    server_cache.replace_nodes(trace_node(cluster, i, policy) for i in range(len(cluster)))
-    server_cache.replace_pods(
-        trace_pod_of(record_uid, model.cache) for record_uid in sorted(_uids(model.cache))
-    )
-    client = await aiohttp_client(app_for(policy, server_cache))
-
-    for probe in (pod("LS", 1), pod("BE", 2), pod("LS", 1, 300, ("V100M16", "V100M32"))):
-        wire = trace_pod(probe, "probe", policy)
+    for k, probe in enumerate(
+        (pod("LS", 1), pod("BE", 2), pod("LS", 1, 300, ("V100M16", "V100M32")))
+    ):
+        wire = trace_pod(probe, f"probe-{k}", policy)
         names = list(cluster.names)
+        model.cache.note_pending(wire)  # as /filter notes it in the server's cache
         passed, scores = model.filter_and_score(wire, names)
 
         body = msgspec.json.encode({"Pod": wire, "Nodes": None, "NodeNames": names})
@@ -133,22 +143,6 @@ async def test_the_server_answers_the_simulators_state_with_the_simulators_score
         assert [(p["Host"], p["Score"]) for p in prioritized] == list(
             zip(passed, scores, strict=True)
         )
-
-
-def _uids(cache: ClusterCache) -> list[str]:
-    return [record.uid for record in cache.pods()]
-
-
-def trace_pod_of(uid: str, cache: ClusterCache) -> Any:
-    """The bound Pod the simulator charged, rebuilt from its cache record."""
-    record = cache.pod(uid)
-    assert record is not None
-    policy = cache.policy
-    qos = record.inputs.priority_class
-    share = record.demand.milli
-    return trace_pod(
-        PodRequest(0, 0, record.demand.gpus, share, (), qos), uid, policy, node=record.node
-    )
 
 
 async def _post(client: Any, path: str, body: bytes) -> Any:
