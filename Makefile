@@ -70,15 +70,15 @@ bench: controlplane
 
 # Scheduling quality on the shipped openb traces, every model, seeds 42..51 (docs/quality.md);
 # then the frontier: ours and FGD held to our wishes with the separation weight swept
-# (docs/quality-frontier.md; three traces with interactive and batch pods, seeds 42..44);
+# (docs/quality-frontier.md; the six traces with interactive and batch pods, seeds 42..44);
 # then our packing alone, every wish off, against FGD (docs/quality-packing.md).
 OPENB := data/openb
 TRACES := default gpushare40 gpushare100 multigpu20 cpu050 gpuspec10 gpuspec20
 # Ours as shipped, the default scheduler, the paper's policies and the bound; the other
 # models of ours (default+extender, extender-profile-exact) run with --models.
 QUALITY_MODELS ?= default,extender-profile,random,dotprod,gpuclustering,gpupacking,bestfit,fgd,fgd+wishes
-FRONTIER_TRACES ?= default gpushare100 gpuspec20
-FRONTIER ?= 0,0.25,policy,10,hard
+FRONTIER_TRACES ?= default gpushare40 gpushare100 cpu050 gpuspec10 gpuspec20
+FRONTIER ?= 0,0.5,1,1.5,2,3,6,hard
 FRONTIER_SEEDS ?= 42-44
 SIMULATE := $(BIN)/gpuclass-extender simulate --nodes $(OPENB)/openb_node_list_gpu_node.csv \
 	  --policy manifests/examples/openb-policy.yaml --jobs 2
