@@ -45,7 +45,6 @@ import sys
 from controlplane.api import (
     GFD_PRODUCTS,
     Kube,
-    api_request,
     apply_fake_node,
     gfd_labels,
     http_call,
@@ -91,7 +90,6 @@ __all__ = [
     "Kube",
     "LocalCluster",
     "LocalClusterError",
-    "api_request",
     "apply_fake_node",
     "binaries_available",
     "default_bin_dir",

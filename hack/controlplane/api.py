@@ -160,19 +160,6 @@ class Kube:
             return raw.decode(errors="replace")
 
 
-def api_request(
-    kubeconfig: Path | str,
-    method: str,
-    path: str,
-    body: Any = None,
-    content_type: str = "application/json",
-    ok: tuple[int, ...] = (200, 201, 202),
-    timeout: float = 30,
-) -> Any:
-    """One API call with a kubeconfig; returns decoded JSON or raises ApiError."""
-    return Kube(kubeconfig).request(method, path, body, content_type, ok, timeout)
-
-
 def apply_fake_node(
     kubeconfig: Path | str,
     name: str,
@@ -186,6 +173,7 @@ def apply_fake_node(
 ) -> dict[str, Any]:
     """Create (or update) a kubelet-less Node and set its status: capacity/allocatable
     (cpu, memory, pods, nvidia.com/gpu, extras) and a Ready condition. Returns the Node."""
+    kube = Kube(kubeconfig)
     labels = {
         "kubernetes.io/hostname": name,
         "kubernetes.io/os": "linux",
@@ -199,12 +187,11 @@ def apply_fake_node(
         "spec": {"taints": taints} if taints else {},
     }
     try:
-        api_request(kubeconfig, "POST", "/api/v1/nodes", node)
+        kube.request("POST", "/api/v1/nodes", node)
     except ApiError as e:
         if e.status != 409:
             raise
-        api_request(
-            kubeconfig,
+        kube.request(
             "PATCH",
             f"/api/v1/nodes/{name}",
             {"metadata": {"labels": labels}, "spec": {"taints": taints or None}},
@@ -247,8 +234,7 @@ def apply_fake_node(
             },
         }
     }
-    node_obj: dict[str, Any] = api_request(
-        kubeconfig,
+    node_obj: dict[str, Any] = kube.request(
         "PATCH",
         f"/api/v1/nodes/{name}/status",
         status,
