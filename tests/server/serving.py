@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -27,26 +28,35 @@ class Running:
 
 
 @asynccontextmanager
-async def serving(fake: FakeApiServer, directory: Path, **options: Any) -> AsyncIterator[Running]:
-    """`serve` on a free loopback port, watching `fake`, with a copy of the example policy."""
+async def serve_inputs(fake: FakeApiServer, directory: Path) -> AsyncIterator[ServeOptions]:
+    """`fake` on loopback, a kubeconfig for it and a copy of the example policy: the
+    options `serve` needs (a free port chosen), while `fake` runs."""
     apiserver = TestServer(fake.app, host="127.0.0.1")
     await apiserver.start_server()
-    policy = directory / "policy.yaml"
-    policy.write_text(EXAMPLE_POLICY.read_text())
-    port = free_port()
-    server = str(apiserver.make_url("")).rstrip("/")
-    kubeconfig = write_kubeconfig(directory / "kc", server, None, "test")
-    serve_options = ServeOptions(policy=policy, port=port, kubeconfig=kubeconfig, **options)
-    started, stop = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(serve(serve_options, started=started, stop=stop))
     try:
-        await asyncio.wait_for(started.wait(), 10)
-        scheme = "https" if serve_options.tls_cert else "http"
-        yield Running(fake, f"{scheme}://127.0.0.1:{port}", policy)
+        policy = directory / "policy.yaml"
+        policy.write_text(EXAMPLE_POLICY.read_text())
+        server = str(apiserver.make_url("")).rstrip("/")
+        kubeconfig = write_kubeconfig(directory / "kc", server, None, "test")
+        yield ServeOptions(policy=policy, port=free_port(), kubeconfig=kubeconfig)
     finally:
-        stop.set()
-        await asyncio.wait_for(task, 10)
         await apiserver.close()
+
+
+@asynccontextmanager
+async def serving(fake: FakeApiServer, directory: Path, **options: Any) -> AsyncIterator[Running]:
+    """`serve` on a free loopback port, watching `fake`, with a copy of the example policy."""
+    async with serve_inputs(fake, directory) as inputs:
+        serve_options = dataclasses.replace(inputs, **options)
+        started, stop = asyncio.Event(), asyncio.Event()
+        task = asyncio.create_task(serve(serve_options, started=started, stop=stop))
+        try:
+            await asyncio.wait_for(started.wait(), 10)
+            scheme = "https" if serve_options.tls_cert else "http"
+            yield Running(fake, f"{scheme}://127.0.0.1:{inputs.port}", inputs.policy)
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 10)
 
 
 async def get(url: str, ssl_context: ssl.SSLContext | None = None) -> tuple[int, str]:

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from aiohttp.test_utils import TestServer
-from localcluster import write_kubeconfig
 from prometheus_client.parser import text_string_to_metric_families
 
 from extender.server.metrics import Metrics
-from extender.server.runtime import ServeOptions, Supervisor, serve
-from tests.builders import EXAMPLE_POLICY, node_dict, pod_dict
-from tests.server.serving import Running, get, serving
+from extender.server.runtime import Supervisor, serve
+from tests.builders import node_dict, pod_dict
+from tests.server.serving import Running, get, serve_inputs, serving
 from tests.state.fake_apiserver import FakeApiServer
 
 
@@ -126,27 +125,16 @@ async def test_a_broken_policy_is_rejected_and_counted_and_the_old_one_stays(
 async def test_a_failed_start_leaves_no_task_and_no_connection_behind(tmp_path: Path) -> None:
     """The port is taken: serve fails, and the watches, reloaders and API client it had
     started are gone with it."""
-    fake = FakeApiServer()
-    apiserver = TestServer(fake.app, host="127.0.0.1")
-    await apiserver.start_server()
-    policy = tmp_path / "policy.yaml"
-    policy.write_text(EXAMPLE_POLICY.read_text())
-    kubeconfig = write_kubeconfig(
-        tmp_path / "kc", str(apiserver.make_url("")).rstrip("/"), None, "test"
-    )
-    before = asyncio.all_tasks()
-    try:
+    async with serve_inputs(FakeApiServer(), tmp_path) as inputs:
+        before = asyncio.all_tasks()
         with socket.socket() as taken:
             taken.bind(("127.0.0.1", 0))
             taken.listen()
-            port = taken.getsockname()[1]
-            options = ServeOptions(policy=policy, port=port, kubeconfig=kubeconfig)
+            options = dataclasses.replace(inputs, port=taken.getsockname()[1])
             with pytest.raises(OSError, match="address already in use"):
                 await serve(options)
         await asyncio.sleep(0)
         assert asyncio.all_tasks() == before
-    finally:
-        await apiserver.close()
 
 
 async def test_a_crashed_background_task_is_restarted_and_counted() -> None:
@@ -180,25 +168,17 @@ async def test_a_crashed_background_task_is_restarted_and_counted() -> None:
 async def test_port_0_serves_on_a_port_the_os_picks_and_logs_it(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    fake = FakeApiServer()
-    apiserver = TestServer(fake.app, host="127.0.0.1")
-    await apiserver.start_server()
-    policy = tmp_path / "policy.yaml"
-    policy.write_text(EXAMPLE_POLICY.read_text())
-    kubeconfig = write_kubeconfig(
-        tmp_path / "kc", str(apiserver.make_url("")).rstrip("/"), None, "test"
-    )
-    started, stop = asyncio.Event(), asyncio.Event()
     caplog.set_level("INFO", logger="extender.server.runtime")
-    options = ServeOptions(policy=policy, port=0, kubeconfig=kubeconfig)
-    task = asyncio.create_task(serve(options, started=started, stop=stop))
-    try:
-        await asyncio.wait_for(started.wait(), 10)
-        serving_lines = [r for r in caplog.records if r.getMessage() == "serving"]
-        port = serving_lines[-1].port  # type: ignore[attr-defined]
-        assert port > 0
-        assert (await get(f"http://127.0.0.1:{port}/healthz"))[0] == 200
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 10)
-        await apiserver.close()
+    async with serve_inputs(FakeApiServer(), tmp_path) as inputs:
+        started, stop = asyncio.Event(), asyncio.Event()
+        options = dataclasses.replace(inputs, port=0)
+        task = asyncio.create_task(serve(options, started=started, stop=stop))
+        try:
+            await asyncio.wait_for(started.wait(), 10)
+            serving_lines = [r for r in caplog.records if r.getMessage() == "serving"]
+            port = serving_lines[-1].port  # type: ignore[attr-defined]
+            assert port > 0
+            assert (await get(f"http://127.0.0.1:{port}/healthz"))[0] == 200
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 10)
