@@ -520,13 +520,16 @@ class ClusterCache:
 
         Until the watch reports it too, it is only noted: a pod deleted before its event
         came, or one no API server ever held (a buggy or hostile caller), is forgotten
-        after the assumption TTL instead of being accounted for ever.
+        after the assumption TTL instead of being accounted for ever, and at most
+        MAX_NOTED are kept.
         """
         uid = pod.metadata.uid
         if uid and uid not in self._pods and not pod.spec.nodeName:
             self.upsert_pod(pod)
             if uid in self._pods:
                 self._noted[uid] = self._clock() + self._assume_ttl
+                while len(self._noted) > MAX_NOTED:
+                    self.delete_pod(next(iter(self._noted)))
 
     def expire_noted(self) -> int:
         """Forget noted pods the watch never reported within the TTL; returns how many."""
@@ -724,6 +727,10 @@ class ClusterCache:
 
 
 _MAX_MEMOS = 1024
+MAX_NOTED = 1024
+"""Pods only a filter call told us of, at most: the oldest is forgotten first. A scheduler
+binds within seconds of its filter, so this many in flight means a caller filtering pods
+no API server holds; without a bound, memory would grow with its rate times the TTL."""
 _MIX_MIN_CHANGES = 20
 _MIX_COVERAGE = 0.95
 TypicalPod = tuple[GpuDemand, int]

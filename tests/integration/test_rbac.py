@@ -345,16 +345,18 @@ def test_the_scheduler_and_its_sidecar_work_as_the_scheduler_service_account(
     kubeconfig = deployed.kubeconfig(SCHEDULER_SA, tmp_path)
     # The sidecar's identity is the pod's: the scheduler's ServiceAccount.
     extender = Extender(kubeconfig, tmp_path)
-    # The shipped config, from the rendered ConfigMap; only the sidecar's port differs.
-    rendered = find(render("second-scheduler"), "ConfigMap", "gpu-scheduler-config", hashed=True)
-    config = yaml.safe_load(rendered["data"]["scheduler-config.yaml"])
-    config["extenders"][0]["urlPrefix"] = extender.url
-    config_path = tmp_path / "scheduler-config.yaml"
-    config_path.write_text(yaml.safe_dump(config))
     log = stack.cluster.logs["kube-scheduler"]
     offset = log.stat().st_size if log.exists() else 0
     try:
         extender.start()
+        # The shipped config, from the rendered ConfigMap; only the sidecar's port differs.
+        rendered = find(
+            render("second-scheduler"), "ConfigMap", "gpu-scheduler-config", hashed=True
+        )
+        config = yaml.safe_load(rendered["data"]["scheduler-config.yaml"])
+        config["extenders"][0]["urlPrefix"] = extender.url
+        config_path = tmp_path / "scheduler-config.yaml"
+        config_path.write_text(yaml.safe_dump(config))
         # As in the pod: leader election on (Lease gpuclass-system/gpu-scheduler), the
         # ServiceAccount for the API and for delegated authn/authz of the secure port.
         stack.cluster.restart_scheduler(config_path, kubeconfig=kubeconfig, leader_elect=True)

@@ -11,6 +11,7 @@ import yaml
 
 from extender.policy import ClassName, Policy, load_policy_text
 from extender.state import ClassUsage, ClusterCache
+from extender.state.cache import MAX_NOTED
 from extender.wire import Node, Pod
 from tests.builders import EXAMPLE_POLICY, PREFIX, example_policy, make_cache, make_node, make_pod
 
@@ -735,3 +736,17 @@ def test_the_typical_pods_do_not_depend_on_how_a_binding_was_learnt() -> None:
         return cache.demand_mix()
 
     assert after_eleven_bindings(True) == after_eleven_bindings(False)
+
+
+def test_at_most_max_noted_pods_only_a_filter_told_of_are_kept_oldest_forgotten_first() -> None:
+    # A caller filtering pods no API server holds, faster than the TTL forgets them.
+    cache = make_cache(example_policy(), [make_node("n1", "T4", 4)])
+    cache.upsert_pod(pending("real", 1))  # reported by the watch: never forgotten for this
+    for i in range(MAX_NOTED + 10):
+        cache.note_pending(pending(f"ghost-{i}", 1))
+
+    assert cache.pod("ghost-0") is None
+    assert cache.pod("ghost-9") is None
+    assert cache.pod("ghost-10") is not None
+    assert cache.pod(f"ghost-{MAX_NOTED + 9}") is not None
+    assert cache.pod("real") is not None
