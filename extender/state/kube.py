@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 from urllib.parse import quote
 
 import aiohttp
@@ -187,26 +187,46 @@ class _RawList(msgspec.Struct):
 _raw_list = msgspec.json.Decoder(_RawList)
 
 
-async def _raw_items(what: str, call: Callable[..., Awaitable[Any]], **kwargs: Any) -> list[bytes]:
-    """Every item of a list, page by page (the API server answers each page from etcd or
-    its watch cache in one go: a cluster-wide list without a limit holds it up longer)."""
-    items: list[bytes] = []
+class _Page(Protocol):
+    @property
+    def metadata(self) -> ListMeta: ...
+
+
+P = TypeVar("P", bound=_Page)
+
+
+async def list_pages(
+    what: str, call: Callable[..., Awaitable[Any]], decoder: msgspec.json.Decoder[P], **kwargs: Any
+) -> AsyncIterator[P]:
+    """A list, page by page as `decoder` reads them (the API server answers each page
+    from etcd or its watch cache in one go: a cluster-wide list without a limit holds it
+    up longer). WatchGone when the continue token has expired, KubeError otherwise."""
     token = ""
     while True:
         page: dict[str, Any] = {"limit": LIST_PAGE_SIZE, **({"_continue": token} if token else {})}
         async with kube_errors(what):
             response: Any = await call(_preload_content=False, **kwargs, **page)
             status, body = response.status, await response.read()
+        if status == 410:
+            raise WatchGone(f"{what}: continue token expired", 410)
         if not 200 <= status < 300:
             raise KubeError(f"{what}: {status}: {_message(body)}", status)
         try:
-            listed = _raw_list.decode(body)
+            listed = decoder.decode(body)
         except msgspec.DecodeError as exc:
             raise KubeError(f"{what}: unreadable list: {exc}") from None
-        items.extend(bytes(item) for item in listed.items)
+        yield listed
         token = listed.metadata.continue_
         if not token:
-            return items
+            return
+
+
+async def _raw_items(what: str, call: Callable[..., Awaitable[Any]], **kwargs: Any) -> list[bytes]:
+    """Every item of a list as raw JSON."""
+    items: list[bytes] = []
+    async for page in list_pages(what, call, _raw_list, **kwargs):
+        items.extend(bytes(item) for item in page.items)
+    return items
 
 
 async def list_nodes(api: client.CoreV1Api) -> list[bytes]:

@@ -23,7 +23,7 @@ from kubernetes_asyncio import client
 
 from extender.errors import KubeError, WatchGone, WatchStalled
 from extender.state.cache import ClusterCache, Kind
-from extender.state.kube import LIST_PAGE_SIZE, ListMeta, kube_errors
+from extender.state.kube import ListMeta, kube_errors, list_pages
 from extender.wire.types import Node, Pod
 
 log = logging.getLogger(__name__)
@@ -205,30 +205,16 @@ async def _list(source: _Source[T]) -> str:
     """List page by page into the cache: each page is applied and dropped, so a list of
     150,000 pods never holds more than one page of decoded objects."""
     decoder = msgspec.json.Decoder(_List[source.type])  # type: ignore[name-defined]
+    kwargs: dict[str, Any] = {"field_selector": source.selector} if source.selector else {}
     listed: set[str] = set()
-    token = ""
-    while True:
-        kwargs: dict[str, Any] = {"limit": LIST_PAGE_SIZE, "_preload_content": False}
-        if token:
-            kwargs["_continue"] = token
-        if source.selector:
-            kwargs["field_selector"] = source.selector
-        async with kube_errors(f"list {source.kind}"):
-            response = await source.list_call(**kwargs)
-            body = await response.read()
-            status = response.status
-        if status == 410:
-            raise WatchGone(f"list {source.kind}: continue token expired", 410)
-        if status != 200:
-            raise KubeError(f"list {source.kind}: HTTP {status}: {body[:300]!r}", status)
-        page = decoder.decode(body)
+    resource_version = ""
+    async for page in list_pages(f"list {source.kind}", source.list_call, decoder, **kwargs):
         for item in page.items or ():
             source.upsert(item)
             listed.add(source.key(item))
-        token = page.metadata.continue_
-        if not token:
-            source.retain(listed)
-            return page.metadata.resourceVersion
+        resource_version = page.metadata.resourceVersion
+    source.retain(listed)
+    return resource_version
 
 
 async def _watch(
