@@ -111,18 +111,13 @@ class FaultProxy:
             upstream.release()
 
     async def _broken_answer(self, request: web.Request, mode: str) -> web.StreamResponse:
-        if mode == "reset":
-            assert request.transport is not None
-            request.transport.abort()
-            return web.Response(status=500)  # never sent: the connection is gone
-        body = b"{garbage\n" if mode == "garbage" else HALF_EVENT
-        if _is_watch(request):
-            response = web.StreamResponse()
-            response.content_type = "application/json"
+        if mode != "reset" and not _is_watch(request):
+            return web.Response(status=200, body=_broken(mode), content_type="application/json")
+        response = web.StreamResponse()
+        response.content_type = "application/json"
+        if mode != "reset":
             await response.prepare(request)
-            await response.write(body)
-            return response
-        return web.Response(status=200, body=body, content_type="application/json")
+        return await self._break_stream(request, response, mode)
 
     async def _relay_watch(
         self, request: web.Request, upstream: aiohttp.ClientResponse
@@ -156,8 +151,13 @@ class FaultProxy:
             assert request.transport is not None
             request.transport.abort()
         else:
-            await response.write(b"{garbage\n" if mode == "garbage" else HALF_EVENT)
+            await response.write(_broken(mode))
         return response
+
+
+def _broken(mode: str) -> bytes:
+    """What a "garbage" or "truncate" fault sends instead of the API server's answer."""
+    return b"{garbage\n" if mode == "garbage" else HALF_EVENT
 
 
 def _is_watch(request: web.Request) -> bool:
