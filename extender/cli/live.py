@@ -104,7 +104,7 @@ async def explain_in_cluster(args: argparse.Namespace, manifest: bytes | None) -
     names = args.nodes.split(",") if args.nodes else [n.name for n in cache.nodes()]
     intent = pod_intent(pod, policy)
     verdicts = explain_nodes(intent, names, cache.node, cache, policy)
-    return explanation(intent, verdicts, policy, pod)
+    return explanation(intent, verdicts, policy, pod, cache.node)
 
 
 def add_doctor_parser(sub: Any) -> None:

@@ -109,7 +109,7 @@ def _explain(args: argparse.Namespace) -> int:
         pod = decode_pod_manifest(manifest)
         intent = pod_intent(pod, policy)
         verdicts = explain_nodes(intent, names, cache.node, cache, policy)
-        data = explanation(intent, verdicts, policy, pod)
+        data = explanation(intent, verdicts, policy, pod, cache.node)
     else:
         import asyncio
 

@@ -48,6 +48,17 @@ def _blocked(inputs: DoctorInputs, pending: PendingPod, intent: PodIntent) -> It
     eligible = [cache.node(n) for n, r in rejects.items() if r.resolvable]
     needs = _needs(intent)
     if not any(eligible):
+        unlabelled = _unlabelled(intent, [cache.node(n) for n in names], policy)
+        if unlabelled:
+            yield Finding(
+                "error",
+                "over-constraint",
+                "attribute-label-missing",
+                pending.subject,
+                f"needs {needs} of class {intent.allowed_text}; {tally}; {unlabelled[0]}",
+                unlabelled[1],
+            )
+            return
         nearest = _nearest_class(intent, [cache.node(n) for n in names], policy)
         fix = f"add a node of class {_first_allowed(intent, policy)}"
         if nearest is not None:
@@ -99,6 +110,36 @@ def _blocked(inputs: DoctorInputs, pending: PendingPod, intent: PodIntent) -> It
         f"({tally}); {capacity}" + (f", {short} short" if short > 0 else ""),
         fix,
     )
+
+
+def _unlabelled(
+    intent: PodIntent, nodes: list[NodeFeatures | None], policy: Policy
+) -> tuple[str, str] | None:
+    """(what, fix) when nodes of an allowed class fail a gpuAttributes requirement only
+    because no source gives them the label it reads: the nodes are there, a label is not."""
+    missing: dict[str, list[str]] = {}
+    for node in nodes:
+        if node is None or node.gpu_class.name not in intent.allowed:
+            continue
+        failed = [
+            r for r in intent.attributes if not gpu_attributes.satisfied(r, node.attribute_labels)
+        ]
+        if failed and all(gpu_attributes.missing_label(r, node) for r in failed):
+            for requirement in failed:
+                missing.setdefault(requirement.key, []).append(node.name)
+    if not missing:
+        return None
+    key, holders = max(missing.items(), key=lambda item: len(item[1]))
+    examples = ", ".join(sorted(holders)[:3]) + (", ..." if len(holders) > 3 else "")
+    what = (
+        f"{len(holders)} node(s) of an allowed class ({examples}) have no {key} for the "
+        f"workload's gpuAttributes to read"
+    )
+    fix = (
+        f"give those nodes {key} ({gpu_attributes.where_from(key, policy)}), on their node "
+        "templates too so that new nodes carry it; the nodes themselves are of the class"
+    )
+    return what, fix
 
 
 def _needs(intent: PodIntent) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from extender.wire.placement import parse_go_int
@@ -63,8 +63,23 @@ class NodeClassification(_Model):
         "karpenter.k8s.aws/instance-gpu-name",
     )
     """Labels read for the GPU product, in order; the first one present is used."""
-    memory_label: str = "nvidia.com/gpu.memory"
-    """Label with GPU memory in MiB; adds a memory token when the product name has none."""
+    memory_label: str = Field(default="nvidia.com/gpu.memory", pattern=LABEL_KEY)
+    """Label with GPU memory in MiB per GPU (GPU Feature Discovery's); adds a memory token
+    when the product name has none. `gpuAttributes` on this key read the node's GPU memory
+    from the best source present: this label, `memoryFallbackLabels`, the product name,
+    `productMemory` or the built-in catalogue."""
+    memory_fallback_labels: tuple[str, ...] = ("karpenter.k8s.aws/instance-gpu-memory",)
+    """Labels read in order for the GPU memory (MiB per GPU) when `memoryLabel` is absent:
+    Karpenter sets its own on the nodes it creates, before GFD has run."""
+    count_label: str = Field(default="nvidia.com/gpu.count", pattern=LABEL_KEY)
+    """Label with the node's GPU count (GPU Feature Discovery's). `gpuAttributes` on this
+    key read the count from the best source present: this label, `countFallbackLabels`,
+    or the node's allocatable GPUs."""
+    count_fallback_labels: tuple[str, ...] = ("karpenter.k8s.aws/instance-gpu-count",)
+    """Labels read in order for the GPU count when `countLabel` is absent."""
+    product_memory: dict[str, PositiveInt] = Field(default_factory=dict)
+    """Product -> GB per GPU, for products the built-in catalogue lacks or sizes otherwise
+    (`A100: 80` on a fleet of 80 GB A100s that no label sizes); patterns as in `products`."""
     instance_type_label: str = "node.kubernetes.io/instance-type"
     """Label read when no product label is present, looked up in `instanceTypes`."""
     instance_types: dict[str, str] = Field(default_factory=dict)

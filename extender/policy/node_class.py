@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from extender.policy.compiled import ClassName, Policy
+from extender.policy.gpu_facts import labelled_memory
 from extender.policy.products import normalise_product, pattern_matches, with_memory
 
 
@@ -41,8 +42,8 @@ def node_product(labels: Mapping[str, str], policy: Policy) -> tuple[str | None,
 def _canonical(value: str, labels: Mapping[str, str], policy: Policy) -> str:
     product = normalise_product(value)
     product = policy.product_aliases.get(product, product)
-    memory = labels.get(policy.document.node_classification.memory_label, "")
-    return with_memory(product, int(memory) if memory.isdigit() else None)
+    memory = labelled_memory(labels, policy)
+    return with_memory(product, memory.value if memory is not None else None)
 
 
 def class_for_product(product: str, policy: Policy) -> ClassName | None:

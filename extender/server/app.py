@@ -311,7 +311,7 @@ async def debug_explain(request: web.Request) -> web.Response:
     names = names_param.split(",") if names_param else [n.name for n in cache.nodes()]
     intent = pod_intent(pod, policy)
     verdicts = explain_nodes(intent, names, cache.node, cache, policy)
-    return _json(explanation_json(intent, verdicts, policy, pod))
+    return _json(explanation_json(intent, verdicts, policy, pod, cache.node))
 
 
 def create_app(

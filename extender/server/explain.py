@@ -8,8 +8,10 @@ import orjson
 
 from extender.policy.compiled import Policy
 from extender.policy.intent import PodIntent
-from extender.rules.engine import NodeVerdict
+from extender.rules.engine import NodeLookup, NodeVerdict
+from extender.rules.gpu_attributes import describe
 from extender.rules.notes import recorded_decision
+from extender.state.features import NodeFeatures
 from extender.wire import Pod
 
 
@@ -18,10 +20,25 @@ def ranked(verdicts: list[NodeVerdict]) -> list[NodeVerdict]:
     return sorted(verdicts, key=lambda v: (v.reject is not None, -v.score, v.node))
 
 
+def _facts(node: NodeFeatures | None) -> dict[str, Any] | None:
+    if node is None:
+        return None
+    facts = node.gpu_facts
+    return {
+        name: {"value": fact.value, "source": fact.source} if fact is not None else None
+        for name, fact in (("memoryMiB", facts.memory_mib), ("count", facts.count))
+    }
+
+
 def explanation(
-    intent: PodIntent, verdicts: list[NodeVerdict], policy: Policy, pod: Pod | None = None
+    intent: PodIntent,
+    verdicts: list[NodeVerdict],
+    policy: Policy,
+    pod: Pod | None = None,
+    lookup: NodeLookup | None = None,
 ) -> dict[str, Any]:
-    """The pod's wishes, and each node's verdict best first; for a pod our bind placed, the
+    """The pod's wishes, and each node's verdict best first, with its GPU memory and count
+    and where they were read (`lookup` gives the nodes); for a pod our bind placed, the
     decision it recorded then (`decision`, or None)."""
     return {
         "decision": recorded_decision(pod, policy) if pod is not None else None,
@@ -33,6 +50,7 @@ def explanation(
         "allowedClasses": intent.allowed_text,
         "preferredClasses": list(intent.preferred),
         "conflicts": list(intent.conflicts),
+        "gpuAttributes": [describe(r) for r in intent.attributes],
         "weights": {
             c: policy.weights.of(c)
             for c in ("class_fit", "separation", "headroom", "dedication", "packing")
@@ -46,6 +64,7 @@ def explanation(
                 "unresolvable": (not v.reject.resolvable) if v.reject else None,
                 "components": {c: round(x, 4) for c, x in v.components.items()},
                 "score": v.score,
+                "gpuFacts": _facts(lookup(v.node)) if lookup is not None else None,
             }
             for v in ranked(verdicts)
         ],
@@ -53,9 +72,18 @@ def explanation(
 
 
 def explanation_json(
-    intent: PodIntent, verdicts: list[NodeVerdict], policy: Policy, pod: Pod | None = None
+    intent: PodIntent,
+    verdicts: list[NodeVerdict],
+    policy: Policy,
+    pod: Pod | None = None,
+    lookup: NodeLookup | None = None,
 ) -> bytes:
-    return orjson.dumps(explanation(intent, verdicts, policy, pod))
+    return orjson.dumps(explanation(intent, verdicts, policy, pod, lookup))
+
+
+def _memory_cell(node: dict[str, Any]) -> str:
+    memory = (node.get("gpuFacts") or {}).get("memoryMiB")
+    return f"{memory['value']} MiB ({memory['source']})" if memory else "unknown"
 
 
 def explanation_table(data: dict[str, Any]) -> str:
@@ -76,8 +104,13 @@ def explanation_table(data: dict[str, Any]) -> str:
             f"{policy} ({decision['policy']}): {decision['reason']}"
         )
         lines.append("as the cluster is now:")
+    # The GPU memory column, with its source, only for pods with attribute requirements.
+    attributes = data.get("gpuAttributes") or []
+    if attributes:
+        lines.append("requires: " + "; ".join(attributes))
     components = sorted({c for n in data["nodes"] for c in n["components"]})
-    header = ["NODE", "RESULT", "SCORE", *(c.upper() for c in components), "REASON"]
+    memory = ["GPU MEMORY"] if attributes else []
+    header = ["NODE", "RESULT", "SCORE", *(c.upper() for c in components), *memory, "REASON"]
     rows = [header]
     for n in data["nodes"]:
         result = "pass" if n["passed"] else ("unresolvable" if n["unresolvable"] else "failed")
@@ -87,6 +120,7 @@ def explanation_table(data: dict[str, Any]) -> str:
                 result,
                 str(n["score"]) if n["passed"] else "-",
                 *(f"{n['components'][c]:.2f}" if c in n["components"] else "-" for c in components),
+                *([_memory_cell(n)] if attributes else []),
                 n["reason"] or "",
             ]
         )

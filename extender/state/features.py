@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from extender.policy.compiled import Mode, Policy, WorkloadName
+from extender.policy.gpu_facts import GpuFacts, attribute_labels, gpu_facts
 from extender.policy.intent import MAX_GPUS_PER_NODE, WHOLE_GPU
 from extender.policy.node_class import NodeClass, classify_node
 from extender.state.devices import DeviceHolders, apart_devices, no_holders
@@ -68,6 +69,9 @@ class NodeFeatures:
     domains: dict[str, str]  # topology key -> domain value, for the keys the policy uses
     unschedulable: bool
     findings: tuple[str, ...]
+    gpu_facts: GpuFacts
+    # The labels gpuAttributes read: `labels` with GPU memory and count from their best source.
+    attribute_labels: dict[str, str]
     # Usage, updated on pod events:
     free: list[int] = field(default_factory=list)  # per device, milli-GPU
     holders: DeviceHolders = field(default_factory=list)  # per device, milli per workload
@@ -130,6 +134,8 @@ def features_of(facts: NodeFacts, policy: Policy) -> NodeFeatures:
             )
             gpu_count = 0
 
+    gpus = gpu_facts(labels, gpu_class.product, gpu_count, policy)
+    findings.extend(gpus.findings)
     dedicated_to, mode = _dedication(labels, gpu_class, policy, findings)
     name = facts.name
     return NodeFeatures(
@@ -144,6 +150,8 @@ def features_of(facts: NodeFacts, policy: Policy) -> NodeFeatures:
         domains={key: domain_of(name, labels, key) for key in policy.topology_keys},
         unschedulable=facts.unschedulable,
         findings=tuple(findings),
+        gpu_facts=gpus,
+        attribute_labels=attribute_labels(labels, gpus, policy),
         free=[WHOLE_GPU] * gpu_count,
         holders=no_holders(gpu_count),
         cpu_free=facts.cpu_allocatable,

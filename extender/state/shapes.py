@@ -50,7 +50,7 @@ def shape_key(features: NodeFeatures, policy: Policy) -> Hashable:
         tuple(sorted(features.held.items())),
         features.dedicated_to,
         features.dedication_mode,
-        tuple(features.labels.get(key) for key in policy.attribute_keys),
+        tuple(features.attribute_labels.get(key) for key in policy.attribute_keys),
         shared_domains,
         features.cpu_room if policy.reads_cpu else None,
     )

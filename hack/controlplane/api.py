@@ -277,6 +277,45 @@ def gfd_labels(product: str, gpus: int) -> dict[str, str]:
     }
 
 
+# What GKE puts on a node of its GPU node pools: the accelerator type and the machine
+# type, no memory or count label (GPU Feature Discovery does not run there by default).
+GKE_PRODUCTS: dict[str, tuple[str, str]] = {
+    "H100": ("nvidia-h100-80gb", "a3-highgpu-8g"),
+    "A100-40GB": ("nvidia-tesla-a100", "a2-highgpu-8g"),
+    "L4": ("nvidia-l4", "g2-standard-96"),
+    "T4": ("nvidia-tesla-t4", "n1-standard-32"),
+}
+# What Karpenter's AWS provider puts on the nodes it creates, from the instance type
+# (memory in MiB per GPU, as EC2 reports it), before GFD has run.
+KARPENTER_PRODUCTS: dict[str, tuple[str, str, str]] = {
+    "H100": ("h100", "81920", "p5.48xlarge"),
+    "A100-80GB": ("a100", "81920", "p4de.24xlarge"),
+    "L4": ("l4", "22888", "g6.48xlarge"),
+    "T4": ("t4", "16384", "g4dn.metal"),
+}
+
+
+def gke_labels(product: str, gpus: int) -> dict[str, str]:
+    """The GPU labels of a GKE node with `gpus` GPUs of `product`."""
+    accelerator, machine = GKE_PRODUCTS[product]
+    return {
+        "cloud.google.com/gke-accelerator": accelerator,
+        "node.kubernetes.io/instance-type": machine,
+    }
+
+
+def karpenter_labels(product: str, gpus: int) -> dict[str, str]:
+    """The GPU labels Karpenter's AWS provider sets on a node with `gpus` GPUs of `product`."""
+    name, memory, instance_type = KARPENTER_PRODUCTS[product]
+    return {
+        "karpenter.k8s.aws/instance-gpu-name": name,
+        "karpenter.k8s.aws/instance-gpu-manufacturer": "nvidia",
+        "karpenter.k8s.aws/instance-gpu-memory": memory,
+        "karpenter.k8s.aws/instance-gpu-count": str(gpus),
+        "node.kubernetes.io/instance-type": instance_type,
+    }
+
+
 def pod_manifest(
     name: str,
     namespace: str,

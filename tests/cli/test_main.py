@@ -138,15 +138,18 @@ def test_explain_prints_a_table_of_ranked_nodes(
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("pod ml/infer-7d9f: workload interactive (label ")
     assert "allowed: standard or better" in lines[0]
-    header = lines[1].split()
+    assert lines[1] == "requires: nvidia.com/gpu.memory > 20000"
+    header = lines[2].split()
     assert header[:3] == ["NODE", "RESULT", "SCORE"]
-    assert header[-1] == "REASON"
-    rows = [line.split()[:3] for line in lines[2:]]
+    assert header[-3:] == ["GPU", "MEMORY", "REASON"]
+    rows = [line.split()[:3] for line in lines[3:]]
     assert [r[0] for r in rows] == ["gpu-h100", "gpu-l40s", "gpu-a100", "gpu-t4"]
     assert [r[1] for r in rows] == ["pass", "pass", "failed", "unresolvable"]
     assert int(rows[0][2]) >= int(rows[1][2])
-    assert lines[4].endswith("not enough free GPUs: needs 1 whole")
-    assert lines[5].endswith("GPU class economy (T4-15GB) is below the required tier standard")
+    # Each node's GPU memory, with the label (or catalogue entry) it was read from.
+    assert "81559 MiB (label nvidia.com/gpu.memory)" in lines[3]
+    assert lines[5].endswith("not enough free GPUs: needs 1 whole")
+    assert lines[6].endswith("GPU class economy (T4-15GB) is below the required tier standard")
 
 
 def test_explain_of_a_pod_our_bind_placed_shows_its_decision_record_first(
@@ -172,7 +175,7 @@ def test_explain_of_a_pod_our_bind_placed_shows_its_decision_record_first(
         "score 9/10 (the best of 4 nodes)"
     )
     assert lines[2] == "as the cluster is now:"
-    assert lines[3].split()[:3] == ["NODE", "RESULT", "SCORE"]
+    assert lines[4].split()[:3] == ["NODE", "RESULT", "SCORE"]
     # A pod without a record explains as before.
     pod_file = tmp_path / "plain.yaml"
     pod_file.write_text(POD_YAML)

@@ -56,6 +56,29 @@ def test_gpu_attribute_failures_are_named_with_the_fix() -> None:
     assert "relax the workload's gpuAttributes" in found["fix"]
 
 
+def test_nodes_of_the_class_without_the_label_a_requirement_reads_are_named() -> None:
+    # An A100 comes in 40 and 80 GB: with no memory label, nothing says which these are.
+    unsized = {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4"}
+    view = inputs(
+        example_policy(),
+        [node_dict("a1", None, 8, labels=unsized), node_dict("a2", None, 8, labels=unsized)],
+        [pod_dict("p", workload="interactive")],
+    )
+
+    (found,) = findings(view, "attribute-label-missing")
+
+    assert "no-eligible-node" not in codes(view)
+    assert found["severity"] == "error"
+    assert (
+        "2 node(s) of an allowed class (a1, a2) have no nvidia.com/gpu.memory" in found["message"]
+    )
+    assert found["fix"].startswith(
+        "give those nodes nvidia.com/gpu.memory (read from nvidia.com/gpu.memory or "
+        "karpenter.k8s.aws/instance-gpu-memory, or a product the catalogue sizes"
+    )
+    assert "add a node of class" not in found["fix"]
+
+
 def test_eligible_nodes_without_room_say_how_many_gpus_are_short() -> None:
     busy = [
         pod_dict(f"b{i}", 3, node="h1", phase="Running", workload="interactive") for i in range(2)

@@ -38,8 +38,10 @@ class Fleet:
         gpus: int = 8,
         labels: dict[str, str] | None = None,
         cpu: str = "64",
+        labeller: Callable[[str, int], dict[str, str]] = gfd_labels,
     ) -> str:
-        """A kubelet-less Ready node with GFD labels and nvidia.com/gpu capacity."""
+        """A kubelet-less Ready node with nvidia.com/gpu capacity and the GPU labels
+        `labeller` gives (GPU Feature Discovery's unless told otherwise)."""
         full = f"{self.id}-{name}"
         all_labels = {
             "kubernetes.io/hostname": full,
@@ -47,7 +49,7 @@ class Fleet:
             FLEET_LABEL: self.id,
         }
         if product is not None:
-            all_labels |= gfd_labels(product, gpus)
+            all_labels |= labeller(product, gpus)
         all_labels |= labels or {}
         self.kube.request(
             "POST", "/api/v1/nodes", {"metadata": {"name": full, "labels": all_labels}}

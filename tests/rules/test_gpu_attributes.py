@@ -114,11 +114,52 @@ def test_the_example_interactive_class_needs_more_than_20000_mib() -> None:
     )
 
 
-def test_a_missing_attribute_label_is_shown_as_unset() -> None:
-    reject = _check({}, None, workload="interactive")
+def test_a_node_no_source_sizes_names_the_labels_that_would() -> None:
+    reject = _check({"nvidia.com/gpu.product": "NVIDIA-A100-SXM4"}, None, workload="interactive")
+
+    assert reject == Reject(
+        "gpu_attributes",
+        f"no {KEY} known for this node (product A100); interactive requires {KEY} > 20000 "
+        f"(read from {KEY} or karpenter.k8s.aws/instance-gpu-memory, or a product the "
+        "catalogue sizes (nodeClassification.productMemory))",
+        False,
+    )
+
+
+def test_a_missing_label_outside_the_facts_names_who_sets_it(example_doc: dict[str, Any]) -> None:
+    example_doc["workloadClasses"]["batch"]["gpuAttributes"] = [
+        {"key": "nvidia.com/mig.capable", "operator": "In", "values": ["true"]},
+    ]
+    policy = load_policy_text(yaml.safe_dump(example_doc))
+    cache = make_cache(policy, [make_node("n1", "T4")])
+    node = cache.node("n1")
+    assert node is not None
+
+    pod = pod_intent(make_pod(workload="batch"), policy)
+
+    reject = gpu_attributes.check(pod, node, cache, policy)
 
     assert reject is not None
-    assert reject.reason.startswith(f"GPU attribute {KEY}=<unset> fails")
+    assert reject.reason.endswith(
+        "(normally set by NVIDIA GPU Feature Discovery, once the node has booted)"
+    )
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [
+        {"cloud.google.com/gke-accelerator": "nvidia-h100-80gb"},
+        {
+            "karpenter.k8s.aws/instance-gpu-name": "h100",
+            "karpenter.k8s.aws/instance-gpu-memory": "81920",
+        },
+    ],
+    ids=["gke", "karpenter"],
+)
+def test_premium_nodes_without_gfd_labels_meet_the_interactive_memory_requirement(
+    labels: dict[str, str],
+) -> None:
+    assert _check(labels, None, workload="interactive") is None
 
 
 def test_a_workload_without_requirements_passes_any_node() -> None:
