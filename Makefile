@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup controlplane helm lint test unit demo bench quality sim-to-real fuzz soak clean
+.PHONY: setup controlplane helm karpenter autoscaling lint test unit demo bench quality sim-to-real fuzz soak clean
 
 setup: $(STAMP)
 
@@ -40,9 +40,24 @@ lint: setup
 unit: setup
 	$(BIN)/python -m pytest -m "not integration"
 
-# Everything, including the integration tier on a local kube-apiserver + kube-scheduler.
-test: lint controlplane helm
+# Karpenter v1.14.1's KWOK provider built from the Go module sigs.k8s.io/karpenter, cached
+# by version, with its CRDs; for the autoscaling tests (tests/integration/test_autoscaling.py).
+karpenter:
+	bash hack/build-karpenter.sh >/dev/null
+
+# Everything, including the integration tier on a local kube-apiserver + kube-scheduler
+# (and Karpenter's KWOK provider for the autoscaling tests).
+test: lint controlplane helm karpenter
 	$(BIN)/python -m pytest
+
+# The autoscaling cases on a real Karpenter, their scale-up times and nodes written to
+# docs/autoscaling-karpenter.md (tests/integration/test_autoscaling.py records them).
+autoscaling: controlplane karpenter
+	rm -f hack/.autoscaling.jsonl
+	GPUCLASS_AUTOSCALING_RECORD=hack/.autoscaling.jsonl \
+	  $(BIN)/python -m pytest -p no:cacheprovider tests/integration/test_autoscaling.py
+	$(BIN)/python hack/autoscaling_report.py hack/.autoscaling.jsonl docs/autoscaling-karpenter.md
+	rm -f hack/.autoscaling.jsonl
 
 # Fuzzing (issue 9): 1,000,000 structure-aware and raw requests against a real `serve` on
 # the local control plane, stopped after FUZZ_SECONDS; `make test` sends a 20,000 slice.

@@ -18,6 +18,7 @@ import pytest
 
 from tests.integration.fleet import FLEET_LABEL, Fleet
 from tests.integration.stack import ExternalStack, LocalStack, SchedulerSettings
+from tests.integration.webhook import WEBHOOKS, Webhook, shipped_webhook
 
 pytestmark = pytest.mark.integration
 
@@ -85,3 +86,25 @@ def sole_gpu_fleet(fleet: Fleet) -> Fleet:
     if foreign:
         pytest.skip(f"class-wide rules need a cluster without other GPU nodes: {foreign[:5]}")
     return fleet
+
+
+@pytest.fixture
+def webhook(local: LocalStack, tmp_path: Path) -> Iterator[Webhook]:
+    running = Webhook(local, tmp_path)
+    running.start()
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture
+def registered(fleet: Fleet, webhook: Webhook) -> Iterator[str]:
+    """The shipped webhook configuration, registered; yields its name."""
+    config = shipped_webhook(fleet, webhook)
+    name = config["metadata"]["name"]
+    fleet.kube.request("POST", WEBHOOKS, config)
+    try:
+        yield name
+    finally:
+        fleet.kube.request("DELETE", f"{WEBHOOKS}/{name}", ok=(200, 202, 404))
