@@ -41,7 +41,7 @@ unit: setup
 	$(BIN)/python -m pytest -m "not integration"
 
 # Karpenter v1.14.1's KWOK provider built from the Go module sigs.k8s.io/karpenter, cached
-# by version, with its CRDs; for the autoscaling tests (tests/integration/test_autoscaling.py).
+# by version, with its CRDs; for the autoscaling tests (tests/integration/test_karpenter.py).
 karpenter:
 	bash hack/build-karpenter.sh >/dev/null
 
@@ -51,11 +51,11 @@ test: lint controlplane helm karpenter
 	$(BIN)/python -m pytest
 
 # The autoscaling cases on a real Karpenter, their scale-up times and nodes written to
-# docs/autoscaling-karpenter.md (tests/integration/test_autoscaling.py records them).
+# docs/autoscaling-karpenter.md (tests/integration/test_karpenter.py records them).
 autoscaling: controlplane karpenter
 	rm -f hack/.autoscaling.jsonl
 	GPUCLASS_AUTOSCALING_RECORD=hack/.autoscaling.jsonl \
-	  $(BIN)/python -m pytest -p no:cacheprovider tests/integration/test_autoscaling.py
+	  $(BIN)/python -m pytest -p no:cacheprovider tests/integration/test_karpenter.py
 	$(BIN)/python hack/autoscaling_report.py hack/.autoscaling.jsonl docs/autoscaling-karpenter.md
 	rm -f hack/.autoscaling.jsonl
 

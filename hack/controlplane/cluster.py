@@ -202,6 +202,42 @@ class LocalCluster:
             raise
         self._save_state()
 
+    def start_controller_manager(
+        self,
+        controllers: tuple[str, ...] = (
+            "deployment-controller",
+            "replicaset-controller",
+            "garbage-collector-controller",
+        ),
+    ) -> None:
+        """kube-controller-manager with only these controllers, as admin, serving nothing.
+
+        Only what a test needs: the node lifecycle controller would taint and evict
+        kubelet-less nodes, and the service-account controllers need keys we do not make.
+        """
+        component = "kube-controller-manager"
+        self._stop_component(component)
+        self.logs.setdefault(component, self.state_dir / f"{component}.log")
+        self._spawn(
+            component,
+            [
+                str(self.bin_dir / component),
+                f"--kubeconfig={self.scheduler_kubeconfig}",
+                f"--controllers={','.join(controllers)}",
+                "--leader-elect=false",
+                "--secure-port=0",
+                "--use-service-account-credentials=false",
+                f"--v={self.verbosity}",
+            ],
+        )
+        time.sleep(0.5)
+        if not self._alive(component):
+            self._stop_component(component)
+            raise LocalClusterError(f"{component} exited at once:\n{tail(self.logs[component])}")
+
+    def stop_controller_manager(self) -> None:
+        self._stop_component("kube-controller-manager")
+
     def compact_etcd(self) -> int:
         """Compact etcd's history up to its current revision (as its periodic compaction
         would); returns that revision. Watches from an older resource version get 410."""

@@ -129,6 +129,58 @@ def test_a_mirrored_pod_with_no_labelled_template_gets_no_scale_up() -> None:
     assert "no node template creates a node that is of class premium" in found["message"]
 
 
+def test_a_pod_selecting_a_label_only_gfd_sets_is_told_which() -> None:
+    # karpenter#1219: GFD labels a node once it has booted, so no template carries them.
+    templates = pools(nodepool("h100", ["h100"], {f"{PREFIX}class": "premium"}))
+    pod = premium_pod()
+    pod["spec"]["nodeSelector"] = {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
+    view = inputs(example_policy(), [node_dict("t", "T4", 4)], [pod], templates)
+
+    (found,) = findings(view, "no-template-for-pod")
+
+    assert found["message"].endswith(
+        "; no template sets nvidia.com/gpu.product (set by NVIDIA GPU Feature Discovery, "
+        "once the node has booted)"
+    )
+    assert found["fix"] == (
+        f"select on labels a node carries from birth, such as {PREFIX}class (the admission "
+        "webhook mirrors the pod's classes there), not on nvidia.com/gpu.product"
+    )
+
+
+def weighted(pool: dict[str, Any], weight: int) -> dict[str, Any]:
+    pool["spec"]["weight"] = weight
+    return pool
+
+
+def test_a_costlier_nodepool_karpenter_tries_first_is_flagged() -> None:
+    # Equal weights: Karpenter tries names in reverse order, gpu-premium before gpu-economy.
+    premium = nodepool("gpu-premium", ["h100"], {f"{PREFIX}class": "premium"})
+    economy = nodepool("gpu-economy", ["t4"], {f"{PREFIX}class": "economy"})
+    view = inputs(example_policy(), [node_dict("h")], templates=pools(premium, economy))
+
+    (found,) = findings(view, "costly-nodepool-first")
+
+    assert found["subject"] == "NodePool/gpu-premium"
+    assert found["message"].startswith(
+        "Karpenter tries it (premium, weight 0) before NodePool/gpu-economy (economy, weight 0)"
+    )
+    assert (
+        "batch pods, which may use either, scale premium while economy could hold them"
+        in (found["message"])
+    )
+
+
+def test_nodepools_weighted_cheapest_first_are_not_flagged() -> None:
+    premium = nodepool("gpu-premium", ["h100"], {f"{PREFIX}class": "premium"})
+    economy = nodepool("gpu-economy", ["t4"], {f"{PREFIX}class": "economy"})
+    mixed = nodepool("gpu-mixed", ["h100", "t4"])  # Karpenter picks the cheapest type in it
+    templates = pools(weighted(premium, 10), weighted(economy, 30), weighted(mixed, 20))
+    view = inputs(example_policy(), [node_dict("h")], templates=templates)
+
+    assert "costly-nodepool-first" not in codes(view)
+
+
 def test_pods_that_fit_now_are_not_checked_against_templates() -> None:
     templates = pools(nodepool("t4", ["t4"], {f"{PREFIX}class": "economy"}))
     view = inputs(example_policy(), [node_dict("h", "H100")], [premium_pod()], templates)

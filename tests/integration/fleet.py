@@ -119,8 +119,10 @@ class Fleet:
         annotations: dict[str, str] | None = None,
         node_name: str | None = None,
         cpu: str = "1",
+        node_selector: dict[str, str] | None = None,
     ) -> str:
-        """Create a pod for our scheduler (or bound to `node_name` directly)."""
+        """Create a pod for our scheduler (or bound to `node_name` directly); it selects the
+        fleet's nodes, and `node_selector` besides."""
         labels = {f"{PREFIX}workload": workload} if workload else {}
         resources: dict[str, Any] = {"requests": {"cpu": cpu, "memory": "1Gi"}}
         if gpus:
@@ -128,7 +130,7 @@ class Fleet:
             resources["limits"] = {"nvidia.com/gpu": str(gpus)}
         spec: dict[str, Any] = {
             "schedulerName": SCHEDULER_NAME,
-            "nodeSelector": {FLEET_LABEL: self.id},
+            "nodeSelector": {FLEET_LABEL: self.id, **(node_selector or {})},
             # On a cluster with a controller-manager (kind), kubelet-less nodes soon get
             # these taints; the pods never run, so tolerating them changes nothing else.
             "tolerations": [
