@@ -240,7 +240,7 @@ def test_without_the_webhook_karpenter_adds_the_cheapest_node_and_doctor_says_wh
     created = pools.nodes()
     assert classes(created) == ["economy"]
     reason = fleet.failed_scheduling("chat")[-1]
-    assert "is below the required tier premium" in reason
+    assert "GPU class economy (T4-16GB) is below the required tier premium" in reason
     code, report = run(
         capsys,
         "doctor",
