@@ -127,15 +127,25 @@ def node_class(name: str = "default") -> dict[str, Any]:
 
 def node_pool(
     name: str,
-    instance_types: list[str],
+    instance_types: list[str] | None,
     labels: dict[str, str],
     weight: int | None = None,
     limit_gpus: int = 64,
     consolidate_after: str = "Never",
+    gpu_names: list[str] | None = None,
 ) -> dict[str, Any]:
     """A NodePool of these instance types; `labels` are what its nodes carry from birth
     (the class label, when the pool holds one class). Karpenter tries pools by `weight`,
-    highest first, then by name in reverse order, and takes the first that fits a pod."""
+    highest first, then by name in reverse order, and takes the first that fits a pod.
+    `gpu_names` selects by Karpenter's GPU label instead of (or besides) instance types, as
+    a pool of several GPU models does on AWS."""
+    requirements = []
+    if instance_types is not None:
+        requirements.append(
+            {"key": "node.kubernetes.io/instance-type", "operator": "In", "values": instance_types}
+        )
+    if gpu_names is not None:
+        requirements.append({"key": GPU_LABELS + "name", "operator": "In", "values": gpu_names})
     pool: dict[str, Any] = {
         "apiVersion": "karpenter.sh/v1",
         "kind": "NodePool",
@@ -149,13 +159,7 @@ def node_pool(
                         "kind": "KWOKNodeClass",
                         "name": "default",
                     },
-                    "requirements": [
-                        {
-                            "key": "node.kubernetes.io/instance-type",
-                            "operator": "In",
-                            "values": instance_types,
-                        },
-                    ],
+                    "requirements": requirements,
                     "expireAfter": "Never",
                 },
             },

@@ -86,14 +86,18 @@ class Pools:
     def add(
         self,
         name: str,
-        instance_types: list[str],
+        instance_types: list[str] | None,
         labels: dict[str, str],
         weight: int | None = None,
         consolidate_after: str = "Never",
+        gpu_names: list[str] | None = None,
     ) -> str:
         full = f"{self.fleet.id}-{name}"
         labels = {FLEET_LABEL: self.fleet.id, **labels}
-        pool = node_pool(full, instance_types, labels, weight, consolidate_after=consolidate_after)
+        pool = node_pool(
+            full, instance_types, labels, weight, consolidate_after=consolidate_after,
+            gpu_names=gpu_names,
+        )  # fmt: skip
         self.kube.request("POST", NODEPOOLS, pool)
         self.names.append(full)
         return full
@@ -382,6 +386,44 @@ def test_equal_weights_let_batch_scale_premium_and_doctor_says_so(
         "test_equal_weights_let_batch_scale_premium_and_doctor_says_so",
         took,
         created,
+    )
+
+
+def test_a_mixed_nodepool_serves_batch_and_mirrored_pods_pass_it_by(
+    fleet: Fleet, pools: Pools, registered: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A NodePool of every GPU model (selected by Karpenter's GPU label) can carry no class
+    label. Weighted first, it scales its cheapest type for a batch pod; a pod whose classes
+    the webhook mirrors passes it by for the premium pool. Doctor says why."""
+    pools.per_class()
+    mixed = pools.add("mixed", None, {}, weight=100, gpu_names=["h100", "l4", "t4"])
+    fleet.pod("embed", 1, workload="batch")
+    embed_node = fleet.bound("embed", timeout=120)
+    fleet.pod("chat", 1, workload="interactive", annotations={"required-classes": "premium"})
+    chat_node = fleet.bound("chat", timeout=120)
+
+    pool_of = {
+        n["metadata"]["name"]: n["metadata"]["labels"][NODEPOOL_LABEL] for n in pools.nodes()
+    }
+    assert pool_of[embed_node] == mixed
+    assert pool_of[chat_node] == f"{fleet.id}-premium"
+    nodes = {n["metadata"]["name"]: n for n in pools.nodes()}
+    assert nodes[embed_node]["metadata"]["labels"][INSTANCE_TYPE] == "g4dn.xlarge"
+    _, report = run(
+        capsys,
+        "doctor",
+        "--kubeconfig",
+        str(fleet.kube.kubeconfig),
+        "--policy",
+        str(EXAMPLE_POLICY),
+    )
+    found = {f["code"] for f in report["findings"] if f["subject"] == f"NodePool/{mixed}"}
+    assert "template-without-class-label" in found
+    record(
+        "6. a mixed NodePool weighted first: a batch pod, then a premium pod",
+        "test_a_mixed_nodepool_serves_batch_and_mirrored_pods_pass_it_by",
+        None,
+        list(nodes.values()),
     )
 
 
