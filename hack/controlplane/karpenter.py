@@ -104,8 +104,15 @@ def install_crds(kube: Kube, directory: Path) -> None:
     names = []
     for path in sorted((directory / "crds").glob("*.yaml")):
         crd = yaml.safe_load(path.read_text())
-        names.append(crd["metadata"]["name"])
-        kube.request("POST", CRDS, crd, ok=(201, 409))
+        name = crd["metadata"]["name"]
+        names.append(name)
+        status, _ = kube.call("POST", CRDS, crd)
+        if status == 409:  # there already: made ours, whoever made it before
+            current = kube.request("GET", f"{CRDS}/{name}")
+            crd["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+            kube.request("PUT", f"{CRDS}/{name}", crd)
+        elif status != 201:
+            raise LocalClusterError(f"creating CRD {name}: HTTP {status}")
     deadline = time.monotonic() + 30
     for name in names:
         while True:

@@ -12,17 +12,16 @@ import localcluster  # hack/, on pytest's pythonpath
 import orjson
 import pytest
 import yaml
-from localcluster import ApiError, Kube
+from controlplane.karpenter import NODEPOOLS, build_karpenter, install_crds, node_pool
 
 from extender.cli.main import main
 from extender.doctor.templates import ASG_LABEL_TAG
-from tests.integration.fleet import FLEET_LABEL, PREFIX, Fleet, wait_for
+from tests.integration.fleet import FLEET_LABEL, PREFIX, Fleet
 from tests.integration.stack import EXAMPLE_POLICY, LocalStack
 
 CLASS = f"{PREFIX}class"
 GPU_NAME = "karpenter.k8s.aws/instance-gpu-name"
 ASG_INSTANCE_TYPE = ASG_LABEL_TAG + "node.kubernetes.io/instance-type"
-NODEPOOL_CRD = "nodepools.karpenter.sh"
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, Any]:
@@ -161,83 +160,22 @@ def test_pending_pods_our_rules_block_are_explained_with_what_would_admit_them(
 
 @pytest.fixture
 def nodepools(fleet: Fleet) -> Iterator[list[str]]:
-    """Karpenter's NodePool CRD (its schema reduced to what we read); NodePools made through
-    the returned list are deleted after the test."""
-    kube = fleet.kube
-    try:
-        kube.request(
-            "GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{NODEPOOL_CRD}"
-        )
-    except ApiError as exc:
-        if exc.status != 404:
-            raise
-        kube.request(
-            "POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", nodepool_crd()
-        )
-    wait_for(lambda: _established(kube), 20, "the NodePool CRD to be established")
+    """Karpenter's CRDs, of the version `make karpenter` builds; NodePools made through the
+    returned list are deleted after the test (Karpenter itself does not run here)."""
+    install_crds(fleet.kube, build_karpenter())
     created: list[str] = []
     yield created
     for name in created:
-        kube.request("DELETE", f"/apis/karpenter.sh/v1/nodepools/{name}")
-
-
-def _established(kube: Kube) -> bool:
-    crd = kube.request(
-        "GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{NODEPOOL_CRD}"
-    )
-    # A CRD just created reports `"conditions": null` until the API server has looked at it.
-    conditions = (crd.get("status") or {}).get("conditions") or []
-    return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
-
-
-def nodepool_crd() -> dict[str, Any]:
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": NODEPOOL_CRD},
-        "spec": {
-            "group": "karpenter.sh",
-            "scope": "Cluster",
-            "names": {
-                "kind": "NodePool",
-                "plural": "nodepools",
-                "singular": "nodepool",
-                "listKind": "NodePoolList",
-            },
-            "versions": [
-                {
-                    "name": "v1",
-                    "served": True,
-                    "storage": True,
-                    "schema": {
-                        "openAPIV3Schema": {
-                            "type": "object",
-                            "x-kubernetes-preserve-unknown-fields": True,
-                        }
-                    },
-                }
-            ],
-        },
-    }
+        fleet.kube.request("DELETE", f"{NODEPOOLS}/{name}")
 
 
 def make_nodepool(
     fleet: Fleet, created: list[str], name: str, gpus: list[str], labels: dict[str, str]
 ) -> str:
     full = f"{fleet.id}-{name}"
-    body = {
-        "apiVersion": "karpenter.sh/v1",
-        "kind": "NodePool",
-        "metadata": {"name": full},
-        "spec": {
-            "template": {
-                # The fleet's pods select their fleet: its templates carry the label too.
-                "metadata": {"labels": {FLEET_LABEL: fleet.id, **labels}},
-                "spec": {"requirements": [{"key": GPU_NAME, "operator": "In", "values": gpus}]},
-            }
-        },
-    }
-    fleet.kube.request("POST", "/apis/karpenter.sh/v1/nodepools", body)
+    # The fleet's pods select their fleet: its templates carry the label too.
+    body = node_pool(full, None, {FLEET_LABEL: fleet.id, **labels}, gpu_names=gpus)
+    fleet.kube.request("POST", NODEPOOLS, body)
     created.append(full)
     return f"NodePool/{full}"
 
@@ -414,7 +352,7 @@ def test_an_identity_that_may_not_list_nodepools_gets_a_finding_not_a_failure(
         )
         argv = ["doctor", "--kubeconfig", str(kubeconfig), "--policy", str(EXAMPLE_POLICY)]
         _, report = run(capsys, *argv)
-        unreadable = finding(report, "templates-unreadable", NODEPOOL_CRD)
+        unreadable = finding(report, "templates-unreadable", "nodepools.karpenter.sh")
         assert "403" in unreadable["message"]
         assert "grant list on nodepools.karpenter.sh" in unreadable["fix"]
     finally:
