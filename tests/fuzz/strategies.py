@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 PREFIX = "gpuclass.example.io/"
 GPU = "nvidia.com/gpu"
-VERBS = ("/filter", "/prioritize", "/bind", "/debug/explain")
+VERBS = ("/filter", "/prioritize", "/bind", "/debug/explain", "/mutate")
 BIG_NODE_COUNT = 20_000
 DEPTHS = (10, 100, 600, 5000)
 
@@ -203,7 +203,9 @@ RAW_NOT_HTTP = (
     b"POST /filter HTTP/1.1\r\nX: " + b"a" * 70000 + b"\r\n\r\n",
     b"POST /filter HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n{}",
 )
-KINDS = ("filter", "prioritize", "filter", "prioritize", "bind", "explain", "body", "raw")
+KINDS = (
+    "filter", "prioritize", "filter", "prioritize", "bind", "explain", "mutate", "body", "raw"
+)  # fmt: skip
 BATCH = 25
 """Requests built per Hypothesis example: Hypothesis draws the ingredients (a pod, nodes,
 names, bytes, a seed), a seeded generator bends them BATCH ways; drawing every request
@@ -230,6 +232,20 @@ def requests(draw: st.DrawFn, known: list[str]) -> list[FuzzRequest]:
             batch.append(FuzzRequest(kind, path=f"/{kind}", body=_encode(bend(rng, args))))
         elif kind == "bind":
             batch.append(FuzzRequest(kind, path="/bind", body=_encode(bend(rng, binding))))
+        elif kind == "mutate":
+            review = {
+                "apiVersion": "admission.k8s.io/v1",
+                "kind": "AdmissionReview",
+                "request": {
+                    "uid": "fuzz",
+                    "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                    "resource": {"group": "", "version": "v1", "resource": "pods"},
+                    "namespace": "fuzz",
+                    "operation": "CREATE",
+                    "object": pod,
+                },
+            }
+            batch.append(FuzzRequest(kind, path="/mutate", body=_encode(bend(rng, review))))
         elif kind == "explain":
             body = _encode(bend(rng, pod)) if rng.randrange(3) else text.encode()
             batch.append(FuzzRequest(kind, path="/debug/explain", body=body))

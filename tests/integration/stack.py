@@ -95,7 +95,7 @@ class LocalStack:
             kubeconfig=self.cluster.kubeconfig,
             policy=self.policy_path,
             log=workdir / "extender.log",
-            extra_args=("--policy-poll-seconds", "0.2"),
+            extra_args=("--policy-poll-seconds", "0.2", "--admission-webhook"),
         )
         self.settings: SchedulerSettings | None = None
 

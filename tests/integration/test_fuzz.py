@@ -40,7 +40,7 @@ def test_the_extender_holds_under_fuzzed_requests(local: LocalStack, fleet: Flee
     assert report.probe_unchanged
     assert report.rss_growth <= 0.10, report.summary()
     # Every kind of request was exercised, well-formed and not.
-    kinds = {"filter", "prioritize", "bind", "explain", "body", "raw"}
+    kinds = {"filter", "prioritize", "bind", "explain", "mutate", "body", "raw"}
     assert set(report.kinds) == kinds
     assert {"200", "400"} <= set(report.statuses)
 
