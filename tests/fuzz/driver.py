@@ -56,6 +56,8 @@ class FuzzReport:
     rss_before_kib: int = 0
     rss_after_kib: int = 0
     probe_unchanged: bool = False
+    # (requests sent, RSS KiB) after each chunk: a plateau and a leak read apart.
+    rss_samples: list[tuple[int, int]] = field(default_factory=list)
 
     @property
     def rss_growth(self) -> float:
@@ -75,6 +77,16 @@ class FuzzReport:
             f"{'unchanged' if self.probe_unchanged else 'CHANGED'}; "
             f"{len(self.violations)} violation(s)"
         )
+
+    def rss_course(self, points: int = 10) -> str:
+        """About `points` of the RSS samples, evenly spaced over the run."""
+        if not self.rss_samples:
+            return "not sampled"
+        step = max(1, len(self.rss_samples) // points)
+        picked = self.rss_samples[step - 1 :: step]
+        if picked[-1] != self.rss_samples[-1]:
+            picked.append(self.rss_samples[-1])
+        return ", ".join(f"{sent:,}: {kib / 1024:.1f}" for sent, kib in picked)
 
     def markdown(self, command: str) -> str:
         """The report `make fuzz` writes: what ran, each check against its threshold (fixed
@@ -106,6 +118,7 @@ class FuzzReport:
             f"({self.sent / max(self.seconds, 1e-9):.0f}/s)",
             f"- requests by kind: {kinds}",
             f"- answers: {statuses}",
+            f"- RSS as the run went (requests sent: MiB): {self.rss_course()}",
             "",
             "| check | figure | threshold | holds |",
             "|---|---|---|---|",
@@ -256,6 +269,7 @@ def fuzz(
     while report.sent < requests_wanted and time.monotonic() < deadline:
         for_each_batch(known, CHUNK, seed * 1_000_003 + chunk_index, send_batch)
         chunk_index += 1
+        report.rss_samples.append((report.sent, target.rss_kib()))
         if progress is not None:
             progress(report)
     report.seconds = time.monotonic() - started
