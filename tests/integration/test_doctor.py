@@ -14,20 +14,14 @@ import pytest
 import yaml
 from controlplane.karpenter import NODEPOOLS, build_karpenter, install_crds, node_pool
 
-from extender.cli.main import main
 from extender.doctor.templates import ASG_LABEL_TAG
+from tests.integration.cli import run
 from tests.integration.fleet import FLEET_LABEL, PREFIX, Fleet
 from tests.integration.stack import EXAMPLE_POLICY, LocalStack
 
 CLASS = f"{PREFIX}class"
 GPU_NAME = "karpenter.k8s.aws/instance-gpu-name"
 ASG_INSTANCE_TYPE = ASG_LABEL_TAG + "node.kubernetes.io/instance-type"
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, Any]:
-    code = main([*argv, "-o", "json"])
-    out = capsys.readouterr().out
-    return code, orjson.loads(out)
 
 
 def found(report: dict[str, Any]) -> set[tuple[str, str]]:

@@ -8,23 +8,16 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-import orjson
 import pytest
 from localcluster import gfd_labels, gke_labels, karpenter_labels
 
-from extender.cli.main import main
+from tests.integration.cli import doctor, run
 from tests.integration.fleet import Fleet
-from tests.integration.stack import EXAMPLE_POLICY, LocalStack
+from tests.integration.stack import LocalStack
 
 Labeller = Callable[[str, int], dict[str, str]]
 MEMORY = "nvidia.com/gpu.memory"
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, Any]:
-    code = main([*argv, "-o", "json"])
-    return code, orjson.loads(capsys.readouterr().out)
 
 
 @pytest.mark.parametrize(
@@ -77,14 +70,7 @@ def test_doctor_names_the_label_an_unsized_fleet_lacks(
     reason = fleet.pending_reason("chat")
     assert f"no {MEMORY} known for this node (product A100)" in reason
 
-    code, report = run(
-        capsys,
-        "doctor",
-        "--kubeconfig",
-        str(fleet.kube.kubeconfig),
-        "--policy",
-        str(EXAMPLE_POLICY),
-    )
+    code, report = doctor(capsys, fleet)
 
     assert code == 1
     subject = f"pod/{fleet.namespace}/chat"

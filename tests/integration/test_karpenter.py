@@ -28,9 +28,9 @@ from controlplane.karpenter import (
 )
 from localcluster import Kube
 
-from extender.cli.main import main
+from tests.integration.cli import doctor, findings_on
 from tests.integration.fleet import FLEET_LABEL, PREFIX, Fleet, wait_for
-from tests.integration.stack import EXAMPLE_POLICY, LocalStack
+from tests.integration.stack import LocalStack
 
 CLASS_LABEL = f"{PREFIX}class"
 REQUIRED = "requiredDuringSchedulingIgnoredDuringExecution"
@@ -245,17 +245,10 @@ def test_without_the_webhook_karpenter_adds_the_cheapest_node_and_doctor_says_wh
     assert classes(created) == ["economy"]
     reason = fleet.failed_scheduling("chat")[-1]
     assert "GPU class economy (T4-16GB) is below the required tier premium" in reason
-    code, report = run(
-        capsys,
-        "doctor",
-        "--kubeconfig",
-        str(fleet.kube.kubeconfig),
-        "--policy",
-        str(EXAMPLE_POLICY),
-    )
+    code, report = doctor(capsys, fleet)
     assert code == 1
     subject = f"pod/{fleet.namespace}/chat"
-    found = {f["code"]: f for f in report["findings"] if f["subject"] == subject}
+    found = findings_on(report, subject)
     assert "scale-up-wrong-class" in found, sorted(found)
     assert f"{fleet.id}-economy" in found["scale-up-wrong-class"]["message"]
     assert "enable the admission webhook" in found["scale-up-wrong-class"]["fix"]
@@ -280,17 +273,10 @@ def test_a_selector_on_labels_only_gfd_sets_blocks_scale_up_and_doctor_names_it(
     fleet.still_pending("chat", 15)
 
     assert pools.nodes() == []
-    code, report = run(
-        capsys,
-        "doctor",
-        "--kubeconfig",
-        str(fleet.kube.kubeconfig),
-        "--policy",
-        str(EXAMPLE_POLICY),
-    )
+    code, report = doctor(capsys, fleet)
     assert code == 0  # a warning: the pod's own selector is what keeps it Pending
     subject = f"pod/{fleet.namespace}/chat"
-    found = {f["code"]: f for f in report["findings"] if f["subject"] == subject}
+    found = findings_on(report, subject)
     assert (
         "no template sets nvidia.com/gpu.product (set by NVIDIA GPU Feature Discovery"
         in (found["no-template-for-pod"]["message"])
@@ -347,11 +333,6 @@ def test_batch_bursts_scale_cheaper_pools_and_interactive_bursts_premium_no_more
     )
 
 
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, Any]:
-    code = main([*argv, "-o", "json"])
-    return code, json.loads(capsys.readouterr().out)
-
-
 def test_equal_weights_let_batch_scale_premium_and_doctor_says_so(
     fleet: Fleet, pools: Pools, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -369,16 +350,9 @@ def test_equal_weights_let_batch_scale_premium_and_doctor_says_so(
 
     created = pools.nodes()
     assert classes(created) == ["premium"]
-    _, report = run(
-        capsys,
-        "doctor",
-        "--kubeconfig",
-        str(fleet.kube.kubeconfig),
-        "--policy",
-        str(EXAMPLE_POLICY),
-    )
+    _, report = doctor(capsys, fleet)
     subject = f"NodePool/{fleet.id}-c-premium"
-    (found,) = [f for f in report["findings"] if f["subject"] == subject]
+    (found,) = findings_on(report, subject).values()
     assert found["code"] == "costly-nodepool-first"
     assert "batch" in found["message"]
     record(
@@ -409,16 +383,8 @@ def test_a_mixed_nodepool_serves_batch_and_mirrored_pods_pass_it_by(
     assert pool_of[chat_node] == f"{fleet.id}-premium"
     nodes = {n["metadata"]["name"]: n for n in pools.nodes()}
     assert nodes[embed_node]["metadata"]["labels"][INSTANCE_TYPE] == "g4dn.xlarge"
-    _, report = run(
-        capsys,
-        "doctor",
-        "--kubeconfig",
-        str(fleet.kube.kubeconfig),
-        "--policy",
-        str(EXAMPLE_POLICY),
-    )
-    found = {f["code"] for f in report["findings"] if f["subject"] == f"NodePool/{mixed}"}
-    assert "template-without-class-label" in found
+    _, report = doctor(capsys, fleet)
+    assert "template-without-class-label" in findings_on(report, f"NodePool/{mixed}")
     record(
         "6. a mixed NodePool weighted first: a batch pod, then a premium pod",
         "test_a_mixed_nodepool_serves_batch_and_mirrored_pods_pass_it_by",
