@@ -36,7 +36,7 @@ def commit() -> str:
 def nodes_cell(nodes: list[dict[str, str | None]]) -> str:
     if not nodes:
         return "none"
-    counts = Counter(f"{n['instanceType']} ({n['class']})" for n in nodes)
+    counts = Counter(f"{n['instanceType']} ({n['class'] or 'no class label'})" for n in nodes)
     return ", ".join(f"{count} x {name}" for name, count in sorted(counts.items()))
 
 
