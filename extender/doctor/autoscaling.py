@@ -20,8 +20,9 @@ from extender.doctor.templates import (
     creatable_classes,
     gpu_templates,
 )
-from extender.policy.compiled import ClassName, Policy, WorkloadDefaults
+from extender.policy.compiled import ClassName, Policy
 from extender.policy.gpu_facts import label_origin
+from extender.policy.loader import allowed_classes
 
 
 def check(inputs: DoctorInputs) -> Iterator[Finding]:
@@ -166,16 +167,18 @@ def _nodepool_order(
     pools.sort(key=lambda p: p[0].name, reverse=True)
     pools.sort(key=lambda p: -p[0].weight)  # stable: names stay reversed within a weight
     for i, (first, costly) in enumerate(pools):
+        # Later pools wholly below this one's cheapest class, with the workloads that may
+        # use both (those pods scale this pool first).
         later = [
-            (t, cheap)
+            (t, cheap, workloads)
             for t, cheap in pools[i + 1 :]
             if policy.rank_of[costly[-1]] < policy.rank_of[cheap[0]]
-            and _workloads_allowing(policy, costly[-1], cheap[0])
+            and (workloads := _workloads_allowing(policy, costly[-1], cheap[0]))
         ]
         if not later:
             continue
-        cheaper = ", ".join(f"{t.subject} ({'/'.join(c)}, weight {t.weight})" for t, c in later)
-        workloads = _workloads_allowing(policy, costly[-1], later[0][1][0])
+        cheaper = ", ".join(f"{t.subject} ({'/'.join(c)}, weight {t.weight})" for t, c, _ in later)
+        _, nearest, workloads = later[0]
         yield Finding(
             "warning",
             "autoscaling",
@@ -184,7 +187,7 @@ def _nodepool_order(
             f"Karpenter tries it ({'/'.join(costly)}, weight {first.weight}) before {cheaper}: "
             f"it takes the first pool that fits a pod, by weight and then name in reverse, so "
             f"{'/'.join(workloads)} pods, which may use either, scale {costly[-1]} while "
-            f"{later[0][1][0]} could hold them",
+            f"{nearest[0]} could hold them",
             f"give the NodePools of cheaper classes a higher spec.weight than "
             f"{first.weight} (e.g. one step per tier, cheapest highest)",
         )
@@ -192,16 +195,16 @@ def _nodepool_order(
 
 def _workloads_allowing(policy: Policy, *classes: ClassName) -> list[str]:
     """Workload classes whose defaults allow every one of these GPU classes."""
-
-    def allows(defaults: WorkloadDefaults, name: ClassName) -> bool:
-        if defaults.required_classes is not None and name not in defaults.required_classes:
-            return False
-        if name in defaults.excluded_classes:
-            return False
-        floor = policy.rank(defaults.min_class)
-        return floor is None or policy.rank_of[name] <= floor
-
-    return sorted(w for w, d in policy.workloads.items() if all(allows(d, c) for c in classes))
+    return sorted(
+        name
+        for name, d in policy.workloads.items()
+        if set(classes)
+        <= set(
+            allowed_classes(
+                list(policy.class_names), d.required_classes, d.min_class, d.excluded_classes
+            )
+        )
+    )
 
 
 def _labels_no_template_sets(pending: PendingPod, templates: list[NodeTemplate]) -> list[str]:
