@@ -111,18 +111,16 @@ class Fleet:
 
     # ---- pods ----------------------------------------------------------------------------
 
-    def pod(
+    def pod_template(
         self,
-        name: str,
         gpus: int = 1,
         workload: str | None = None,
         annotations: dict[str, str] | None = None,
-        node_name: str | None = None,
         cpu: str = "1",
         node_selector: dict[str, str] | None = None,
-    ) -> str:
-        """Create a pod for our scheduler (or bound to `node_name` directly); it selects the
-        fleet's nodes, and `node_selector` besides."""
+    ) -> dict[str, Any]:
+        """Metadata and spec of a pod for our scheduler that selects the fleet's nodes, and
+        `node_selector` besides (for pods, and the templates of workloads)."""
         labels = {f"{PREFIX}workload": workload} if workload else {}
         resources: dict[str, Any] = {"requests": {"cpu": cpu, "memory": "1Gi"}}
         if gpus:
@@ -139,18 +137,31 @@ class Fleet:
             ],
             "containers": [{"name": "main", "image": "example/app:1", "resources": resources}],
         }
-        if node_name:
-            spec["nodeName"] = node_name
+        metadata = {
+            "labels": labels,
+            "annotations": {PREFIX + k: v for k, v in (annotations or {}).items()},
+        }
+        return {"metadata": metadata, "spec": spec}
+
+    def pod(
+        self,
+        name: str,
+        gpus: int = 1,
+        workload: str | None = None,
+        annotations: dict[str, str] | None = None,
+        node_name: str | None = None,
+        cpu: str = "1",
+        node_selector: dict[str, str] | None = None,
+    ) -> str:
+        """Create a pod of `pod_template` (or bound to `node_name` directly)."""
         manifest = {
             "apiVersion": "v1",
             "kind": "Pod",
-            "metadata": {
-                "name": name,
-                "labels": labels,
-                "annotations": {PREFIX + k: v for k, v in (annotations or {}).items()},
-            },
-            "spec": spec,
+            **self.pod_template(gpus, workload, annotations, cpu, node_selector),
         }
+        manifest["metadata"]["name"] = name
+        if node_name:
+            manifest["spec"]["nodeName"] = node_name
         self.kube.request("POST", f"/api/v1/namespaces/{self.namespace}/pods", manifest)
         self.pods.append(name)
         return name

@@ -404,28 +404,12 @@ def controller_manager(autoscaler: Autoscaler, stack: Any) -> Iterator[None]:
         stack.cluster.stop_controller_manager()
 
 
-def deployment(fleet: Fleet, name: str, replicas: int, workload: str, **annotations: str) -> None:
-    template = {
-        "metadata": {
-            "labels": {"app": name, f"{PREFIX}workload": workload},
-            "annotations": {PREFIX + k.replace("_", "-"): v for k, v in annotations.items()},
-        },
-        "spec": {
-            "schedulerName": "gpu-scheduler",
-            "nodeSelector": {FLEET_LABEL: fleet.id},
-            "terminationGracePeriodSeconds": 0,
-            "containers": [
-                {
-                    "name": "main",
-                    "image": "example/app:1",
-                    "resources": {
-                        "requests": {"cpu": "1", "memory": "1Gi", "nvidia.com/gpu": "1"},
-                        "limits": {"nvidia.com/gpu": "1"},
-                    },
-                }
-            ],
-        },
-    }
+def deployment(
+    fleet: Fleet, name: str, replicas: int, workload: str, annotations: dict[str, str] | None = None
+) -> None:
+    template = fleet.pod_template(1, workload, annotations)
+    template["metadata"]["labels"]["app"] = name
+    template["spec"]["terminationGracePeriodSeconds"] = 0
     manifest = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -488,7 +472,7 @@ def test_pods_displaced_by_consolidation_are_placed_again_by_our_rules(
     pools.per_class(consolidate_after="0s")
     deployment(fleet, "embed", 2, "batch")
     wait_for(lambda: len([n for n in live_pods(fleet, "embed").values() if n]) == 2, 60, "embed")
-    deployment(fleet, "chat", 10, "interactive", required_classes="premium")
+    deployment(fleet, "chat", 10, "interactive", {"required-classes": "premium"})
     wait_for(lambda: len([n for n in live_pods(fleet, "chat").values() if n]) == 10, 180, "chat")
     before = premium_nodes(pools)
     assert len(before) == 2
