@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -32,6 +32,8 @@ class ClusterView(Protocol):
 
     @property
     def shape_generation(self) -> int: ...
+
+    def shape_changes_since(self, generation: int) -> Sequence[str] | None: ...
 
     grouping_memo: object
 

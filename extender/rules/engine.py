@@ -291,15 +291,21 @@ def _group(names: Sequence[str], lookup: NodeLookup, shape_of: ShapeOf | None) -
     # One dict both drops duplicate names (the protocol forbids them in answers) and maps
     # each name to its group.
     group_of = dict(zip(names, map(shape_of, names), strict=True))
-    keys = list(group_of.values())
-    one_of_each = dict(zip(keys, group_of, strict=True))
+    return _grouped(list(group_of), list(group_of.values()), lookup)
+
+
+def _grouped(names: list[str], keys: list[Hashable | None], lookup: NodeLookup) -> _Grouped:
+    one_of_each = dict(zip(keys, names, strict=True))
     one_of_each.pop(None, None)
     members = dict(zip(one_of_each, map(lookup, one_of_each.values()), strict=True))
-    return _Grouped(list(group_of), keys, members)  # type: ignore[arg-type]
+    return _Grouped(names, keys, members)  # type: ignore[arg-type]
 
 
 # Below this many nodes grouping costs less than checking whether it can be reused.
 _GROUPING_MEMO_MIN_NODES = 64
+# Groupings kept: a pod's filter names every node, its prioritize those that passed, which
+# differ by workload class; one each for a few classes.
+_GROUPING_MEMOS = 4
 
 
 @dataclass(slots=True)
@@ -307,24 +313,55 @@ class _GroupingMemo:
     generation: int
     names: Sequence[str]
     grouped: _Grouped
+    index: dict[str, int] | None = None  # name -> position in grouped.names, once needed
 
 
 def _group_in(
     names: Sequence[str], lookup: NodeLookup, shape_of: ShapeOf | None, cluster: ClusterView
 ) -> _Grouped:
-    """_group, reusing the cluster's last grouping when the request names the same nodes
-    and no node's shape changed since (a pod's prioritize right after its filter: the
-    scheduler sends the nodes that passed, usually all it sent)."""
+    """_group, reusing a recent grouping of the same nodes: as it was when no node's shape
+    changed since, else with the nodes that changed looked up again. Every bind reshapes a
+    node, so between two requests a few nodes of thousands have usually changed."""
     if shape_of is None or len(names) < _GROUPING_MEMO_MIN_NODES:
         return _group(names, lookup, shape_of)
     generation = cluster.shape_generation
-    memo = cluster.grouping_memo
-    if isinstance(memo, _GroupingMemo) and memo.generation == generation and memo.names == names:
+    memos: list[_GroupingMemo] = (
+        cluster.grouping_memo if isinstance(cluster.grouping_memo, list) else []
+    )
+    for i, memo in enumerate(memos):
+        if len(memo.names) != len(names) or memo.names != names:
+            continue
+        del memos[i]
+        if memo.generation != generation:
+            changed = cluster.shape_changes_since(memo.generation)
+            if changed is None or len(changed) > len(names) // 8:
+                break  # cheaper, or only possible, to group again
+            memo.grouped = _regroup(memo, changed, lookup, shape_of)
+            memo.generation = generation
+        memos.insert(0, memo)
         return memo.grouped
     grouped = _group(names, lookup, shape_of)
     # A copy (of pointers only): a caller may reuse its list with other nodes.
-    cluster.grouping_memo = _GroupingMemo(generation, list(names), grouped)
+    memos.insert(0, _GroupingMemo(generation, list(names), grouped))
+    del memos[_GROUPING_MEMOS:]
+    cluster.grouping_memo = memos
     return grouped
+
+
+def _regroup(
+    memo: _GroupingMemo, changed: Sequence[str], lookup: NodeLookup, shape_of: ShapeOf
+) -> _Grouped:
+    """The memo's grouping with the shapes of `changed` looked up again (a new _Grouped: a
+    FilterResult of an earlier request may still read the old one)."""
+    old = memo.grouped
+    if memo.index is None:
+        memo.index = {name: i for i, name in enumerate(old.names)}
+    index, keys = memo.index, list(old.keys)
+    for name in changed:
+        i = index.get(name)
+        if i is not None:
+            keys[i] = shape_of(name)
+    return _grouped(old.names, keys, lookup)
 
 
 def _per_node(grouped: _Grouped, value_of: dict[Hashable | None, _V]) -> list[_V]:

@@ -22,7 +22,7 @@ import sys
 import time
 import weakref
 from collections import Counter
-from collections.abc import Callable, Hashable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal, TypeVar
 
@@ -152,8 +152,11 @@ class ClusterCache:
         self._shapes = ShapeTable()
         self._shape_by_name: dict[str, NodeShape] = {}
         self._shape_generation = 0  # bumped whenever a node's shape may have changed
-        # Scratch for the rules engine: the nodes of its last request grouped by shape, for
-        # the next request naming the same nodes at the same generation (engine._group).
+        # The nodes whose shape changed, one per generation since _reshaped_from: a grouping
+        # of many nodes is brought up to date by looking these up again (engine._group_in).
+        self._reshaped: list[str] = []
+        self._reshaped_from = 0
+        # Scratch for the rules engine: the nodes of its last requests grouped by shape.
         self.grouping_memo: object = None
         self._in_flight: dict[str, InFlight] = {}
         self._interned = _Interned()
@@ -277,6 +280,13 @@ class ClusterCache:
         """Changes whenever a node's shape may have: equal generations, equal shapes."""
         return self._shape_generation
 
+    def shape_changes_since(self, generation: int) -> Sequence[str] | None:
+        """The nodes whose shape changed after `generation` (a name may repeat), or None
+        when that is no longer known (too long ago, or a change to every node)."""
+        if generation < self._reshaped_from:
+            return None
+        return self._reshaped[generation - self._reshaped_from :]
+
     def rule_memo(self, key: Hashable) -> dict[Hashable, object]:
         """A scratch dict for the rules engine, emptied whenever something a rule reads
         beyond a node's shape changes: the class usage headroom rules read, the usage of
@@ -381,7 +391,7 @@ class ClusterCache:
         self._remove_node_totals(features)
         del self._nodes[name]
         del self._shape_by_name[name]
-        self._shape_generation += 1
+        self._shape_changed(name)
         # Its pods stay bound to the name (as for a pod seen before its node), so they are
         # charged again if the node comes back before their own delete events.
         for record in pods:
@@ -610,7 +620,7 @@ class ClusterCache:
         records = list(self._pods.values())
         self._nodes.clear()
         self._shape_by_name.clear()
-        self._shape_generation += 1
+        self._shape_changed(None)
         self._pods_on.clear()
         self._domains.clear()
         self._classes.clear()
@@ -683,7 +693,16 @@ class ClusterCache:
     def _reshape(self, features: NodeFeatures) -> None:
         shape = self._shapes.shape_of(features, self._policy)
         features.shape = self._shape_by_name[features.name] = shape
+        self._shape_changed(features.name)
+
+    def _shape_changed(self, name: str | None) -> None:
+        """A new generation: `name`'s shape changed, or (None) any node's may have."""
         self._shape_generation += 1
+        if name is None or len(self._reshaped) >= _RESHAPED_LOG:
+            self._reshaped.clear()
+            self._reshaped_from = self._shape_generation
+        else:
+            self._reshaped.append(name)
 
     def _account(
         self, features: NodeFeatures, record: PodRecord, sign: int, free_delta: int
@@ -727,6 +746,7 @@ class ClusterCache:
 
 
 _MAX_MEMOS = 1024
+_RESHAPED_LOG = 4096  # names of reshaped nodes kept; past it, groupings are rebuilt
 MAX_NOTED = 1024
 """Pods only a filter call told us of, at most: the oldest is forgotten first. A scheduler
 binds within seconds of its filter, so this many in flight means a caller filtering pods

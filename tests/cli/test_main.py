@@ -16,7 +16,7 @@ from pytest_aiohttp import AiohttpClient
 from extender.cli.main import main
 from extender.wire import Node, Pod
 from tests.builders import EXAMPLE_POLICY, example_policy, make_cache, node_dict, pod_dict
-from tests.server.payloads import app_for, names_args
+from tests.server.payloads import app_for, names_args, priorities
 
 NODES: dict[str, tuple[str | None, int]] = {
     "gpu-h100": ("H100", 8),
@@ -208,7 +208,7 @@ async def test_explain_json_scores_equal_what_prioritize_returns_for_the_same_st
     client = await aiohttp_client(app_for(policy, cache))
     pod = yaml.safe_load(POD_YAML)
     response = await client.post("/prioritize", data=names_args(pod, list(NODES)))
-    scores = {p["Host"]: p["Score"] for p in await response.json()}
+    scores = priorities(await response.json(), list(NODES))
     assert {name: scores[name] for name in passed} == passed
     # The batch pod on gpu-l40s makes a difference the comparison would catch.
     assert passed["gpu-h100"] != passed["gpu-l40s"]

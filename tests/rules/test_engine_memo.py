@@ -216,3 +216,72 @@ def test_a_grouping_is_reused_only_while_no_node_changed_shape() -> None:
     assert passed(request) == [n for n in names if n != "h005"]
     request[:] = names[:70]
     assert passed(request) == [n for n in names[:70] if n != "h005"]
+
+
+MANY = 72  # past the size below which the engine groups every request afresh
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["all", "even", "first-half", "reversed"]),
+            st.sampled_from(["none", "bind", "unbind", "node", "delete-node", "policy"]),
+            st.integers(0, MANY - 1),
+        ),
+        min_size=1,
+        max_size=30,
+    ),
+    st.sampled_from(["interactive", "batch"]),
+)
+def test_groupings_brought_up_to_date_equal_groupings_made_afresh(
+    steps: list[tuple[str, str, int]], workload: str
+) -> None:
+    """Requests of many nodes reuse a recent grouping, looking up again only the nodes
+    whose shape changed since (binds, node updates, deletes); a policy change regroups
+    everything. Each answer must equal the one from a grouping made for that request."""
+    from tests.builders import example_policy
+
+    policy = example_policy()
+    nodes = [
+        make_node(f"n{i:03d}", *CONFIGS[i % 3][:2], labels=CONFIGS[i % 3][2]) for i in range(MANY)
+    ]
+    cache = make_cache(policy, nodes, [])
+    names = [n.metadata.name for n in nodes]
+    requests = {
+        "all": names,
+        "even": names[::2],
+        "first-half": names[: MANY // 2 + 40],
+        "reversed": names[::-1],
+    }
+    pod = make_pod("incoming", 1, workload=workload, uid="u-incoming")
+    intent = pod_intent(pod, policy)
+
+    def answer(request: list[str]) -> tuple[list[str], dict[str, str], dict[str, str]]:
+        result = filter_nodes(intent, request, cache.node_lookup, cache, policy, cache.shape_lookup)
+        return result.passed, result.failed, result.unresolvable
+
+    bound: list[str] = []
+    for step, (which, change, i) in enumerate(steps):
+        request = list(requests[which])
+        reused = answer(request)
+        memos, cache.grouping_memo = cache.grouping_memo, None
+        assert reused == answer(request)
+        cache.grouping_memo = memos
+        node = names[i]
+        if change == "bind":
+            uid = f"b{step}"
+            cache.upsert_pod(make_pod(uid, 1, workload="batch", uid=uid, node=node))
+            bound.append(uid)
+        elif change == "unbind" and bound:
+            cache.delete_pod(bound.pop(i % len(bound)))
+        elif change == "node":
+            product, gpus, labels = CONFIGS[(i + step) % len(CONFIGS)]
+            cache.upsert_node(
+                make_node(node, product, gpus, labels=labels, resource_version=f"v{step}")
+            )
+        elif change == "delete-node":
+            cache.delete_node(node)
+        elif change == "policy":
+            cache.set_policy(policy)
+    assert answer(list(names)) == answer(list(names))

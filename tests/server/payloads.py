@@ -178,6 +178,23 @@ def names_args(pod: dict[str, Any], names: list[str]) -> bytes:
     return json.dumps({"Pod": pod, "Nodes": None, "NodeNames": names}).encode()
 
 
+def priorities(answer: Any, hosts: list[str]) -> dict[str, int]:
+    """A prioritize answer read as kube-scheduler reads it: every host asked about, with 0
+    for a host the answer leaves out. Checks the shape on the way: a JSON array of
+    {"Host", "Score"} objects, request order, no host twice, no host it was not asked
+    about, int scores 1..10 (a 0 is left out, so one written is a wasted entry)."""
+    assert isinstance(answer, list)
+    named = [entry["Host"] for entry in answer]
+    assert len(set(named)) == len(named), f"a host twice: {named}"
+    assert [h for h in hosts if h in set(named)] == named, f"{named} not in order of {hosts}"
+    for entry in answer:
+        assert set(entry) == {"Host", "Score"}
+        assert type(entry["Score"]) is int
+        assert 1 <= entry["Score"] <= 10
+    scores = {entry["Host"]: entry["Score"] for entry in answer}
+    return {host: scores.get(host, 0) for host in hosts}
+
+
 def full_args(pod: dict[str, Any], nodes: list[dict[str, Any]]) -> tuple[bytes, list[bytes]]:
     """ExtenderArgs with nodeCacheCapable: false, and the exact bytes of each node item."""
     items = [json.dumps(n, indent=1).encode() for n in nodes]

@@ -32,6 +32,7 @@ from tests.server.payloads import (
     fleet_nodes,
     full_args,
     names_args,
+    priorities,
     scheduler_node,
     scheduler_pod,
 )
@@ -162,17 +163,7 @@ async def test_filter_accepts_lower_case_top_level_keys(client: Client) -> None:
 # ---- prioritize --------------------------------------------------------------------------
 
 
-def assert_priorities(answer: Any, hosts: list[str]) -> dict[str, int]:
-    assert isinstance(answer, list)
-    assert [entry["Host"] for entry in answer] == hosts
-    for entry in answer:
-        assert set(entry) == {"Host", "Score"}
-        assert type(entry["Score"]) is int
-        assert 0 <= entry["Score"] <= 10
-    return {entry["Host"]: entry["Score"] for entry in answer}
-
-
-async def test_prioritize_scores_every_input_node_with_an_int_from_0_to_10(
+async def test_prioritize_scores_input_nodes_with_ints_from_1_to_10_and_leaves_zeros_out(
     client: Client,
 ) -> None:
     response = await client.post("/prioritize", data=names_args(scheduler_pod(), ALL))
@@ -180,7 +171,7 @@ async def test_prioritize_scores_every_input_node_with_an_int_from_0_to_10(
     raw = await response.read()
     assert raw.startswith(b"[{")
     assert b"." not in raw.replace(b"gpu-", b"")  # no float scores anywhere
-    scores = assert_priorities(json.loads(raw), ALL)
+    scores = priorities(json.loads(raw), ALL)
     # Interactive prefers premium, then standard: premium is the request's best.
     assert scores["gpu-h100"] == 10
     assert scores["gpu-l40s"] < 10
@@ -191,12 +182,14 @@ async def test_prioritize_in_full_mode_scores_like_names_mode(client: Client) ->
     by_names = await post(client, "/prioritize", names_args(scheduler_pod(), names))
     body, _ = full_args(scheduler_pod(), [scheduler_node(n, *NODES[n]) for n in names])
     assert await post(client, "/prioritize", body) == by_names
-    assert_priorities(by_names, names)
+    priorities(by_names, names)
 
 
 async def test_prioritize_gives_an_unknown_node_score_zero(client: Client) -> None:
     answer = await post(client, "/prioritize", names_args(scheduler_pod(), ["gpu-h100", "ghost"]))
-    assert assert_priorities(answer, ["gpu-h100", "ghost"])["ghost"] == 0
+    assert priorities(answer, ["gpu-h100", "ghost"])["ghost"] == 0
+    # Left out, not written as 0: the scheduler reads an omitted host as 0.
+    assert [entry["Host"] for entry in answer] == ["gpu-h100"]
 
 
 # ---- bind --------------------------------------------------------------------------------
@@ -210,7 +203,7 @@ async def test_bind_writes_the_decision_record_on_the_binding_without_reading_th
 ) -> None:
     pod = scheduler_pod("infer-a")
     await post(client, "/filter", names_args(pod, ALL))
-    scores = assert_priorities(await post(client, "/prioritize", names_args(pod, ALL)), ALL)
+    scores = priorities(await post(client, "/prioritize", names_args(pod, ALL)), ALL)
     response = await client.post("/bind", data=bind_args(pod, "gpu-l40s"))
     assert response.status == 200
     assert await response.json() == {"Error": ""}
@@ -585,8 +578,7 @@ async def test_debug_explain_ranks_nodes_for_a_yaml_pod_like_filter_and_prioriti
         "gpu-t4": ("class_required", True),
         "cpu-1": ("class_required", True),
     }
-    priorities = await post(client, "/prioritize", names_args(scheduler_pod(), ALL))
-    scores = {p["Host"]: p["Score"] for p in priorities}
+    scores = priorities(await post(client, "/prioritize", names_args(scheduler_pod(), ALL)), ALL)
     for node in nodes:
         if node["passed"]:
             assert node["score"] == scores[node["node"]]

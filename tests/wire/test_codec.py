@@ -299,9 +299,10 @@ def test_a_names_mode_filter_result_has_exactly_the_protocol_keys() -> None:
     }
 
 
-def test_priorities_encode_as_an_array_of_host_and_int_score() -> None:
-    encoded = encode_priorities(["a", "b"], [10, 0])
-    assert encoded == b'[{"Host":"a","Score":10},{"Host":"b","Score":0}]'
+def test_priorities_encode_as_an_array_of_host_and_int_score_leaving_zeros_out() -> None:
+    encoded = encode_priorities(["a", "b", "c"], [10, 0, 3])
+    assert encoded == b'[{"Host":"a","Score":10},{"Host":"c","Score":3}]'
+    assert encode_priorities(["a", "b"], [0, 0]) == b"[]"
     assert encode_priorities([], []) == b"[]"
 
 
@@ -309,9 +310,13 @@ def test_priorities_encode_as_an_array_of_host_and_int_score() -> None:
     st.lists(st.text(), unique=True, max_size=20),
     st.data(),
 )
-def test_priorities_encode_as_msgspec_encodes_the_structs(names: list[str], data: Any) -> None:
+def test_priorities_encode_as_msgspec_encodes_the_nonzero_structs(
+    names: list[str], data: Any
+) -> None:
     scores = data.draw(st.lists(st.integers(0, 10), min_size=len(names), max_size=len(names)))
-    expected = msgspec.json.encode([HostPriority(n, s) for n, s in zip(names, scores, strict=True)])
+    expected = msgspec.json.encode(
+        [HostPriority(n, s) for n, s in zip(names, scores, strict=True) if s != 0]
+    )
     # Twice: the second answer is joined from the remembered JSON of each name.
     assert encode_priorities(names, scores) == expected
     assert encode_priorities(names, scores) == expected
