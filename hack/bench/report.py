@@ -245,6 +245,19 @@ def goals_table(report: Report) -> str:
                     _verdict(value.median, limit, at_least),
                 ]
             )
+        if "floor+bind" in configs:
+            # No limit: what the one Binding call costs the floor, a bound on the CPU goal
+            # for any extender that binds.
+            bound = res.ratio("floor+bind", "floor", _extender_cpu)
+            rows.append(
+                [
+                    "extender CPU per pod, floor+bind vs floor: the Binding call alone",
+                    size,
+                    bound.fmt(2),
+                    "-",
+                    "bounds the extender CPU goal",
+                ]
+            )
         if res.nodes == 5000 and res.ready().values:
             ready = res.ready()
             rows.append(
