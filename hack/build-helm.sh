@@ -2,9 +2,7 @@
 # Build the helm CLI from the Go module helm.sh/helm/v3 (Debian has no helm package)
 # into a per-version cache dir outside the repo, for the chart tests (tests/deploy/test_helm.py).
 #
-# `go install module@version` builds with helm's own go.mod and go.sum, checked against
-# the Go checksum database, so no go.mod of ours pins its dependencies.
-# Idempotent: if the binary and its build stamp exist in the cache dir, nothing is built.
+# Built as hack/go-install.sh builds (the module's own go.mod and go.sum); idempotent.
 #
 # Env:
 #   HELM_VERSION  default v3.22.0
@@ -27,29 +25,8 @@ for pkg in helm.sh/helm/v3/pkg/lint/rules helm.sh/helm/v3/pkg/chartutil; do
   LDFLAGS+=" -X $pkg.k8sVersionMajor=1 -X $pkg.k8sVersionMinor=37"
 done
 
-if [[ -z "${GO:-}" ]]; then
-  if command -v go >/dev/null 2>&1; then GO=go; else GO=/usr/local/go/bin/go; fi
-fi
-
-log() { echo "[build-helm] $*" >&2; }
-
-if [[ -x "$HELM_BIN_DIR/helm" && "$(cat "$HELM_BIN_DIR/.build-stamp" 2>/dev/null)" == "$STAMP" ]]; then
-  log "cached: helm in $HELM_BIN_DIR"
-else
-  mkdir -p "$HELM_BIN_DIR"
-  tmp="$(mktemp -d "$HELM_BIN_DIR/.build.XXXXXX")"
-  trap 'rm -rf "$tmp"' EXIT
-  log "building helm $HELM_VERSION ($("$GO" env GOVERSION)) -> $HELM_BIN_DIR (takes a few minutes)"
-  start=$SECONDS
-  # Outside any module, so that the repo's settings cannot leak into the build.
-  (
-    cd "$tmp"
-    GOBIN="$tmp" GOFLAGS=-mod=mod CGO_ENABLED=0 "$GO" install -trimpath \
-      -ldflags "$LDFLAGS" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
-  )
-  mv -f "$tmp/helm" "$HELM_BIN_DIR/helm"
-  echo "$STAMP" >"$HELM_BIN_DIR/.build-stamp"
-  log "built in $((SECONDS - start)) s"
-fi
+# shellcheck source=hack/go-install.sh
+source "$(dirname "${BASH_SOURCE[0]}")/go-install.sh"
+go_install_once helm "$HELM_BIN_DIR" helm "$STAMP" "$LDFLAGS" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
 
 echo "HELM_BIN=$HELM_BIN_DIR/helm"

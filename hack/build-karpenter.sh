@@ -3,9 +3,8 @@
 # cloud that creates Node objects) from its Go module into a per-version cache dir outside
 # the repo, with the CRDs it needs, for the autoscaling tests (tests/integration/test_karpenter.py).
 #
-# `go install module@version` builds with Karpenter's own go.mod and go.sum, checked against
-# the Go checksum database. v1.14.1 declares Go 1.26.6, which the machines here have.
-# Idempotent: if the binary and its build stamp exist in the cache dir, nothing is built.
+# Built as hack/go-install.sh builds (the module's own go.mod and go.sum); idempotent.
+# v1.14.1 declares Go 1.26.6, which the machines here have.
 #
 # Env:
 #   KARPENTER_VERSION  default v1.14.1
@@ -22,37 +21,21 @@ BUILD_RECIPE="2"
 STAMP="$KARPENTER_VERSION recipe=$BUILD_RECIPE"
 MODULE="sigs.k8s.io/karpenter"
 
-if [[ -z "${GO:-}" ]]; then
-  if command -v go >/dev/null 2>&1; then GO=go; else GO=/usr/local/go/bin/go; fi
-fi
-
-log() { echo "[build-karpenter] $*" >&2; }
-
-if [[ -x "$KARPENTER_DIR/karpenter-kwok" && "$(cat "$KARPENTER_DIR/.build-stamp" 2>/dev/null)" == "$STAMP" ]]; then
-  log "cached: karpenter-kwok in $KARPENTER_DIR"
-else
-  mkdir -p "$KARPENTER_DIR"
-  tmp="$(mktemp -d "$KARPENTER_DIR/.build.XXXXXX")"
-  trap 'rm -rf "$tmp"' EXIT
-  log "building karpenter-kwok $KARPENTER_VERSION ($("$GO" env GOVERSION)) -> $KARPENTER_DIR (takes a few minutes)"
-  start=$SECONDS
-  # Outside any module, so that the repo's settings cannot leak into the build.
-  (
-    cd "$tmp"
-    GOBIN="$tmp" GOFLAGS=-mod=mod CGO_ENABLED=0 "$GO" install -trimpath -ldflags "-s -w" \
-      "$MODULE/kwok@$KARPENTER_VERSION"
-  )
-  # The CRDs come from the same module version: Karpenter's own (NodePool, NodeClaim,
-  # NodeOverlay, CapacityBuffer) and the KWOK provider's node class (KWOKNodeClass).
-  source_dir="$(cd "$tmp" && GOFLAGS=-mod=mod "$GO" mod download -json "$MODULE@$KARPENTER_VERSION" |
+# The CRDs come from the same module version: Karpenter's own (NodePool, NodeClaim,
+# NodeOverlay, CapacityBuffer) and the KWOK provider's node class (KWOKNodeClass).
+copy_crds() {
+  local source_dir
+  source_dir="$(cd "$1" && GOFLAGS=-mod=mod "$GO" mod download -json "$MODULE@$KARPENTER_VERSION" |
     sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
   rm -rf "$KARPENTER_DIR/crds"
   mkdir -p "$KARPENTER_DIR/crds"
   cp "$source_dir"/pkg/apis/crds/*.yaml "$source_dir"/kwok/apis/crds/*.yaml "$KARPENTER_DIR/crds/"
   chmod u+w "$KARPENTER_DIR"/crds/*.yaml
-  mv -f "$tmp/kwok" "$KARPENTER_DIR/karpenter-kwok"
-  echo "$STAMP" >"$KARPENTER_DIR/.build-stamp"
-  log "built in $((SECONDS - start)) s"
-fi
+}
+
+# shellcheck source=hack/go-install.sh
+source "$(dirname "${BASH_SOURCE[0]}")/go-install.sh"
+go_install_once karpenter "$KARPENTER_DIR" karpenter-kwok "$STAMP" "-s -w" \
+  "$MODULE/kwok@$KARPENTER_VERSION" copy_crds
 
 echo "KARPENTER_DIR=$KARPENTER_DIR"
