@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from localcluster import GFD_PRODUCTS
+from controlplane.api import GFD_PRODUCTS
 
 from extender.policy import Policy, load_policy_file, load_policy_text
 from extender.state import ClusterCache
@@ -19,7 +19,9 @@ REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_POLICY = REPO / "manifests" / "base" / "policy.yaml"
 PREFIX = "gpuclass.example.io/"
 
-# GFD product label and memory (MiB) of real GPUs (hack/localcluster.py, on pythonpath).
+# GFD product label and memory (MiB) of real GPUs (hack/controlplane/api.py, on pythonpath;
+# not through localcluster, which brings the certificate builders: the benchmark server
+# builds its cache with these helpers and its memory must be serve's).
 PRODUCTS = GFD_PRODUCTS
 
 _uids = itertools.count(1)

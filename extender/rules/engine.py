@@ -341,8 +341,10 @@ def _group_in(
         memos.insert(0, memo)
         return memo.grouped
     grouped = _group(names, lookup, shape_of)
-    # A copy (of pointers only): a caller may reuse its list with other nodes.
-    memos.insert(0, _GroupingMemo(generation, list(names), grouped))
+    # A copy (of pointers only; the grouping's own when no name repeats): a caller may
+    # reuse its list with other nodes.
+    kept = grouped.names if len(grouped.names) == len(names) else list(names)
+    memos.insert(0, _GroupingMemo(generation, kept, grouped))
     del memos[_GROUPING_MEMOS:]
     cluster.grouping_memo = memos
     return grouped
