@@ -15,7 +15,7 @@ from extender.doctor.findings import report_table
 from extender.errors import ExtenderError
 from extender.policy.compiled import Policy
 from extender.policy.loader import load_policy_file, load_policy_text
-from extender.server.explain import explanation
+from extender.server.explain import explanation, gpu_facts_of
 from extender.state.cache import ClusterCache
 from extender.state.kube import (
     DirectApi,
@@ -104,7 +104,7 @@ async def explain_in_cluster(args: argparse.Namespace, manifest: bytes | None) -
     names = args.nodes.split(",") if args.nodes else [n.name for n in cache.nodes()]
     intent = pod_intent(pod, policy)
     verdicts = explain_nodes(intent, names, cache.node, cache, policy)
-    return explanation(intent, verdicts, policy, pod, cache.node)
+    return explanation(intent, verdicts, policy, pod, gpu_facts_of(verdicts, cache.node))
 
 
 def add_doctor_parser(sub: Any) -> None:

@@ -89,7 +89,7 @@ def _policy_reference(args: argparse.Namespace) -> int:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    from extender.server.explain import explanation, explanation_table
+    from extender.server.explain import explanation, explanation_table, gpu_facts_of
 
     manifest = _explain_manifest(args)
     if args.server:
@@ -109,7 +109,7 @@ def _explain(args: argparse.Namespace) -> int:
         pod = decode_pod_manifest(manifest)
         intent = pod_intent(pod, policy)
         verdicts = explain_nodes(intent, names, cache.node, cache, policy)
-        data = explanation(intent, verdicts, policy, pod, cache.node)
+        data = explanation(intent, verdicts, policy, pod, gpu_facts_of(verdicts, cache.node))
     else:
         import asyncio
 

@@ -30,7 +30,7 @@ from extender.policy.intent import pod_intent
 from extender.policy.store import PolicyStore
 from extender.rules.engine import explain_nodes
 from extender.server.admission import ADMISSION, Admission, admission_routes
-from extender.server.explain import explanation_json
+from extender.server.explain import explanation_json, gpu_facts_of
 from extender.server.metrics import Metrics
 from extender.server.verbs import Binder, PodReader, Verbs, no_binder, no_pod_reader
 from extender.state.cache import ClusterCache
@@ -311,7 +311,13 @@ async def debug_explain(request: web.Request) -> web.Response:
     names = names_param.split(",") if names_param else [n.name for n in cache.nodes()]
     intent = pod_intent(pod, policy)
     verdicts = explain_nodes(intent, names, cache.node, cache, policy)
-    return _json(explanation_json(intent, verdicts, policy, pod, cache.node))
+    facts = gpu_facts_of(verdicts, cache.node)
+    # A dict per node, about 9 us each (over 100 ms at 15,000 nodes): built in a thread
+    # from frozen values, so that the loop goes on answering the verbs meanwhile.
+    body = await asyncio.get_running_loop().run_in_executor(
+        None, explanation_json, intent, verdicts, policy, pod, facts
+    )
+    return _json(body)
 
 
 def create_app(

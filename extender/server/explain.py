@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
 
 from extender.policy.compiled import Policy
+from extender.policy.gpu_facts import GpuFacts
 from extender.policy.intent import PodIntent
 from extender.rules.engine import NodeLookup, NodeVerdict
 from extender.rules.gpu_attributes import describe
 from extender.rules.notes import recorded_decision
-from extender.state.features import NodeFeatures
 from extender.wire import Pod
 
 
@@ -20,10 +21,20 @@ def ranked(verdicts: list[NodeVerdict]) -> list[NodeVerdict]:
     return sorted(verdicts, key=lambda v: (v.reject is not None, -v.score, v.node))
 
 
-def _facts(node: NodeFeatures | None) -> dict[str, Any] | None:
-    if node is None:
+def gpu_facts_of(verdicts: list[NodeVerdict], lookup: NodeLookup) -> dict[str, GpuFacts]:
+    """Each explained node's GPU memory and count as the cache holds them now: frozen
+    values, so the explanation can be built off the event loop while the cache changes."""
+    found = {}
+    for verdict in verdicts:
+        node = lookup(verdict.node)
+        if node is not None:
+            found[verdict.node] = node.gpu_facts
+    return found
+
+
+def _facts(facts: GpuFacts | None) -> dict[str, Any] | None:
+    if facts is None:
         return None
-    facts = node.gpu_facts
     return {
         name: {"value": fact.value, "source": fact.source} if fact is not None else None
         for name, fact in (("memoryMiB", facts.memory_mib), ("count", facts.count))
@@ -35,10 +46,10 @@ def explanation(
     verdicts: list[NodeVerdict],
     policy: Policy,
     pod: Pod | None = None,
-    lookup: NodeLookup | None = None,
+    facts: Mapping[str, GpuFacts] | None = None,
 ) -> dict[str, Any]:
     """The pod's wishes, and each node's verdict best first, with its GPU memory and count
-    and where they were read (`lookup` gives the nodes); for a pod our bind placed, the
+    and where they were read (`facts`, from gpu_facts_of); for a pod our bind placed, the
     decision it recorded then (`decision`, or None)."""
     return {
         "decision": recorded_decision(pod, policy) if pod is not None else None,
@@ -64,7 +75,7 @@ def explanation(
                 "unresolvable": (not v.reject.resolvable) if v.reject else None,
                 "components": {c: round(x, 4) for c, x in v.components.items()},
                 "score": v.score,
-                "gpuFacts": _facts(lookup(v.node)) if lookup is not None else None,
+                "gpuFacts": _facts(facts.get(v.node)) if facts is not None else None,
             }
             for v in ranked(verdicts)
         ],
@@ -76,9 +87,9 @@ def explanation_json(
     verdicts: list[NodeVerdict],
     policy: Policy,
     pod: Pod | None = None,
-    lookup: NodeLookup | None = None,
+    facts: Mapping[str, GpuFacts] | None = None,
 ) -> bytes:
-    return orjson.dumps(explanation(intent, verdicts, policy, pod, lookup))
+    return orjson.dumps(explanation(intent, verdicts, policy, pod, facts))
 
 
 def _memory_cell(node: dict[str, Any]) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -15,10 +16,12 @@ from aiohttp.test_utils import make_mocked_request
 from prometheus_client.parser import text_string_to_metric_families
 from pytest_aiohttp import AiohttpClient
 
+import extender.server.app as app_module
 from extender.policy import Policy
 from extender.policy.store import PolicyStore
 from extender.rules.notes import NOT_SCORED, NOT_SEEN
 from extender.server.app import bind_handler, bind_refusal, create_app
+from extender.server.explain import explanation_json
 from extender.state import ClusterCache
 from tests.builders import EXAMPLE_POLICY, example_policy, make_cache, make_node, make_pod
 from tests.server.payloads import (
@@ -582,6 +585,30 @@ async def test_debug_explain_ranks_nodes_for_a_yaml_pod_like_filter_and_prioriti
     for node in nodes:
         if node["passed"]:
             assert node["score"] == scores[node["node"]]
+
+
+async def test_debug_explain_builds_its_answer_while_filter_goes_on_answering(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An explanation is a dict per node (over 100 ms at 15,000 nodes): while one is being
+    built, the scheduler's filter calls must still be answered, not wait behind it."""
+    building, filtered = threading.Event(), threading.Event()
+    build = explanation_json
+
+    def held_until_filter_answers(*args: Any) -> bytes:
+        building.set()
+        assert filtered.wait(5), "filter got no answer while the explanation was built"
+        return build(*args)
+
+    monkeypatch.setattr(app_module, "explanation_json", held_until_filter_answers)
+    explain = asyncio.ensure_future(client.post("/debug/explain", data=POD_YAML))
+    assert await asyncio.get_running_loop().run_in_executor(None, building.wait, 5)
+    answer = await post(client, "/filter", names_args(scheduler_pod(), ALL))
+    assert answer["NodeNames"] == ["gpu-h100", "gpu-l40s"]
+    filtered.set()
+    response = await explain
+    assert response.status == 200
+    assert [n["node"] for n in (await response.json())["nodes"]][:2] == ["gpu-h100", "gpu-l40s"]
 
 
 async def test_debug_explain_takes_a_json_pod_and_a_node_subset(client: Client) -> None:
