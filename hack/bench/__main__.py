@@ -43,8 +43,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--profile-nodes", type=int, default=5000, help="pyinstrument profile size")
     p.add_argument("--memory-sizes", type=_sizes, help="memory (0,1000,5000,15000)")
     p.add_argument("--e2e-sizes", type=_sizes, help="end to end nodes (1000,5000)")
-    p.add_argument("--e2e-pods", type=_sizes, help="pods per run, per size (2000,300)")
-    p.add_argument("--e2e-repeats", type=_sizes, help="repeats per size (2,2)")
+    p.add_argument("--e2e-pods", type=_sizes, help="pods per run, per size (1000,300)")
+    p.add_argument("--e2e-repeats", type=_sizes, help="repeats per size (4,3)")
     p.add_argument(
         "--e2e-configs",
         type=lambda text: tuple(text.split(",")),
@@ -124,8 +124,9 @@ def main(argv: list[str] | None = None) -> int:
         print("\n" + report.memory_table(rep.memory) + "\n", flush=True)
     if "e2e" in args.only:
         sizes = args.e2e_sizes or ((1000,) if quick else (1000, 5000))
-        pods = args.e2e_pods or ((500,) if quick else (2000, 300))[: len(sizes)]
-        repeats = args.e2e_repeats or ((1,) if quick else (2, 2))[: len(sizes)]
+        defaults = E2ESettings()
+        pods = args.e2e_pods or ((500,) if quick else defaults.pods)[: len(sizes)]
+        repeats = args.e2e_repeats or ((1,) if quick else defaults.repeats)[: len(sizes)]
         e2e = E2ESettings(
             sizes=sizes,
             pods=_per_size(pods, sizes),
