@@ -514,10 +514,14 @@ class Report:
                     "### Where the extender's CPU goes, end to end",
                     "",
                     "py-spy (hack/bench/cpuprofile.py) samples the extender while the "
-                    "scheduler places the pods, only when it runs on a CPU, natively (the "
+                    "scheduler places the pods, when it is not idle, natively (the "
                     "kernel's send and C libraries count on the Python line that called "
                     "them); each sample falls in the first category its stack matches; "
-                    "share x the run's CPU per pod = ms per pod.",
+                    "share x the run's CPU per pod = ms per pod. Not idle includes runnable "
+                    "but waiting for a core: on 2 cores, an answer's send wakes the "
+                    "scheduler, which often takes the core, and those samples land on the "
+                    "send, so *answers written* overstates what writing costs (`perf stat` on "
+                    "the extender during a run gives its system time, every send included).",
                     "",
                     profiles,
                 ]
