@@ -159,7 +159,7 @@ async def _read(request: web.Request) -> bytes:
 
 
 async def filter_handler(request: web.Request) -> web.Response:
-    return _json(request.app[VERBS].filter(await _read(request)))
+    return _json(await request.app[VERBS].filter(await _read(request)))
 
 
 async def prioritize_handler(request: web.Request) -> web.Response:

@@ -13,6 +13,7 @@ server/app.py routes HTTP requests here and turns what comes back into responses
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from typing import Protocol
@@ -107,6 +108,9 @@ class Resolved:
 
 
 _ALREADY_THERE = "already bound to that node"
+# Turns of the event loop a filter that admits no node yields first: enough for a watch
+# event already in the socket to be read, decoded and applied.
+_SETTLE_TURNS = 8
 
 
 class Verbs:
@@ -131,7 +135,7 @@ class Verbs:
         self.pending = pending
         self.events, self.scored_events = events, scored_events
 
-    def filter(self, body: bytes) -> bytes:
+    async def filter(self, body: bytes) -> bytes:
         req = Resolved(body, self.store, self.cache)
         cache = self.cache
         try:
@@ -142,6 +146,18 @@ class Verbs:
         cache.note_pending(req.pod)
         self.pending.saw(req.pod)
         result = filter_nodes(req.intent, req.names, req.lookup, cache, req.policy, req.shape_of)
+        if not result.passed and req.intent.wants_gpus:
+            # kube-scheduler retries a pod we turned away when a node changes, often before
+            # our watch has applied that change; a pod turned away again waits for the
+            # next change in the cluster (up to 5 minutes in a quiet one). So before
+            # saying that no node fits, let the loop apply watch events already received.
+            generation = cache.shape_generation
+            for _ in range(_SETTLE_TURNS):
+                await asyncio.sleep(0)
+            if cache.shape_generation != generation:
+                result = filter_nodes(
+                    req.intent, req.names, req.lookup, cache, req.policy, req.shape_of
+                )
         if req.intent.demand.gpus and premium_headroom.applies(req.intent, [], req.policy):
             # Until its bind arrives, the pod counts against the reserved classes it may
             # land in.

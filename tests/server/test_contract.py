@@ -20,7 +20,7 @@ import extender.server.app as app_module
 from extender.policy import Policy
 from extender.policy.store import PolicyStore
 from extender.rules.notes import NOT_SCORED, NOT_SEEN
-from extender.server.app import bind_handler, bind_refusal, create_app
+from extender.server.app import VERBS, bind_handler, bind_refusal, create_app
 from extender.server.explain import explanation_json
 from extender.state import ClusterCache
 from tests.builders import EXAMPLE_POLICY, example_policy, make_cache, make_node, make_pod
@@ -161,6 +161,26 @@ async def test_filter_accepts_lower_case_top_level_keys(client: Client) -> None:
     body = json.dumps({"pod": scheduler_pod(), "nodes": None, "nodenames": ALL}).encode()
     exact = await post(client, "/filter", names_args(scheduler_pod(), ALL))
     assert await post(client, "/filter", body) == exact
+
+
+async def test_a_filter_that_admits_no_node_first_applies_the_watch_events_received(
+    client: Client, cache: ClusterCache
+) -> None:
+    """kube-scheduler retries a pod we turned away as soon as a node changes, often before
+    our watch applied the change; turned away again on the stale node, the pod would wait
+    for the next change in the cluster. A node update already received (here: ready to
+    run on the loop when the filter starts) counts before the answer says no node fits."""
+    pod = scheduler_pod("needs-premium", annotations=classes(required_classes="premium"))
+    rejected = await post(client, "/filter", names_args(pod, ["gpu-t4"]))
+    assert rejected["NodeNames"] == []
+    relabelled = make_node("gpu-t4", "H100", 8, resource_version="v2")  # now a premium node
+    # Straight to the verb: the update must be waiting when the decision is made, not
+    # applied while the request is still on its way.
+    assert client.app is not None
+    verbs = client.app[VERBS]
+    asyncio.get_running_loop().call_soon(cache.upsert_node, relabelled)
+    answer = orjson.loads(await verbs.filter(names_args(pod, ["gpu-t4"])))
+    assert answer["NodeNames"] == ["gpu-t4"]
 
 
 # ---- prioritize --------------------------------------------------------------------------
