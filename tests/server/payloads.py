@@ -185,8 +185,9 @@ def priorities(answer: Any, hosts: list[str]) -> dict[str, int]:
     about, int scores 1..10 (a 0 is left out, so one written is a wasted entry)."""
     assert isinstance(answer, list)
     named = [entry["Host"] for entry in answer]
-    assert len(set(named)) == len(named), f"a host twice: {named}"
-    assert [h for h in hosts if h in set(named)] == named, f"{named} not in order of {hosts}"
+    seen = set(named)
+    assert len(seen) == len(named), f"a host twice: {named}"
+    assert [h for h in hosts if h in seen] == named, f"{named} not in order of {hosts}"
     for entry in answer:
         assert set(entry) == {"Host", "Score"}
         assert type(entry["Score"]) is int
