@@ -6,7 +6,7 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from extender.policy.compiled import ClassName, WorkloadName
+from extender.policy.compiled import ClassName
 from extender.state.cache import ClassUsage, DemandMix, DomainUsage
 
 
@@ -37,7 +37,7 @@ class ClusterView(Protocol):
 
     grouping_memo: object
 
-    def demand_mix(self, workload: WorkloadName | None = None) -> DemandMix: ...
+    def demand_mix(self) -> DemandMix: ...
 
 
 def clamp01(value: float) -> float:

@@ -4,9 +4,11 @@
 node's fragment is the free GPU capacity the cluster's typical pods could not use there (a
 GPU with less free than a sharing pod needs; partly used GPUs, or too few whole ones, for
 whole-GPU pods), weighted by how common each shape is. The best node is where this pod
-grows that expected fragment the least. The typical pods are the cluster's own pods of the
-pod's workload class: under separation they are the ones that will use what it leaves free
-(`ClusterCache.demand_mix`).
+grows that expected fragment the least. The typical pods are the cluster's own pods
+(`ClusterCache.demand_mix`). Under separation each keeps its workload class
+(`ClusterCache.class_mix`): a sharing pod may not use a GPU that a class kept apart from
+its own shares (gpu_fit), so a share started on a free GPU closes the rest of it to those
+classes, and that is fragment too (measured with `simulate`: docs/quality-notes.md).
 
 CPU counts as a node's free CPU feeds typical pods: what the pods that fit its free CPU
 cannot reach is fragment too. FGD asks only whether one more typical pod fits the CPU, so
@@ -19,18 +21,19 @@ GPUs, to nodes whose CPU outlasts their GPUs (on the openb trace: CPU-only pods 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
-from extender.policy.compiled import Policy
+from extender.policy.compiled import Policy, WorkloadName
 from extender.policy.intent import WHOLE_GPU, GpuDemand, PodIntent
 from extender.rules.base import ClusterView, clamp01
 from extender.rules.gpu_fit import blocked_devices
 from extender.state.cache import DemandMix
-from extender.state.devices import pick_devices
+from extender.state.devices import NO_DEVICES, apart_devices, pick_devices
 from extender.state.features import NodeFeatures
 
 NAME = "packing"
 NO_CPU_LIMIT = -1
+NO_CLASSES: frozenset[WorkloadName] = frozenset()
 
 
 def most_allocated(used_after: int, capacity: int) -> float:
@@ -70,29 +73,54 @@ def unusable(
     return total - min(total - lost, cpu_room * demand.total_milli / cpu)
 
 
-def fragment(free: Sequence[int], mix: DemandMix, cpu_room: int = NO_CPU_LIMIT) -> float:
-    """Expected free milli-GPU a pod drawn from `mix` could not use."""
-    return sum(weight * unusable(free, demand, cpu_room, cpu) for (demand, cpu), weight in mix)
+def fragment(
+    free: Sequence[int],
+    holders: Sequence[Mapping[WorkloadName, int]],
+    mix: DemandMix,
+    apart: Mapping[WorkloadName, frozenset[WorkloadName]],
+    cpu_room: int = NO_CPU_LIMIT,
+) -> float:
+    """Expected free milli-GPU a pod drawn from `mix` could not use; a sharing pod cannot
+    use a GPU that a class `apart` from its own shares (gpu_fit)."""
+    total = 0.0
+    for workload, (demand, cpu), weight in mix:
+        shut = (
+            apart_devices(holders, apart.get(workload, NO_CLASSES))
+            if demand.milli < WHOLE_GPU
+            else NO_DEVICES
+        )
+        if shut:
+            open_free = [f for i, f in enumerate(free) if i not in shut]
+            lost = sum(free) - sum(open_free) + unusable(open_free, demand, cpu_room, cpu)
+        else:
+            lost = unusable(free, demand, cpu_room, cpu)
+        total += weight * lost
+    return total
 
 
 def fragment_growth(
     node: NodeFeatures,
-    demand: GpuDemand,
+    pod: PodIntent,
     mix: DemandMix,
-    blocked: frozenset[int] = frozenset(),
-    cpu: int = 0,
+    policy: Policy,
+    blocked: frozenset[int] = NO_DEVICES,
 ) -> float | None:
-    """How much placing the pod (GPUs and `cpu` millicores) grows the node's expected
-    fragment (None: its GPUs do not fit)."""
-    devices = pick_devices(node.free, demand, blocked)
+    """How much placing the pod (its GPUs and CPU) grows the node's expected fragment
+    (None: its GPUs do not fit). A share it starts on a free GPU closes the rest of that
+    GPU to the classes kept apart from its own."""
+    devices = pick_devices(node.free, pod.demand, blocked)
     if devices is None:
         return None
     after = list(node.free)
+    holders = list(node.holders)
     for device in devices:
-        after[device] -= demand.milli
+        after[device] -= pod.demand.milli
+        holders[device] = {**holders[device], pod.workload: pod.demand.milli}
     room = node.cpu_room
-    room_after = max(0, room - cpu) if room >= 0 else NO_CPU_LIMIT
-    return fragment(after, mix, room_after) - fragment(node.free, mix, room)
+    room_after = max(0, room - pod.cpu_milli) if room >= 0 else NO_CPU_LIMIT
+    return fragment(after, holders, mix, policy.apart, room_after) - fragment(
+        node.free, node.holders, mix, policy.apart, room
+    )
 
 
 def applies(pod: PodIntent, nodes: Sequence[NodeFeatures], policy: Policy) -> bool:
@@ -103,16 +131,14 @@ def score(pod: PodIntent, node: NodeFeatures, cluster: ClusterView, policy: Poli
     strategy = policy.workloads[pod.workload].packing
     capacity = node.capacity_milli
     if strategy == "fragmentation":
-        if pod.demand.gpus == 0:
-            # A pod without GPUs strands the free GPUs of a node whose CPU it leaves too
-            # small for the cluster's typical GPU pods, of whatever class will take them.
-            mix = cluster.demand_mix()
-        elif capacity <= 0:
+        # A pod without GPUs is scored too: its CPU can leave a node's free GPUs without
+        # the CPU the cluster's typical GPU pods need.
+        if pod.demand.gpus and capacity <= 0:
             return 0.0
-        else:
-            mix = cluster.demand_mix(pod.workload) or (((pod.demand, pod.cpu_milli), 1.0),)
-        blocked = blocked_devices(pod, node, policy)
-        growth = fragment_growth(node, pod.demand, mix, blocked, pod.cpu_milli)
+        mix = cluster.demand_mix()
+        if not mix and pod.demand.gpus:
+            mix = ((pod.workload, (pod.demand, pod.cpu_milli), 1.0),)
+        growth = fragment_growth(node, pod, mix, policy, blocked_devices(pod, node, policy))
         # FGD's squashing: leaving the fragment as it was scores 0.5, filling a GPU's worth
         # of it 0.73, stranding a GPU 0.27, and several GPUs still tell apart.
         return 0.0 if growth is None else 1.0 / (1.0 + math.exp(growth / WHOLE_GPU))

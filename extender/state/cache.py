@@ -164,8 +164,8 @@ class ClusterCache:
         self._device_tuples: dict[tuple[int, ...], tuple[int, ...]] = {}
         self._memos: dict[Hashable, dict[Hashable, object]] = {}
         self._demands: Counter[tuple[WorkloadName, TypicalPod]] = Counter()
-        self._mixes: dict[WorkloadName | None, DemandMix] = {}
-        self._mix_changes = 0  # pod changes since `_mixes` were taken
+        self._mix: DemandMix = ()
+        self._mix_changes = 0  # pod changes since `_mix` was taken
         # CPU of pods without GPUs, which the rules read only as CPU taken on their node.
         self._cpu_pods: dict[str, tuple[str, int]] = {}  # uid -> (node, millicores)
         self._cpu_on: dict[str, int] = {}  # node -> millicores those pods request
@@ -252,21 +252,20 @@ class ClusterCache:
         held = self._in_flight.get(uid)
         return held.milli if held is not None and name in held.classes else 0
 
-    def demand_mix(self, workload: WorkloadName | None = None) -> DemandMix:
-        """The (GPU demand, CPU request) shapes of the cluster's GPU pods (bound and
-        pending), most common first, with their share of pods: the workload that
-        fragmentation-aware packing keeps room for. The most common cover 95% of pods
-        (FGD's "typical pods"). With `workload`, only that class's pods: under separation
-        they are the ones that will use what a pod of that class leaves free on a node
-        (the whole cluster's when the class has none yet). The snapshot is retaken after
-        pods change by a twentieth, so a verdict holds between retakes.
+    def demand_mix(self) -> DemandMix:
+        """The (workload class, GPU demand, CPU request) shapes of the cluster's GPU pods
+        (bound and pending), most common first, with their share of pods: the workload
+        that fragmentation-aware packing keeps room for. The most common cover 95% of pods
+        (FGD's "typical pods"); the class says which GPUs separation lets them share. The
+        snapshot is retaken after pods change by a twentieth, so a verdict holds between
+        retakes.
         """
         stale = self._mix_changes > max(_MIX_MIN_CHANGES, sum(self._demands.values()) // 20)
-        if stale or (self._mix_changes and not self._mixes):
-            self._mixes = _typical_by_workload(self._demands)
+        if stale or (self._mix_changes and not self._mix):
+            self._mix = _typical(self._demands)
             self._mix_changes = 0
             self._aggregates_changed()
-        return self._mixes.get(workload) or self._mixes.get(None, ())
+        return self._mix
 
     def _count_demand(self, record: PodRecord, sign: int) -> None:
         key = _typical_key(record)
@@ -755,38 +754,34 @@ _MIX_MIN_CHANGES = 20
 _MIX_COVERAGE = 0.95
 TypicalPod = tuple[GpuDemand, int]
 """A pod shape fragmentation reads: its GPU demand and its CPU request (millicores)."""
-DemandMix = tuple[tuple[TypicalPod, float], ...]
+DemandMix = tuple[tuple[WorkloadName, TypicalPod, float], ...]
 
 
 def _typical_key(record: PodRecord) -> tuple[WorkloadName, TypicalPod]:
     return record.workload, (record.demand, record.cpu_milli)
 
 
-def _typical_by_workload(
-    demands: Counter[tuple[WorkloadName, TypicalPod]],
-) -> dict[WorkloadName | None, DemandMix]:
-    """The typical shapes of each workload class's pods, and of all pods (key None)."""
-    by_workload: dict[WorkloadName | None, Counter[TypicalPod]] = {None: Counter()}
-    for (workload, shape), count in demands.items():
-        by_workload.setdefault(workload, Counter())[shape] += count
-        by_workload[None][shape] += count
-    return {workload: _typical(counts) for workload, counts in by_workload.items()}
-
-
-def _typical(demands: Counter[TypicalPod]) -> DemandMix:
-    """The most common shapes covering 95% of pods, with weights summing to 1."""
+def _typical(demands: Counter[tuple[WorkloadName, TypicalPod]]) -> DemandMix:
+    """The most common (class, shape) pairs covering 95% of pods, weights summing to 1;
+    ties go to the larger shapes first, so that the cut does not depend on arrival order."""
     total = sum(demands.values())
-    kept: list[tuple[TypicalPod, int]] = []
+    kept: list[tuple[tuple[WorkloadName, TypicalPod], int]] = []
     covered = 0
-    for shape, count in sorted(
+    for key, count in sorted(
         demands.items(),
-        key=lambda item: (-item[1], -item[0][0].gpus, -item[0][0].milli, -item[0][1]),
+        key=lambda item: (
+            -item[1],
+            -item[0][1][0].gpus,
+            -item[0][1][0].milli,
+            -item[0][1][1],
+            item[0][0],
+        ),
     ):
         if covered >= _MIX_COVERAGE * total:
             break
-        kept.append((shape, count))
+        kept.append((key, count))
         covered += count
-    return tuple((shape, count / covered) for shape, count in kept)
+    return tuple((workload, shape, count / covered) for (workload, shape), count in kept)
 
 
 def _pinned_devices(pod: Pod, policy: Policy, demand: GpuDemand) -> tuple[int, ...]:

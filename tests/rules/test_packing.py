@@ -81,6 +81,7 @@ HALF = GpuDemand(1, 500)
 WHOLE = GpuDemand(1)
 TWO = GpuDemand(2)
 CPU = 1000  # what make_pod requests
+BATCH, INTERACTIVE = WorkloadName("batch"), WorkloadName("interactive")
 
 
 @pytest.mark.parametrize(
@@ -100,7 +101,7 @@ def test_unusable_capacity_is_what_a_demand_cannot_take(
 
 
 def test_a_shared_pod_fills_a_fragment_rather_than_break_a_whole_gpu() -> None:
-    mix = (((WHOLE, CPU), 0.5), ((HALF, CPU), 0.5))
+    mix = ((BATCH, (WHOLE, CPU), 0.5), (BATCH, (HALF, CPU), 0.5))
     broken = make_node("broken", "L40S", 2)
     fresh = make_node("fresh", "L40S", 2)
     half = make_pod(
@@ -111,16 +112,56 @@ def test_a_shared_pod_fills_a_fragment_rather_than_break_a_whole_gpu() -> None:
     node_broken, node_fresh = cache.node("broken"), cache.node("fresh")
     assert node_broken is not None
     assert node_fresh is not None
-    assert dict(cache.demand_mix()) == dict(mix)
+    assert set(cache.demand_mix()) == set(mix)
+    pod = pod_intent(make_pod(gpus=1, workload="batch", annotations=_share(500)), cache.policy)
 
-    into_fragment = packing.fragment_growth(node_broken, HALF, mix)
-    into_whole = packing.fragment_growth(node_fresh, HALF, mix)
+    into_fragment = packing.fragment_growth(node_broken, pod, mix, cache.policy)
+    into_whole = packing.fragment_growth(node_fresh, pod, mix, cache.policy)
 
     assert into_fragment == pytest.approx(-250.0)  # half of the mix could not use the 500
     assert into_whole == pytest.approx(250.0)  # whole pods lose the GPU it breaks
-    pod = pod_intent(make_pod(gpus=1, workload="batch", annotations=_share(500)), cache.policy)
     assert packing.score(pod, node_broken, cache, cache.policy) > packing.score(
         pod, node_fresh, cache, cache.policy
+    )
+
+
+def _separated_fragmentation_policy() -> Policy:
+    doc = yaml.safe_load(EXAMPLE_POLICY.read_text())
+    for workload in ("interactive", "batch"):
+        doc["workloadClasses"][workload]["packing"] = "fragmentation"
+    return load_policy_text(yaml.safe_dump(doc))
+
+
+def test_a_share_fills_its_own_class_gpu_rather_than_close_a_free_gpu_to_the_other_class() -> None:
+    # Both nodes have a half-used GPU and a free one; on `own` batch holds the half, on
+    # `other` interactive does. Half of the pods to come are interactive halves, half batch
+    # halves. A batch half fits both nodes, each time without a fragment of its own class;
+    # but on `other` it must break the free GPU, whose rest interactive halves may no
+    # longer share, while on `own` it closes a GPU interactive halves could not use anyway.
+    nodes = [make_node("own", "L40S", 2), make_node("other", "L40S", 2)]
+    held = [
+        make_pod("b", 1, workload="batch", node="own", phase="Running", annotations=_share(500)),
+        make_pod(
+            "i", 1, workload="interactive", node="other", phase="Running", annotations=_share(500)
+        ),
+    ]
+    cache = make_cache(_separated_fragmentation_policy(), nodes, held)
+    mix = cache.demand_mix()
+    assert sorted(mix) == [(BATCH, (HALF, CPU), 0.5), (INTERACTIVE, (HALF, CPU), 0.5)]
+    own, other = cache.node("own"), cache.node("other")
+    assert own is not None
+    assert other is not None
+    pod = pod_intent(make_pod(gpus=1, workload="batch", annotations=_share(500)), cache.policy)
+
+    assert packing.fragment_growth(own, pod, mix, cache.policy) == (
+        pytest.approx(-250.0)  # the interactive halves lose nothing more; the 500 is gone
+    )
+    blocked = frozenset({0})  # interactive's GPU
+    assert packing.fragment_growth(other, pod, mix, cache.policy, blocked) == (
+        pytest.approx(250.0)  # the free GPU's other 500 closes to interactive halves
+    )
+    assert packing.score(pod, own, cache, cache.policy) > packing.score(
+        pod, other, cache, cache.policy
     )
 
 
@@ -132,12 +173,12 @@ def test_the_typical_demands_come_from_the_cluster_pods() -> None:
     ]
     cache = make_cache(_fragmentation_policy(), [make_node("n", "L40S", 8)], pods)
 
-    mix = dict(cache.demand_mix())
+    mix = cache.demand_mix()
 
-    assert mix == {
-        (WHOLE, CPU): pytest.approx(0.75),
-        (GpuDemand(1, 250), CPU): pytest.approx(0.25),
-    }
+    assert mix == (
+        (BATCH, (WHOLE, CPU), 0.75),
+        (BATCH, (GpuDemand(1, 250), CPU), 0.25),
+    )
 
 
 def _share(milli: int) -> dict[str, str]:
@@ -172,12 +213,14 @@ def test_a_cpu_hungry_gpu_pod_goes_where_the_cpu_outlasts_the_gpus() -> None:
     lean, rich = cache.node("lean"), cache.node("rich")
     assert lean is not None
     assert rich is not None
-    mix = cache.demand_mix(WorkloadName("batch"))
-    assert mix == (((WHOLE, 12_000), 1.0),)
+    mix = cache.demand_mix()
+    assert mix == ((BATCH, (WHOLE, 12_000), 1.0),)
+    hungry = pod_intent(make_pod(gpus=1, workload="batch", cpu="24"), cache.policy)
+    typical_pod = pod_intent(make_pod(gpus=1, workload="batch", cpu="12"), cache.policy)
 
-    assert packing.fragment_growth(lean, WHOLE, mix, cpu=24_000) == 1000
-    assert packing.fragment_growth(rich, WHOLE, mix, cpu=24_000) == 0
-    assert packing.fragment_growth(lean, WHOLE, mix, cpu=12_000) == 0
+    assert packing.fragment_growth(lean, hungry, mix, cache.policy) == 1000
+    assert packing.fragment_growth(rich, hungry, mix, cache.policy) == 0
+    assert packing.fragment_growth(lean, typical_pod, mix, cache.policy) == 0
 
 
 def test_a_pod_without_gpus_keeps_off_the_cpu_a_nodes_free_gpus_need() -> None:
