@@ -15,9 +15,9 @@ sigmoid scores, ties to a seeded node order; `reference.py`) with what our polic
    0..10 rounding, no in-tree scores). Mode
    `hard` refuses such nodes, as our filter does; weight 0 makes co-location on a node
    free (GPUs stay separate); mode `off` ignores separation.
-4. Fragmentation as the pod's own workload class sees it: the typical pods are those of
-   its workload class (and pods without GPUs), because under separation the free GPUs it
-   leaves behind will be used by pods like it, not by the classes it keeps away.
+4. Fragmentation with the typical pods in their workload classes, as `rules/packing.py`
+   measures it: a pod may not share a GPU that a class kept apart from its own shares, so
+   a share started on a free GPU closes the rest of it to those classes.
 
 Sweeping the separation weight traces a frontier of unallocated GPUs against co-location
 (`simulate --frontier`); a scheduler that merges scores through kube-scheduler cannot keep
@@ -83,12 +83,14 @@ class FgdWishes:
         self.policy = policy
         self.tie_rank = tie_rank
         workloads = np.array([trace_workload_of(q, policy) for q in trace.qos], dtype=object)
-        self.general = FragmentationModel(typical_pods(trace), cluster)
+        # Each class's typical pods, weighted by the class's share of the trace's pods.
         self.models: dict[WorkloadName, FragmentationModel] = {}
         for name in policy.workloads:
-            own = np.flatnonzero((workloads == name) | (trace.num_gpu == 0))
-            if (trace.num_gpu[own] > 0).any():
-                self.models[name] = FragmentationModel(typical_pods(trace.take(own)), cluster)
+            own = np.flatnonzero(workloads == name)
+            if len(own):
+                typical = typical_pods(trace.take(own))
+                share = typical.weight * (len(own) / len(trace))
+                self.models[name] = FragmentationModel(replace(typical, weight=share), cluster)
         node_class = np.array([model_class(m, policy) or "" for m in cluster.models])
         self.preferred: dict[WorkloadName, BoolArray] = {
             name: np.isin(node_class, sorted(rules.preferred_classes))
@@ -104,14 +106,12 @@ class FgdWishes:
         self, cluster: Cluster, pod: PodRequest, feasible: BoolArray, rng: np.random.Generator
     ) -> Placement | None:
         nodes = np.flatnonzero(feasible)
-        if pod.num_gpu == 0:
-            before, after = self.general.fragment_after(cluster, nodes, pod.cpu_milli, 0, 0)
-            return Placement(self._best(nodes, _scores(after[:, 0] - before)))
         workload = trace_workload(pod, self.policy)
+        if pod.num_gpu == 0:
+            before, after = self._fragment_after(cluster, nodes, pod, workload)
+            return Placement(self._best(nodes, _scores(after[:, 0] - before)))
         price = self.price[workload]
-        avoided = np.zeros(cluster.gpu_free.shape, dtype=np.int64)
-        for other in self.policy.apart.get(workload, ()):
-            avoided += self.held[other]
+        avoided = self._held_by(self.policy.apart.get(workload, frozenset()))
         if math.isinf(price):  # hard: as our filter, refuse nodes with avoided pods
             nodes = nodes[avoided[nodes].sum(axis=1) == 0]
             if len(nodes) == 0:
@@ -119,10 +119,7 @@ class FgdWishes:
         preferred = self.preferred[workload][nodes]
         if preferred.any():
             nodes = nodes[preferred]
-        model = self.models.get(workload, self.general)
-        before, after = model.fragment_after(
-            cluster, nodes, pod.cpu_milli, pod.gpu_milli, pod.num_gpu
-        )
+        before, after = self._fragment_after(cluster, nodes, pod, workload)
         growth = after - before[:, None]  # (nodes, GPU choices), NaN where it does not fit
         if pod.is_sharing:  # never a GPU shared with a class kept apart (rules/gpu_fit.py)
             growth = np.where(avoided[nodes] > 0, np.nan, growth)
@@ -143,6 +140,32 @@ class FgdWishes:
         for g in gpus:
             self.held[workload][best, g] += pod.gpu_milli
         return Placement(best, gpus)
+
+    def _held_by(self, workloads: frozenset[WorkloadName]) -> IntArray:
+        """Milli-GPU these workload classes hold, per node and GPU."""
+        held = np.zeros_like(next(iter(self.held.values())))
+        for name in workloads:
+            held += self.held[name]
+        return held
+
+    def _fragment_after(
+        self, cluster: Cluster, nodes: IntArray, pod: PodRequest, workload: WorkloadName
+    ) -> tuple[FloatArray, FloatArray]:
+        """`FragmentationModel.fragment_after` summed over the workload classes' typical
+        pods, each barred from GPUs the classes kept apart from it share."""
+        before: FloatArray = np.zeros(len(nodes))
+        after: FloatArray | None = None
+        for name, model in self.models.items():
+            apart = self.policy.apart.get(name, frozenset())
+            shut = self._held_by(apart)[nodes] > 0 if apart else None
+            closes = pod.is_sharing and workload in apart
+            b, a = model.fragment_after(
+                cluster, nodes, pod.cpu_milli, pod.gpu_milli, pod.num_gpu, shut, closes
+            )
+            before = before + b
+            after = a if after is None else after + a
+        assert after is not None, "a trace has pods, so some class has typical pods"
+        return before, after
 
     def release(self, cluster: Cluster, pod: PodRequest, placement: Placement) -> None:
         if pod.num_gpu:

@@ -121,10 +121,15 @@ class FragmentationModel:
         return expected + free_total * self.cpu_only_weight
 
     def node_state(
-        self, gpu_free: npt.NDArray[np.int64]
+        self, gpu_free: npt.NDArray[np.int64], shut: BoolArray | None = None
     ) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-        """Per node and typical pod: which GPUs fit it, how many, and the free sum of the rest."""
+        """Per node and typical pod: which GPUs fit it, how many, and the free sum of the rest.
+
+        `shut` (S, G) marks GPUs these typical pods may not share (separation at GPU level):
+        none fits there, and their free share is fragment."""
         fits_gpu = gpu_free[:, :, None] >= self.milli_t  # (S, G, T)
+        if shut is not None:
+            fits_gpu &= ~shut[:, :, None]
         fit_count = fits_gpu.sum(axis=1)
         small_sum = np.where(fits_gpu, 0, gpu_free[:, :, None]).sum(axis=1)
         return fits_gpu, fit_count, small_sum
@@ -144,25 +149,29 @@ class FragmentationModel:
         cpu_milli: int,
         gpu_milli: int,
         num_gpu: int,
+        shut: BoolArray | None = None,
+        closes: bool = False,
     ) -> tuple[FloatArray, FloatArray]:
         """Fragment of `nodes` now, and after placing a pod of this shape on each choice.
 
         Returns (before, after). For a GPU-sharing pod `after` is (S, G): placing it on GPU
         slot g of each node (NaN where that GPU lacks room). Otherwise `after` is (S, 1): a
         whole-GPU pod takes fully free GPUs, which leaves the per-pod counts of the other
-        GPUs unchanged whichever ones it takes; a CPU-only pod takes only CPU.
+        GPUs unchanged whichever ones it takes; a CPU-only pod takes only CPU. `shut`
+        (S, G): GPUs the typical pods may not share; `closes`: the sharing pod's GPU is shut
+        to them after (it is of a workload class kept apart from theirs).
         """
         gpu_free = cluster.gpu_free[nodes]
         cpu_free = cluster.cpu_free[nodes]
         access = self.access[nodes]
         free_total = gpu_free.sum(axis=1)
-        fits_gpu, fit_count, small_sum = self.node_state(gpu_free)
+        fits_gpu, fit_count, small_sum = self.node_state(gpu_free, shut)
         before = self._expected(access, cpu_free, free_total, fit_count, small_sum)
         cpu_after = cpu_free - cpu_milli
         if num_gpu == 1 and gpu_milli < 1000:
             slot = gpu_free[:, :, None]  # (S, G, 1)
             left = slot - gpu_milli
-            fits_left = left >= self.milli_t  # (S, G, T)
+            fits_left = (left >= self.milli_t) & (not closes)  # (S, G, T)
             count_after = fit_count[:, None, :] - fits_gpu + fits_left
             small_after = (
                 small_sum[:, None, :] - np.where(fits_gpu, 0, slot) + np.where(fits_left, 0, left)

@@ -82,3 +82,21 @@ def test_fragment_after_placing_matches_the_fragment_of_the_placed_state() -> No
                 assert after[node, column] == pytest.approx(
                     model.fragment(trial, np.array([node]))[0]
                 )
+
+
+@pytest.mark.parametrize(("closes", "expected_after"), [(False, 500.0), (True, 1000.0)])
+def test_a_gpu_shut_to_the_typical_pods_is_all_fragment_to_them(
+    closes: bool, expected_after: float
+) -> None:
+    # GPU 0 has 500 free but is shared by a class kept apart from the typical pods (halves):
+    # all 500 are fragment to them. A half placed on GPU 1 leaves 500 there, which they can
+    # still use unless the placed pod's class is kept apart from theirs (`closes`).
+    cluster = make_cluster(("T4", 2))
+    occupy(cluster, 0, [500, 1000])
+    model = FragmentationModel(typical_pods(pod_table([share(500)])), cluster)
+    shut = np.array([[True, False]])
+
+    before, after = model.fragment_after(cluster, np.array([0]), 4_000, 500, 1, shut, closes)
+
+    assert before.tolist() == [500.0]
+    assert after[0, 1] == expected_after

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import subprocess
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -287,6 +288,36 @@ def test_fgd_held_to_our_wishes_never_shares_a_gpu_between_interactive_and_batch
     assert place(PodRequest(1_000, 1_024, 1, 500, (), "LS")) is None
     # Another batch pod may share it.
     assert place(PodRequest(1_000, 1_024, 1, 500, (), "BE")) is not None
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_fgd_held_to_our_wishes_fills_its_own_class_gpu_rather_than_close_a_free_one(
+    seed: int,
+) -> None:
+    # Two 2-GPU nodes of a class batch prefers; on node 1 batch holds half a GPU, on node 0
+    # interactive does. Half the typical pods are interactive halves, half batch halves.
+    # A batch half taking node 0's free GPU closes its other half to interactive halves;
+    # on node 1 it fills batch's own GPU. Whatever the seeded tie order, node 1.
+    policy = with_separation_weight(openb_policy(), 0.0)  # co-location on a node is free
+    cluster = make_cluster(("G2", 2), ("G2", 2))
+    trace = replace(pod_table([share(500), share(500)]), qos=("LS", "BE"))
+    scheduler = model_factory("fgd+wishes", policy)(cluster, trace, np.random.default_rng(seed))
+    rng = np.random.default_rng(0)
+
+    def place(qos: str, only: int | None = None) -> int:
+        pod = PodRequest(4_000, 8_192, 1, 500, (), qos)
+        feasible = cluster.feasible(pod)
+        if only is not None:
+            feasible = feasible & (np.arange(len(feasible)) == only)
+        choice = scheduler.decide(cluster, pod, feasible, rng)
+        assert choice is not None
+        cluster.place(choice.node, choice.gpus, pod)
+        return choice.node
+
+    place("BE", only=1)
+    place("LS", only=0)
+
+    assert place("BE") == 1
 
 
 @pytest.mark.parametrize(
