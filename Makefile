@@ -86,7 +86,9 @@ bench: controlplane
 # Scheduling quality on the shipped openb traces, every model, seeds 42..51 (docs/quality.md);
 # then the frontier: ours and FGD held to our wishes with the separation weight swept
 # (docs/quality-frontier.md; the six traces with interactive and batch pods, seeds 42..44);
-# then our packing alone, every wish off, against FGD (docs/quality-packing.md).
+# then our packing alone, every wish off, against FGD (docs/quality-packing.md); then the
+# one wish no point of the frontier drops, no GPU shared by interactive and batch pods,
+# alone: ours and FGD held to it against default (docs/quality-gpu-separation.md).
 OPENB := data/openb
 TRACES := default gpushare40 gpushare100 multigpu20 cpu050 gpuspec10 gpuspec20
 # Ours as shipped, the default scheduler, the paper's policies and the bound; the other
@@ -109,6 +111,11 @@ quality: $(STAMP)
 	  --policy manifests/examples/openb-packing-only.yaml --jobs 2 \
 	  --pods $(OPENB)/openb_pod_list_default.csv --pods $(OPENB)/openb_pod_list_gpushare100.csv \
 	  --models extender-profile,extender-profile-exact,fgd --report docs/quality-packing.md
+	$(BIN)/gpuclass-extender simulate --nodes $(OPENB)/openb_node_list_gpu_node.csv \
+	  --policy manifests/examples/openb-gpu-separation-only.yaml --jobs 2 \
+	  $(foreach t,$(FRONTIER_TRACES),--pods $(OPENB)/openb_pod_list_$(t).csv) \
+	  --models default,fgd,extender-profile,fgd+wishes --seeds $(FRONTIER_SEEDS) \
+	  --report docs/quality-gpu-separation.md
 
 # The simulator against the real scheduler (issue 16): a slice of the openb default trace
 # (240 nodes, its first pods up to 1.2x their GPUs, at most 2,000) through kube-scheduler
