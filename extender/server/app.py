@@ -32,7 +32,14 @@ from extender.rules.engine import explain_nodes
 from extender.server.admission import ADMISSION, Admission, admission_routes
 from extender.server.explain import explanation_json, gpu_facts_of
 from extender.server.metrics import Metrics
-from extender.server.verbs import Binder, PodReader, Verbs, no_binder, no_pod_reader
+from extender.server.verbs import (
+    Binder,
+    NodeReader,
+    PodReader,
+    Verbs,
+    no_binder,
+    no_pod_reader,
+)
 from extender.state.cache import ClusterCache
 from extender.state.events import EventRecorder
 from extender.state.features import NodeFeatures
@@ -327,6 +334,7 @@ def create_app(
     metrics: Metrics | None = None,
     binder: Binder | None = None,
     pod_reader: PodReader | None = None,
+    node_reader: NodeReader | None = None,
     doctor_source: DoctorSource | None = None,
     doctor_worker: Executor | None = None,
     scheduler_names: frozenset[str] = DEFAULT_SCHEDULER_NAMES,
@@ -337,7 +345,8 @@ def create_app(
     pending: PendingPlacements | None = None,
 ) -> web.Application:
     """The extender's routes; `binder` (pods/binding) and `pod_reader` are required for the
-    bind verb, which binds only pods of `scheduler_names`. `admission` adds POST /mutate,
+    bind verb, which binds only pods of `scheduler_names`; with `node_reader`, filter reads
+    the few nodes of a request that admits none before it says so. `admission` adds POST /mutate,
     the mutating admission webhook for the pods of `scheduler_names`; `events` records the
     Events of filter on the pods (None: none), and with `scored_events` one of prioritize
     on every pod it scores. `pending` keeps what filter and prioritize saw for bind.
@@ -355,6 +364,7 @@ def create_app(
         app[METRICS],
         binder=binder or no_binder,
         pod_reader=pod_reader or no_pod_reader,
+        node_reader=node_reader,
         scheduler_names=scheduler_names,
         pending=pending or PendingPlacements(),
         events=events,

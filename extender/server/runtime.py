@@ -35,7 +35,7 @@ from extender.server.events import CONTROLLER
 from extender.server.metrics import Metrics
 from extender.state.cache import ClusterCache, Kind
 from extender.state.events import EventRecorder
-from extender.state.kube import ApiEventSink, DirectApi, api_client, bind_pod, read_pod
+from extender.state.kube import ApiEventSink, DirectApi, api_client, bind_pod, read_node, read_pod
 from extender.state.pending import PendingPlacements
 from extender.state.watch import (
     WATCH_STALL_SECONDS,
@@ -314,6 +314,7 @@ async def _serve(
         metrics=metrics,
         binder=partial(bind_pod, direct),
         pod_reader=partial(read_pod, direct),
+        node_reader=partial(read_node, direct),
         doctor_source=partial(read_listing, api),
         doctor_worker=worker,
         scheduler_names=options.scheduler_names,

@@ -3,7 +3,9 @@ change the state (the cache, the pending placements), count, record, encode the 
 
 - filter notes the pod in the cache (it counts among the typical pods of fragmentation
   until it is bound or forgotten) and in the pending placements, and holds the headroom
-  of the reserved classes it may land in until its bind arrives;
+  of the reserved classes it may land in until its bind arrives; before it says that no
+  node fits a GPU pod, it makes sure its view of the few nodes asked about is the API
+  server's (`Verbs._catch_up`);
 - prioritize keeps its scores in the pending placements, for bind's decision record;
 - bind takes the pod filter saw (or reads it), re-checks it against the rules, charges it
   to the node before the API call and writes the Binding with the decision record.
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from typing import Protocol
 
@@ -37,6 +40,7 @@ from extender.wire import (
     ExtenderBindingArgs,
     ExtenderBindingResult,
     ExtenderFilterResult,
+    Node,
     NodeList,
     Pod,
     decode_extender_args,
@@ -62,6 +66,12 @@ class PodReader(Protocol):
     """Reads a pod as the API server has it now; raises KubeError on failure (404 too)."""
 
     async def __call__(self, *, namespace: str, name: str) -> Pod: ...
+
+
+class NodeReader(Protocol):
+    """Reads a node as the API server has it now; raises KubeError on failure."""
+
+    async def __call__(self, *, name: str) -> Node: ...
 
 
 def require_ready(cache: ClusterCache) -> None:
@@ -111,6 +121,11 @@ _ALREADY_THERE = "already bound to that node"
 # Turns of the event loop a filter that admits no node yields first: enough for a watch
 # event already in the socket to be read, decoded and applied.
 _SETTLE_TURNS = 8
+# After those turns, a filter that admits no node of at most this many reads them from the
+# API server (within this time, at most this many reads a second across all filters).
+_CATCH_UP_NODES = 16
+_CATCH_UP_SECONDS = 1.0
+_CATCH_UP_READS_PER_SECOND = 32.0
 
 
 class Verbs:
@@ -126,11 +141,14 @@ class Verbs:
         pod_reader: PodReader,
         scheduler_names: frozenset[str],
         pending: PendingPlacements,
+        node_reader: NodeReader | None = None,
         events: EventRecorder | None = None,
         scored_events: bool = False,
     ) -> None:
         self.store, self.cache, self.metrics = store, cache, metrics
         self.binder, self.pod_reader = binder, pod_reader
+        self.node_reader = node_reader
+        self._read_budget = ReadBudget(_CATCH_UP_READS_PER_SECOND)
         self.scheduler_names = scheduler_names
         self.pending = pending
         self.events, self.scored_events = events, scored_events
@@ -154,6 +172,8 @@ class Verbs:
             generation = cache.shape_generation
             for _ in range(_SETTLE_TURNS):
                 await asyncio.sleep(0)
+            if cache.shape_generation == generation and not req.full_nodes:
+                await self._catch_up(req.names)
             if cache.shape_generation != generation:
                 result = filter_nodes(
                     req.intent, req.names, req.lookup, cache, req.policy, req.shape_of
@@ -199,6 +219,39 @@ class Verbs:
                 FailedAndUnresolvableNodes=result.unresolvable,
             )
         return encode_filter_result(answer)
+
+    async def _catch_up(self, names: list[str]) -> None:
+        """Reads these nodes from the API server and applies the ones our watch has not
+        brought yet: the watch may lag by more than a few loop turns (a busy API server, a
+        slow decode), and a label just added must not be answered with "no node fits".
+        Bounded: only a few nodes, only within the read budget, only for so long; a failed
+        read leaves the watch to catch up as before."""
+        reader = self.node_reader
+        if reader is None or len(names) > _CATCH_UP_NODES:
+            return
+        if not self._read_budget.take(len(names)):
+            return
+        try:
+            async with asyncio.timeout(_CATCH_UP_SECONDS):
+                fresh = await asyncio.gather(*(reader(name=name) for name in names))
+        except KubeError as exc:
+            if exc.status == 403:  # an older ClusterRole without `get nodes`: stop asking
+                self.node_reader = None
+                log.warning(
+                    "filter: may not read nodes (RBAC: get nodes); answering from the watch "
+                    "alone from now on",
+                    extra={"error": str(exc)},
+                )
+            else:
+                log.debug("filter: reading rejected nodes failed", extra={"error": str(exc)})
+            return
+        except TimeoutError:
+            log.debug("filter: reading rejected nodes took too long")
+            return
+        for node in fresh:
+            known = self.cache.node(node.metadata.name)
+            if known is None or known.resource_version != node.metadata.resourceVersion:
+                self.cache.upsert_node(node)
 
     def prioritize(self, body: bytes) -> bytes:
         req = Resolved(body, self.store, self.cache)
@@ -327,6 +380,24 @@ def _decision(
     return decision_record(
         intent, cache.node(node), ranking, policy, MAX_SCORE, scored.policy_digest
     )
+
+
+class ReadBudget:
+    """A token bucket: at most `rate` takes a second, in bursts of at most `rate`."""
+
+    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate, self.clock = rate, clock
+        self.tokens = rate
+        self.at = clock()
+
+    def take(self, count: int) -> bool:
+        now = self.clock()
+        self.tokens = min(self.rate, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if count > self.tokens:
+            return False
+        self.tokens -= count
+        return True
 
 
 async def no_binder(**_: object) -> None:

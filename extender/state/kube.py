@@ -20,7 +20,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from extender.errors import KubeError, WatchGone
 from extender.state.events import EventBody
-from extender.wire import Pod, decode_pod
+from extender.wire import Node, Pod, decode_node, decode_pod
 
 
 @asynccontextmanager
@@ -163,6 +163,16 @@ async def read_pod(api: DirectApi, *, namespace: str, name: str) -> Pod:
     if not 200 <= status < 300:
         raise KubeError(f"{what}: {status}: {_message(body)}", status)
     return decode_pod(body, what)
+
+
+async def read_node(api: DirectApi, *, name: str) -> Node:
+    """The node as the API server has it now (KubeError with its status when it cannot)."""
+    what = f"read node {name}"
+    async with kube_errors(what):
+        status, body = await api.call("GET", f"/api/v1/nodes/{quote(name, safe='')}")
+    if not 200 <= status < 300:
+        raise KubeError(f"{what}: {status}: {_message(body)}", status)
+    return decode_node(body, what)
 
 
 async def _bound_to(api: DirectApi, namespace: str, name: str, node: str) -> bool:

@@ -106,10 +106,12 @@ def decode_node_identity(raw: msgspec.Raw | bytes, index: int) -> tuple[str, str
     return node.metadata.name, node.metadata.resourceVersion
 
 
-def decode_node(raw: msgspec.Raw | bytes, index: int) -> Node:
-    node = decode_as(_node_decoder, raw, f"ExtenderArgs.Nodes.items[{index}]")
+def decode_node(raw: msgspec.Raw | bytes, index: int | str) -> Node:
+    """A Node: item `index` of a request or listing, or the object a read named `index`."""
+    what = index if isinstance(index, str) else f"ExtenderArgs.Nodes.items[{index}]"
+    node = decode_as(_node_decoder, raw, what)
     if not node.metadata.name:
-        raise WireError(f"ExtenderArgs.Nodes.items[{index}]: metadata.name is empty")
+        raise WireError(f"{what}: metadata.name is empty")
     return node
 
 

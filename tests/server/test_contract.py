@@ -17,12 +17,15 @@ from prometheus_client.parser import text_string_to_metric_families
 from pytest_aiohttp import AiohttpClient
 
 import extender.server.app as app_module
+from extender.errors import KubeError
 from extender.policy import Policy
 from extender.policy.store import PolicyStore
 from extender.rules.notes import NOT_SCORED, NOT_SEEN
 from extender.server.app import VERBS, bind_handler, bind_refusal, create_app
 from extender.server.explain import explanation_json
+from extender.server.verbs import ReadBudget
 from extender.state import ClusterCache
+from extender.wire import Node
 from tests.builders import EXAMPLE_POLICY, example_policy, make_cache, make_node, make_pod
 from tests.server.payloads import (
     FLEET,
@@ -181,6 +184,100 @@ async def test_a_filter_that_admits_no_node_first_applies_the_watch_events_recei
     asyncio.get_running_loop().call_soon(cache.upsert_node, relabelled)
     answer = orjson.loads(await verbs.filter(names_args(pod, ["gpu-t4"])))
     assert answer["NodeNames"] == ["gpu-t4"]
+
+
+class _ApiServerNodes:
+    """A node reader over nodes as the API server has them; counts the reads."""
+
+    def __init__(self, *nodes: Node, error: KubeError | None = None) -> None:
+        self.nodes = {node.metadata.name: node for node in nodes}
+        self.error = error
+        self.reads: list[str] = []
+
+    async def __call__(self, *, name: str) -> Node:
+        self.reads.append(name)
+        if self.error is not None:
+            raise self.error
+        return self.nodes[name]
+
+
+async def test_a_filter_that_admits_no_node_reads_those_nodes_from_the_api_server_first(
+    client: Client, cache: ClusterCache
+) -> None:
+    """The watch may lag by more than a few loop turns behind the scheduler, which retries
+    a pod we turned away as soon as a node changes: a label added a moment ago must not be
+    answered with "no node fits" (the pod would wait for the next change in the cluster)."""
+    pod = scheduler_pod("needs-premium", annotations=classes(required_classes="premium"))
+    assert client.app is not None
+    verbs = client.app[VERBS]
+    verbs.node_reader = api_server = _ApiServerNodes(
+        make_node("gpu-t4", "H100", 8, resource_version="v2")  # relabelled, not yet watched
+    )
+
+    answer = orjson.loads(await verbs.filter(names_args(pod, ["gpu-t4"])))
+
+    assert answer["NodeNames"] == ["gpu-t4"]
+    assert api_server.reads == ["gpu-t4"]
+    node = cache.node("gpu-t4")
+    assert node is not None
+    assert node.resource_version == "v2"
+    # A node that fits needs no read.
+    await verbs.filter(names_args(pod, ["gpu-t4"]))
+    assert api_server.reads == ["gpu-t4"]
+
+
+async def test_a_filter_that_cannot_read_the_nodes_answers_from_its_watch(
+    client: Client, cache: ClusterCache
+) -> None:
+    pod = scheduler_pod("needs-premium", annotations=classes(required_classes="premium"))
+    assert client.app is not None
+    verbs = client.app[VERBS]
+    verbs.node_reader = failing = _ApiServerNodes(error=KubeError("read node gpu-t4: 503", 503))
+
+    answer = orjson.loads(await verbs.filter(names_args(pod, ["gpu-t4"])))
+
+    assert answer["NodeNames"] == []
+    assert "premium" in answer["FailedAndUnresolvableNodes"]["gpu-t4"]
+    assert failing.reads == ["gpu-t4"]
+    # Many nodes: not read one by one (the API server would pay for every pending pod).
+    many = ["gpu-t4"] + [f"ghost-{i}" for i in range(16)]
+    await verbs.filter(names_args(pod, many))
+    assert failing.reads == ["gpu-t4"]
+
+
+async def test_a_filter_refused_node_reads_stops_asking(
+    client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An older ClusterRole without `get nodes`: one warning, then no more reads."""
+    pod = scheduler_pod("needs-premium", annotations=classes(required_classes="premium"))
+    assert client.app is not None
+    verbs = client.app[VERBS]
+    refused = _ApiServerNodes(error=KubeError("read node gpu-t4: 403: forbidden", 403))
+    verbs.node_reader = refused
+
+    for _ in range(3):
+        answer = orjson.loads(await verbs.filter(names_args(pod, ["gpu-t4"])))
+        assert answer["NodeNames"] == []
+
+    assert refused.reads == ["gpu-t4"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [
+        "filter: may not read nodes (RBAC: get nodes); answering from the watch alone from now on"
+    ]
+
+
+def test_filters_read_nodes_within_a_budget_of_reads_a_second() -> None:
+    clock = [100.0]
+    budget = ReadBudget(32.0, clock=lambda: clock[0])
+    assert budget.take(16)
+    assert budget.take(16)
+    assert not budget.take(1)  # a burst of pending pods: the watch catches up instead
+    clock[0] += 0.5
+    assert budget.take(16)
+    assert not budget.take(1)
+    clock[0] += 10.0
+    assert budget.take(32)  # refilled, never beyond one second's worth
+    assert not budget.take(1)
 
 
 # ---- prioritize --------------------------------------------------------------------------
