@@ -4,11 +4,10 @@
 node's fragment is the free GPU capacity the cluster's typical pods could not use there (a
 GPU with less free than a sharing pod needs; partly used GPUs, or too few whole ones, for
 whole-GPU pods), weighted by how common each shape is. The best node is where this pod
-grows that expected fragment the least. The typical pods are the cluster's own pods
-(`ClusterCache.demand_mix`). Under separation each keeps its workload class
-(`ClusterCache.class_mix`): a sharing pod may not use a GPU that a class kept apart from
-its own shares (gpu_fit), so a share started on a free GPU closes the rest of it to those
-classes, and that is fragment too (measured with `simulate`: docs/quality-notes.md).
+grows that expected fragment the least. The typical pods are the cluster's own pods, each
+with its workload class (`ClusterCache.demand_mix`): a sharing pod may not use a GPU that a
+class kept apart from its own shares (gpu_fit), so a share started on a free GPU closes
+the rest of it to those classes, and that is fragment too (docs/quality-notes.md).
 
 CPU counts as a node's free CPU feeds typical pods: what the pods that fit its free CPU
 cannot reach is fragment too. FGD asks only whether one more typical pod fits the CPU, so
