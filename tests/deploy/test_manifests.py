@@ -325,7 +325,7 @@ def test_disruption_budget_and_selectors_match_the_pods(
 # ---- RBAC: least privilege --------------------------------------------------------------------
 
 EXTENDER_RULES = [
-    {"apiGroups": [""], "resources": ["nodes"], "verbs": ["list", "watch"]},
+    {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch"]},
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
     {"apiGroups": [""], "resources": ["pods/binding"], "verbs": ["create"]},
     {"apiGroups": ["karpenter.sh"], "resources": ["nodepools"], "verbs": ["list"]},
