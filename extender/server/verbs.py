@@ -233,25 +233,27 @@ class Verbs:
             return
         try:
             async with asyncio.timeout(_CATCH_UP_SECONDS):
-                fresh = await asyncio.gather(*(reader(name=name) for name in names))
-        except KubeError as exc:
-            if exc.status == 403:  # an older ClusterRole without `get nodes`: stop asking
-                self.node_reader = None
-                log.warning(
-                    "filter: may not read nodes (RBAC: get nodes); answering from the watch "
-                    "alone from now on",
-                    extra={"error": str(exc)},
+                fresh = await asyncio.gather(
+                    *(reader(name=name) for name in names), return_exceptions=True
                 )
-            else:
-                log.debug("filter: reading rejected nodes failed", extra={"error": str(exc)})
-            return
         except TimeoutError:
             log.debug("filter: reading rejected nodes took too long")
             return
         for node in fresh:
-            known = self.cache.node(node.metadata.name)
-            if known is None or known.resource_version != node.metadata.resourceVersion:
-                self.cache.upsert_node(node)
+            if isinstance(node, KubeError) and node.status == 403:
+                # An older ClusterRole without `get nodes`: stop asking.
+                self.node_reader = None
+                log.warning(
+                    "filter: may not read nodes (RBAC: get nodes); answering from the watch "
+                    "alone from now on",
+                    extra={"error": str(node)},
+                )
+            elif isinstance(node, BaseException):  # gone (404), refused, not a Node
+                log.debug("filter: reading a rejected node failed", extra={"error": str(node)})
+            else:
+                known = self.cache.node(node.metadata.name)
+                if known is None or known.resource_version != node.metadata.resourceVersion:
+                    self.cache.upsert_node(node)
 
     def prioritize(self, body: bytes) -> bytes:
         req = Resolved(body, self.store, self.cache)
