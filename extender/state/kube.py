@@ -158,21 +158,22 @@ async def bind_pod(
 async def read_pod(api: DirectApi, *, namespace: str, name: str) -> Pod:
     """The pod as the API server has it now (KubeError with its status when it cannot)."""
     what = f"read pod {namespace}/{name}"
-    async with kube_errors(what):
-        status, body = await api.call("GET", _pod_path(namespace, name))
-    if not 200 <= status < 300:
-        raise KubeError(f"{what}: {status}: {_message(body)}", status)
-    return decode_pod(body, what)
+    return decode_pod(await _get(api, _pod_path(namespace, name), what), what)
 
 
 async def read_node(api: DirectApi, *, name: str) -> Node:
     """The node as the API server has it now (KubeError with its status when it cannot)."""
     what = f"read node {name}"
+    return decode_node(await _get(api, f"/api/v1/nodes/{quote(name, safe='')}", what), what)
+
+
+async def _get(api: DirectApi, path: str, what: str) -> bytes:
+    """The body of a GET answered 2xx; else KubeError with the answer's status."""
     async with kube_errors(what):
-        status, body = await api.call("GET", f"/api/v1/nodes/{quote(name, safe='')}")
+        status, body = await api.call("GET", path)
     if not 200 <= status < 300:
         raise KubeError(f"{what}: {status}: {_message(body)}", status)
-    return decode_node(body, what)
+    return body
 
 
 async def _bound_to(api: DirectApi, namespace: str, name: str, node: str) -> bool:
