@@ -81,19 +81,20 @@ def fragment(
 ) -> float:
     """Expected free milli-GPU a pod drawn from `mix` could not use; a sharing pod cannot
     use a GPU that a class `apart` from its own shares (gpu_fit)."""
+    # Per workload class: the free share of GPUs shut to its sharing pods, and the rest.
+    views: dict[WorkloadName, tuple[int, Sequence[int]]] = {}
     total = 0.0
     for workload, (demand, cpu), weight in mix:
-        shut = (
-            apart_devices(holders, apart.get(workload, NO_CLASSES))
-            if demand.milli < WHOLE_GPU
-            else NO_DEVICES
-        )
-        if shut:
-            open_free = [f for i, f in enumerate(free) if i not in shut]
-            lost = sum(free) - sum(open_free) + unusable(open_free, demand, cpu_room, cpu)
-        else:
-            lost = unusable(free, demand, cpu_room, cpu)
-        total += weight * lost
+        if demand.milli >= WHOLE_GPU:  # a partly used GPU is lost to whole-GPU pods anyway
+            total += weight * unusable(free, demand, cpu_room, cpu)
+            continue
+        view = views.get(workload)
+        if view is None:
+            shut = apart_devices(holders, apart.get(workload, NO_CLASSES))
+            open_free = [f for i, f in enumerate(free) if i not in shut] if shut else free
+            view = views[workload] = (sum(free) - sum(open_free), open_free)
+        shut_free, open_free = view
+        total += weight * (shut_free + unusable(open_free, demand, cpu_room, cpu))
     return total
 
 
