@@ -629,10 +629,14 @@ class ClusterCache:
             self._nodes[fact.name] = features
             self._add_node_totals(features)
             self._reshape(features)
+        self._demands.clear()
         for record in records:
             record.workload = workload_from(record.inputs, policy)[0] or policy.default_workload
             record.devices = ()
+            self._count_demand(record, +1)
             self._attach(record)
+        # The typical pods carry their workload class, which the new policy may change.
+        self._mix, self._mix_changes = _typical(self._demands), 0
         if "nodes" in relist:
             self.nodes_synced = self._node_facts_current = False
         if "pods" in relist:

@@ -165,6 +165,21 @@ def test_a_share_fills_its_own_class_gpu_rather_than_close_a_free_gpu_to_the_oth
     )
 
 
+def test_a_new_policy_gives_the_typical_pods_their_new_workload_class() -> None:
+    critical = [
+        make_pod(f"c{i}", 1, priority_class="inference-critical", uid=f"c{i}") for i in range(4)
+    ]
+    cache = make_cache(_fragmentation_policy(), [make_node("n", "L40S", 8)], critical)
+    assert {workload for workload, _, _ in cache.demand_mix()} == {INTERACTIVE}
+
+    doc = yaml.safe_load(EXAMPLE_POLICY.read_text())
+    doc["workloadClassification"]["priorityClassNames"]["inference-critical"] = "batch"
+    cache.set_policy(load_policy_text(yaml.safe_dump(doc)))
+
+    # Read as interactive still, batch's shares would be kept off their GPUs.
+    assert {workload for workload, _, _ in cache.demand_mix()} == {BATCH}
+
+
 def test_the_typical_demands_come_from_the_cluster_pods() -> None:
     pods = [make_pod(f"w{i}", 1, workload="batch", node="n", phase="Running") for i in range(30)]
     pods += [
