@@ -283,7 +283,7 @@ def _node_json(cache: ClusterCache, node: NodeFeatures) -> dict[str, Any]:
                 "workload": r.workload,
                 "gpus": r.demand.gpus,
                 "milli": r.demand.milli,
-                "assumed": r.assumed_until is not None,
+                "assumed": cache.is_assumed(r.uid),
             }
             for r in cache.pods_on(node.name)
         ],

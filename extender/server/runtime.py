@@ -37,6 +37,7 @@ from extender.state.cache import ClusterCache, Kind
 from extender.state.events import EventRecorder
 from extender.state.kube import ApiEventSink, DirectApi, api_client, bind_pod, read_node, read_pod
 from extender.state.pending import PendingPlacements
+from extender.state.provisional import StageTtl
 from extender.state.watch import (
     WATCH_STALL_SECONDS,
     WATCH_TIMEOUT_SECONDS,
@@ -170,9 +171,7 @@ async def expire_assumptions_forever(
     while True:
         await asyncio.sleep(1.0)
         pending.expire()
-        cache.expire_in_flight()
-        cache.expire_noted()
-        for record in cache.expire_assumed():
+        for record in cache.expire().assumed:
             metrics.assumed_expired.inc()
             log.warning("assumed binding not confirmed in time", extra={"pod": record.key})
 
@@ -280,7 +279,8 @@ async def _serve(
     stop: asyncio.Event,
 ) -> None:
     store = PolicyStore.from_file(options.policy)
-    cache = ClusterCache(store.current, assume_ttl=options.assume_ttl_seconds)
+    ttl = options.assume_ttl_seconds
+    cache = ClusterCache(store.current, ttl=StageTtl(noted=ttl, assumed=ttl))
     metrics = Metrics()
 
     relist = {"nodes": asyncio.Event(), "pods": asyncio.Event()}

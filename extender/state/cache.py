@@ -4,16 +4,10 @@ Verbs in cache mode get only node names, so every feature a rule reads is comput
 when a Node or Pod event arrives, never per request. Aggregates per topology domain and
 per GPU class are maintained by deltas, so a rule's look-up is O(1).
 
-Words for a pod the watch has not confirmed yet:
-- noted: a filter call told us of a pending pod before the watch did (`note_pending`); it
-  is forgotten after the assumption TTL unless the watch reports it.
-- in flight: between our filter and its binding, a pod counts against the reserved classes
-  it may land in (`hold_in_flight`), for premium headroom; released at bind or after
-  `in_flight_ttl`.
-- assumed: our bind charged the pod to its node before the API call (`assume`); the watch
-  confirms it, a failed bind undoes it (`forget_assumed`), and the TTL ends it otherwise.
-The pod the scheduler sent and our scores for it, which bind reads, are kept apart, in
-extender/state/pending.py.
+A pod the watch has not confirmed yet is noted (`note_pending`), held in flight
+(`hold_in_flight`) or assumed (`assume`): one record per pod, whose words and TTLs are
+defined in extender/state/provisional.py. The pod the scheduler sent and our scores for
+it, which bind reads, are kept apart, in extender/state/pending.py.
 """
 
 from __future__ import annotations
@@ -41,6 +35,13 @@ from extender.policy.intent import (
 )
 from extender.state.devices import charge, hold, place_anyway
 from extender.state.features import HOSTNAME_KEY, NodeFeatures, features_of, node_features
+from extender.state.provisional import (
+    DEFAULT_TTL,
+    NO_CLASSES,
+    Provisional,
+    ProvisionalPods,
+    StageTtl,
+)
 from extender.state.shapes import NodeShape, ShapeTable
 from extender.wire.types import Node, Pod
 
@@ -66,7 +67,6 @@ class PodRecord(msgspec.Struct, gc=False):
     demand: GpuDemand
     inputs: WorkloadInputs
     devices: tuple[int, ...] = ()
-    assumed_until: float | None = None  # set while only our bind says where it runs
     # The GPUs our bind named on the pod (annotation <prefix>gpu-devices), if any.
     pinned: tuple[int, ...] = ()
     cpu_milli: int = 0  # its CPU request, charged to its node
@@ -115,13 +115,13 @@ class ClassUsage:
     in_flight: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class InFlight:
-    """A pod between our filter and its binding, held against reserved classes."""
+@dataclass(slots=True)
+class Expired:
+    """What `ClusterCache.expire` undid: assumptions (their pods), holds, noted pods."""
 
-    classes: frozenset[ClassName]
-    milli: int
-    until: float
+    assumed: list[PodRecord] = field(default_factory=list)
+    held: int = 0
+    noted: int = 0
 
 
 _EMPTY_DOMAIN = DomainUsage()
@@ -134,19 +134,16 @@ class ClusterCache:
         self,
         policy: Policy,
         *,
-        assume_ttl: float = 60.0,
+        ttl: StageTtl = DEFAULT_TTL,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._policy = policy
-        self._assume_ttl = assume_ttl
         self._clock = clock
+        self._provisional = ProvisionalPods(ttl, clock)
         self._nodes: dict[str, NodeFeatures] = {}
         self._pods: dict[str, PodRecord] = {}
         # node -> uids of its pods (a dict as an ordered set: half a set's size).
         self._pods_on: dict[str, dict[str, None]] = {}
-        self._assumed: set[str] = set()
-        # uid -> until when: pods only a filter call told us of, not (yet) the watch.
-        self._noted: dict[str, float] = {}
         self._domains: dict[str, dict[str, DomainUsage]] = {}
         self._classes: dict[ClassName, ClassUsage] = {}
         self._shapes = ShapeTable()
@@ -158,7 +155,6 @@ class ClusterCache:
         self._reshaped_from = 0
         # Scratch for the rules engine: the nodes of its last requests grouped by shape.
         self.grouping_memo: object = None
-        self._in_flight: dict[str, InFlight] = {}
         self._interned = _Interned()
         self._cpu_values: dict[int, int] = {}
         self._device_tuples: dict[tuple[int, ...], tuple[int, ...]] = {}
@@ -171,7 +167,6 @@ class ClusterCache:
         self._cpu_on: dict[str, int] = {}  # node -> millicores those pods request
         # False after a policy that reads other node inputs, until the nodes are relisted.
         self._node_facts_current = True
-        self.in_flight_ttl = 10.0
         self.nodes_synced = False
         self.pods_synced = False
 
@@ -247,11 +242,6 @@ class ClusterCache:
     def class_usage(self, name: ClassName) -> ClassUsage:
         return self._classes.get(name) or ClassUsage()
 
-    def in_flight_of(self, uid: str, name: ClassName) -> int:
-        """Milli-GPUs a pod itself holds in flight against a class (0 if none)."""
-        held = self._in_flight.get(uid)
-        return held.milli if held is not None and name in held.classes else 0
-
     def demand_mix(self) -> DemandMix:
         """The (workload class, GPU demand, CPU request) shapes of the cluster's GPU pods
         (bound and pending), most common first, with their share of pods: the workload
@@ -309,7 +299,24 @@ class ClusterCache:
         if features is None or self._policy.headroom or _in_shared_domain(features):
             self._memos.clear()
 
-    # ---- pods between filter and bind ---------------------------------------------------
+    # ---- pods between filter and bind (extender/state/provisional.py) --------------------
+
+    def note_pending(self, pod: Pod) -> None:
+        """Remember a pod seen in a filter call, so a bind can charge it before the watch.
+
+        Until the watch reports it too, it is only noted: forgotten when its stage runs
+        out, and at most MAX_NOTED are kept, the oldest forgotten first.
+        """
+        uid = pod.metadata.uid
+        if uid and uid not in self._pods and not pod.spec.nodeName:
+            self.upsert_pod(pod)
+            if uid in self._pods:
+                self._provisional.enter(uid, "noted", unwatched=True)
+                while self._provisional.unwatched > MAX_NOTED:
+                    oldest = self._provisional.oldest_unwatched()
+                    if oldest is None:
+                        break
+                    self.delete_pod(oldest)
 
     def hold_in_flight(self, uid: str, classes: frozenset[ClassName], milli: int) -> None:
         """Hold a pod's GPUs against classes it may land in, until it is bound.
@@ -319,30 +326,110 @@ class ClusterCache:
         class-wide reserve, which only we know; so the reserve counts pods in flight.
         """
         self.release_in_flight(uid)
-        if not classes or milli <= 0 or not uid:
-            return
-        self._in_flight[uid] = InFlight(classes, milli, self._clock() + self.in_flight_ttl)
+        record = self._provisional.get(uid)
+        if not classes or milli <= 0 or not uid or (record and record.stage == "assumed"):
+            return  # an assumed pod is charged to its node already
+        record = self._provisional.enter(uid, "held")
+        record.holds, record.milli = classes, milli
         self._aggregates_changed()
         for name in classes:
             self._classes.setdefault(name, ClassUsage()).in_flight += milli
 
     def release_in_flight(self, uid: str) -> None:
-        held = self._in_flight.pop(uid, None)
-        if held is None:
+        """End a pod's hold (its bind came, or it went elsewhere): noted again if only a
+        filter told us of it."""
+        record = self._provisional.get(uid)
+        if record is None or not record.holds:
+            return
+        self._release(record)
+        if record.stage == "held":
+            self._back_to_noted(uid, record.unwatched)
+
+    def in_flight_of(self, uid: str, name: ClassName) -> int:
+        """Milli-GPUs a pod itself holds in flight against a class (0 if none)."""
+        record = self._provisional.get(uid)
+        return record.milli if record is not None and name in record.holds else 0
+
+    def assume(self, uid: str, node: str, pod: Pod | None = None) -> PodRecord | None:
+        """Charge a pod to `node` now, until the watch confirms the binding or the TTL ends.
+
+        A GPU pod must have been noted (by a filter call); `pod`, when it asks for no GPUs,
+        is charged as the CPU it requests, which the watch's event for it charges the same
+        and its deletion or a relist ends.
+        """
+        self.release_in_flight(uid)  # now charged to its node instead
+        record = self._pods.get(uid)
+        if record is None:
+            if pod is not None and gpu_demand(pod, self._policy)[0].gpus == 0:
+                self._charge_cpu_pod(uid, node, cpu_request(pod))
+            return None
+        if record.node == node and not self.is_assumed(uid):
+            return record  # the watch already confirmed it
+        self._detach(record)
+        record.node = sys.intern(node)
+        self._provisional.enter(uid, "assumed")
+        self._attach(record)
+        return record
+
+    def is_assumed(self, uid: str) -> bool:
+        """Whether only our bind says where the pod runs (the watch has not confirmed it)."""
+        record = self._provisional.get(uid)
+        return record is not None and record.stage == "assumed"
+
+    def forget_assumed(self, uid: str) -> None:
+        """Undo an assumption whose binding failed: the pod is pending again."""
+        self._charge_cpu_pod(uid, "", 0)
+        record = self._pods.get(uid)
+        provisional = self._provisional.get(uid)
+        if record is None or provisional is None or provisional.stage != "assumed":
+            return
+        self._detach(record)
+        record.node = ""
+        self._back_to_noted(uid, provisional.unwatched)
+
+    def expire(self) -> Expired:
+        """Undo every stage that ran out (extender/state/provisional.py)."""
+        expired = Expired()
+        for uid in self._provisional.due():
+            provisional = self._provisional.get(uid)
+            if provisional is None:  # ended while undoing an earlier one
+                continue
+            stage, unwatched = provisional.stage, provisional.unwatched
+            if stage == "assumed":
+                record = self._pods.get(uid)
+                if record is not None:
+                    expired.assumed.append(record)
+                self.forget_assumed(uid)
+            elif stage == "held":
+                expired.held += 1
+            else:
+                expired.noted += 1
+            if unwatched:
+                self.delete_pod(uid)  # a pod only a filter told of goes with its stage
+            else:
+                self._end_provisional(uid)
+        return expired
+
+    def _back_to_noted(self, uid: str, unwatched: bool) -> None:
+        if unwatched:
+            self._provisional.enter(uid, "noted", unwatched=True)
+        else:
+            self._provisional.end(uid)
+
+    def _release(self, record: Provisional) -> None:
+        if not record.holds:
             return
         self._aggregates_changed()
-        for name in held.classes:
+        for name in record.holds:
             usage = self._classes.get(name)
             if usage is not None:
-                usage.in_flight -= held.milli
+                usage.in_flight -= record.milli
+        record.holds, record.milli = NO_CLASSES, 0
 
-    def expire_in_flight(self) -> int:
-        """Release holds older than the TTL (pods that went elsewhere or were dropped)."""
-        now = self._clock()
-        stale = [uid for uid, held in self._in_flight.items() if held.until <= now]
-        for uid in stale:
-            self.release_in_flight(uid)
-        return len(stale)
+    def _end_provisional(self, uid: str) -> None:
+        record = self._provisional.end(uid)
+        if record is not None:
+            self._release(record)
 
     def counts(self) -> dict[str, int]:
         bound = sum(len(uids) for uids in self._pods_on.values())
@@ -351,7 +438,7 @@ class ClusterCache:
             "pods": len(self._pods),
             "pods_bound": bound,
             "pods_pending": len(self._pods) - bound,
-            "pods_assumed": len(self._assumed),
+            "pods_assumed": self._provisional.count("assumed"),
         }
 
     # ---- nodes ---------------------------------------------------------------------------
@@ -418,7 +505,7 @@ class ClusterCache:
         uid = pod.metadata.uid
         if not uid:
             return
-        self._noted.pop(uid, None)  # the watch (or a list) knows it: it is real
+        self._provisional.watched(uid)  # the watch (or a list) knows it: it is real
         demand, _problems = gpu_demand(pod, self._policy)
         cpu = cpu_request(pod)
         if demand.gpus == 0 or pod.status.phase in FINISHED_PHASES:
@@ -438,10 +525,11 @@ class ClusterCache:
         pinned = _pinned_devices(pod, self._policy, demand)
         record = self._pods.get(uid)
         node = pod.spec.nodeName
-        if node:
-            self.release_in_flight(uid)  # bound: charged to its node from here on
+        assumed = self.is_assumed(uid)
+        if node:  # bound: confirmed, and charged to its node from here on
+            self._end_provisional(uid)
         if record is not None:
-            if not node and record.assumed_until is not None:
+            if not node and assumed:
                 node = record.node  # our bind is ahead of the watch: keep the assumption
             unchanged = (record.node, record.workload, record.demand, record.pinned) == (
                 node,
@@ -451,8 +539,6 @@ class ClusterCache:
             ) and record.cpu_milli == cpu
             if unchanged:
                 record.inputs = inputs
-                if pod.spec.nodeName == record.node:
-                    self._confirm(record)
                 return
             self._detach(record)
         previous = record
@@ -473,23 +559,16 @@ class ClusterCache:
             if previous is not None:
                 self._count_demand(previous, -1)
             self._count_demand(record, +1)
-        if node and not pod.spec.nodeName:
-            record.assumed_until = self._clock() + self._assume_ttl
-            self._assumed.add(uid)
-        else:
-            self._assumed.discard(uid)
         self._pods[uid] = record
         self._attach(record)
 
     def delete_pod(self, uid: str) -> None:
-        self._noted.pop(uid, None)
-        self.release_in_flight(uid)
+        self._end_provisional(uid)
         self._charge_cpu_pod(uid, "", 0)
         record = self._pods.pop(uid, None)
         if record is not None:
             self._count_demand(record, -1)
             self._detach(record)
-            self._assumed.discard(uid)
 
     def replace_pods(self, pods: Iterable[Pod]) -> None:
         listed = set()
@@ -524,82 +603,6 @@ class ClusterCache:
             features.cpu_free -= cpu
             self._reshape(features)
 
-    def note_pending(self, pod: Pod) -> None:
-        """Remember a pod seen in a filter call, so a bind can charge it before the watch.
-
-        Until the watch reports it too, it is only noted: a pod deleted before its event
-        came, or one no API server ever held (a buggy or hostile caller), is forgotten
-        after the assumption TTL instead of being accounted for ever, and at most
-        MAX_NOTED are kept.
-        """
-        uid = pod.metadata.uid
-        if uid and uid not in self._pods and not pod.spec.nodeName:
-            self.upsert_pod(pod)
-            if uid in self._pods:
-                self._noted[uid] = self._clock() + self._assume_ttl
-                while len(self._noted) > MAX_NOTED:
-                    self.delete_pod(next(iter(self._noted)))
-
-    def expire_noted(self) -> int:
-        """Forget noted pods the watch never reported within the TTL; returns how many."""
-        now = self._clock()
-        expired = [uid for uid, until in self._noted.items() if until <= now]
-        for uid in expired:
-            self.delete_pod(uid)
-        return len(expired)
-
-    # ---- assumptions (bind) --------------------------------------------------------------
-
-    def assume(self, uid: str, node: str, pod: Pod | None = None) -> PodRecord | None:
-        """Charge a pod to `node` now, until the watch confirms the binding or the TTL ends.
-
-        A GPU pod must have been noted (by a filter call); `pod`, when it asks for no GPUs,
-        is charged as the CPU it requests, which the watch's event for it charges the same
-        and its deletion or a relist ends.
-        """
-        self.release_in_flight(uid)  # now charged to its node instead
-        record = self._pods.get(uid)
-        if record is None:
-            if pod is not None and gpu_demand(pod, self._policy)[0].gpus == 0:
-                self._charge_cpu_pod(uid, node, cpu_request(pod))
-            return None
-        if record.node == node and record.assumed_until is None:
-            return record  # the watch already confirmed it
-        self._detach(record)
-        record.node = sys.intern(node)
-        record.assumed_until = self._clock() + self._assume_ttl
-        self._assumed.add(uid)
-        self._attach(record)
-        return record
-
-    def forget_assumed(self, uid: str) -> None:
-        """Undo an assumption whose binding failed."""
-        self._charge_cpu_pod(uid, "", 0)
-        record = self._pods.get(uid)
-        if record is not None and record.assumed_until is not None:
-            self._detach(record)
-            record.node = ""
-            self._unassume(record)
-
-    def expire_assumed(self) -> list[PodRecord]:
-        """Drop assumptions the watch never confirmed within the TTL; returns them."""
-        now = self._clock()
-        expired = [
-            self._pods[uid]
-            for uid in list(self._assumed)
-            if (until := self._pods[uid].assumed_until) is not None and until <= now
-        ]
-        for record in expired:
-            self.forget_assumed(record.uid)
-        return expired
-
-    def _confirm(self, record: PodRecord) -> None:
-        self._unassume(record)
-
-    def _unassume(self, record: PodRecord) -> None:
-        record.assumed_until = None
-        self._assumed.discard(record.uid)
-
     # ---- policy --------------------------------------------------------------------------
 
     def set_policy(self, policy: Policy) -> frozenset[Kind]:
@@ -623,7 +626,12 @@ class ClusterCache:
         self._pods_on.clear()
         self._domains.clear()
         self._classes.clear()
-        self._in_flight.clear()  # class names may have changed; holds are short-lived anyway
+        # Class names may have changed, and the usage they were counted in is gone; holds
+        # are short-lived anyway.
+        for uid, provisional in self._provisional.held():
+            provisional.holds, provisional.milli = NO_CLASSES, 0
+            if provisional.stage == "held":
+                self._back_to_noted(uid, provisional.unwatched)
         for fact in facts:
             features = self._with_cpu_pods(features_of(fact, policy))
             self._nodes[fact.name] = features

@@ -29,7 +29,8 @@ import orjson
 from tests.fuzz.strategies import FuzzRequest, for_each_batch
 
 PROBE_SETTLE_SECONDS = 20.0
-"""In-flight holds last 10 s (ClusterCache.in_flight_ttl) and are swept every second."""
+"""In-flight holds last 10 s (StageTtl.held, extender/state/provisional.py) and are swept
+every second."""
 
 ANSWER_WITHIN_SECONDS = 5.0
 RSS_GROWTH_LIMIT = 0.10

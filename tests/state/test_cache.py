@@ -11,7 +11,8 @@ import yaml
 
 from extender.policy import ClassName, Policy, load_policy_text
 from extender.state import ClassUsage, ClusterCache
-from extender.state.cache import MAX_NOTED
+from extender.state.cache import MAX_NOTED, Expired
+from extender.state.provisional import StageTtl
 from extender.wire import Node, Pod
 from tests.builders import EXAMPLE_POLICY, PREFIX, example_policy, make_cache, make_node, make_pod
 
@@ -286,9 +287,10 @@ def clock() -> Clock:
 
 @pytest.fixture
 def binding(clock: Clock) -> ClusterCache:
-    """One T4 node with 4 GPUs and a pending 2-GPU pod 'a' seen by a filter call."""
-    cache = make_cache(example_policy(), [make_node("n1", "T4", 4)], assume_ttl=30, clock=clock)
-    cache.note_pending(pending("a", 2))
+    """One T4 node with 4 GPUs and a pending 2-GPU pod 'a' the watch reported."""
+    ttl = StageTtl(noted=30, assumed=30)
+    cache = make_cache(example_policy(), [make_node("n1", "T4", 4)], ttl=ttl, clock=clock)
+    cache.upsert_pod(pending("a", 2))
     return cache
 
 
@@ -296,7 +298,7 @@ def test_assume_charges_the_node_at_once(binding: ClusterCache, clock: Clock) ->
     record = binding.assume("a", "n1")
 
     assert record is not None
-    assert record.assumed_until == clock.now + 30
+    assert binding.is_assumed("a")
     assert free_of(binding, "n1") == [0, 0, 1000, 1000]
     assert binding.counts()["pods_assumed"] == 1
 
@@ -308,10 +310,10 @@ def test_the_watch_confirming_the_binding_clears_the_assumption(binding: Cluster
 
     record = binding.pod("a")
     assert record is not None
-    assert record.assumed_until is None
+    assert not binding.is_assumed("a")
     assert binding.counts()["pods_assumed"] == 0
     assert free_of(binding, "n1") == [0, 0, 1000, 1000]
-    assert binding.expire_assumed() == []
+    assert binding.expire().assumed == []
 
 
 def test_a_late_pending_watch_event_does_not_undo_the_assumption(binding: ClusterCache) -> None:
@@ -321,7 +323,7 @@ def test_a_late_pending_watch_event_does_not_undo_the_assumption(binding: Cluste
 
     record = binding.pod("a")
     assert record is not None
-    assert (record.node, record.assumed_until is not None) == ("n1", True)
+    assert (record.node, binding.is_assumed("a")) == ("n1", True)
     assert free_of(binding, "n1") == [0, 0, 1000, 1000]
 
 
@@ -353,15 +355,15 @@ def test_an_unconfirmed_assumption_expires_after_the_ttl(
     binding.assume("a", "n1")
 
     clock.now += 29
-    assert binding.expire_assumed() == []
+    assert binding.expire().assumed == []
     clock.now += 1
-    expired = binding.expire_assumed()
+    expired = binding.expire().assumed
 
     assert [r.uid for r in expired] == ["a"]
     assert free_of(binding, "n1") == [1000] * 4
     record = binding.pod("a")
     assert record is not None
-    assert (record.node, record.assumed_until) == ("", None)
+    assert (record.node, binding.is_assumed("a")) == ("", False)
     assert binding.counts() == {
         "nodes": 1,
         "pods": 1,
@@ -369,6 +371,51 @@ def test_an_unconfirmed_assumption_expires_after_the_ttl(
         "pods_pending": 1,
         "pods_assumed": 0,
     }
+
+
+def test_a_pod_only_a_filter_told_of_goes_with_its_unconfirmed_assumption(
+    binding: ClusterCache, clock: Clock
+) -> None:
+    binding.note_pending(pending("ghost", 1))  # the watch never reports it
+    binding.assume("ghost", "n1")
+    clock.now += 30
+
+    assert [r.uid for r in binding.expire().assumed] == ["ghost"]
+
+    assert binding.pod("ghost") is None
+    assert free_of(binding, "n1") == [1000] * 4
+    assert binding.expire() == Expired()
+
+
+def test_a_pod_the_watch_reported_after_our_bind_stays_when_the_assumption_ends(
+    binding: ClusterCache, clock: Clock
+) -> None:
+    binding.note_pending(pending("late", 1))
+    binding.assume("late", "n1")
+    binding.upsert_pod(pending("late", 1))  # the watch: real, its binding not seen yet
+    clock.now += 30
+
+    assert [r.uid for r in binding.expire().assumed] == ["late"]
+
+    record = binding.pod("late")
+    assert record is not None
+    assert record.node == ""
+
+
+def test_a_failed_bind_leaves_a_pod_only_a_filter_told_of_noted_for_its_ttl(
+    binding: ClusterCache, clock: Clock
+) -> None:
+    binding.note_pending(pending("new", 1))
+    clock.now += 20
+    binding.assume("new", "n1")
+    binding.forget_assumed("new")
+
+    clock.now += 29  # noted again for a whole stage from the failed bind
+    assert binding.expire().noted == 0
+    assert binding.pod("new") is not None
+    clock.now += 1
+    assert binding.expire().noted == 1
+    assert binding.pod("new") is None
 
 
 def test_forget_assumed_undoes_a_failed_bind(binding: ClusterCache) -> None:
@@ -398,7 +445,7 @@ def test_assuming_an_already_confirmed_binding_changes_nothing(binding: ClusterC
     record = binding.assume("a", "n1")
 
     assert record is not None
-    assert record.assumed_until is None
+    assert not binding.is_assumed("a")
     assert free_of(binding, "n1") == [0, 0, 1000, 1000]
 
 
@@ -418,16 +465,17 @@ def test_a_noted_pod_the_watch_never_reports_is_forgotten_after_the_ttl(
     # Found by the soak: every filter call for a pod no API server held (or one deleted
     # before its watch event) used to stay in the cache for good.
     binding.note_pending(pending("ghost", 1))
-    binding.upsert_pod(pending("a", 2))  # the watch reports "a": it is real
+    binding.note_pending(pending("real", 1))
+    binding.upsert_pod(pending("real", 1))  # the watch reports it: it is real
     clock.now += 29
-    assert binding.expire_noted() == 0
+    assert binding.expire().noted == 0
 
     clock.now += 2
-    assert binding.expire_noted() == 1
+    assert binding.expire().noted == 1
 
     assert binding.pod("ghost") is None
-    assert binding.pod("a") is not None
-    assert binding.expire_noted() == 0
+    assert binding.pod("real") is not None
+    assert binding.expire().noted == 0
 
 
 def test_shared_pod_inputs_are_not_kept_once_no_pod_holds_them() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from extender.policy import ClassName, pod_intent
 from extender.rules import premium_headroom
 from extender.state import ClusterCache
+from extender.state.provisional import StageTtl
 from tests.builders import example_policy, make_cache, make_node, make_pod
 
 PREMIUM = ClassName("premium")
@@ -50,10 +51,53 @@ def test_a_hold_expires_when_the_pod_went_elsewhere_or_was_dropped() -> None:
     clock = Clock()
     cache = premium_cache(clock)
     cache.hold_in_flight("u1", frozenset({PREMIUM}), 2000)
-    clock.now = cache.in_flight_ttl - 1
-    assert cache.expire_in_flight() == 0
-    clock.now = cache.in_flight_ttl + 1
-    assert cache.expire_in_flight() == 1
+    clock.now = StageTtl().held - 1
+    assert cache.expire().held == 0
+    clock.now = StageTtl().held + 1
+    assert cache.expire().held == 1
+    assert cache.class_usage(PREMIUM).in_flight == 0
+
+
+def test_a_hold_on_a_pod_only_a_filter_told_of_ends_with_the_pod() -> None:
+    clock = Clock()
+    cache = premium_cache(clock)
+    cache.note_pending(make_pod("ghost", 2, workload="batch", uid="g"))
+    cache.hold_in_flight("g", frozenset({PREMIUM}), 2000)
+    clock.now = StageTtl().held
+
+    assert cache.expire().held == 1
+
+    assert cache.pod("g") is None
+    assert cache.class_usage(PREMIUM).in_flight == 0
+    assert cache.in_flight_of("g", PREMIUM) == 0
+
+
+def test_an_assumed_pod_filtered_again_is_not_held_twice() -> None:
+    cache = premium_cache()
+    cache.upsert_pod(make_pod("train", 2, workload="batch", uid="u1"))
+    cache.assume("u1", "h100")
+    cache.hold_in_flight("u1", frozenset({PREMIUM}), 2000)
+    usage = cache.class_usage(PREMIUM)
+    assert (usage.in_flight, usage.free) == (0, 6000)  # charged to its node, once
+    assert cache.is_assumed("u1")
+
+
+def test_a_new_policy_drops_the_holds() -> None:
+    # Class names may change with it, and the usage the holds were counted in is rebuilt.
+    clock = Clock()
+    cache = premium_cache(clock)
+    cache.upsert_pod(make_pod("train", 2, workload="batch", uid="u1"))
+    cache.note_pending(make_pod("new", 2, workload="batch", uid="u2"))  # the watch is behind
+    for uid in ("u1", "u2"):
+        cache.hold_in_flight(uid, frozenset({PREMIUM}), 2000)
+
+    cache.set_policy(example_policy())
+
+    assert cache.class_usage(PREMIUM).in_flight == 0
+    assert [cache.in_flight_of(uid, PREMIUM) for uid in ("u1", "u2")] == [0, 0]
+    cache.hold_in_flight("u1", frozenset({PREMIUM}), 2000)
+    clock.now = StageTtl().held
+    cache.expire()  # ends u1's new hold; u2 is only noted
     assert cache.class_usage(PREMIUM).in_flight == 0
 
 
