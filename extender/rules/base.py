@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from extender.policy.compiled import ClassName
-from extender.state.cache import ClassUsage, DemandMix, DomainUsage
+from extender.state.cache import ClassUsage, DomainUsage
+from extender.state.rules_view import DemandMix
 
 
 @dataclass(frozen=True, slots=True)

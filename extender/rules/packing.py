@@ -26,9 +26,9 @@ from extender.policy.compiled import Policy, WorkloadName
 from extender.policy.intent import WHOLE_GPU, GpuDemand, PodIntent
 from extender.rules.base import ClusterView, clamp01
 from extender.rules.gpu_fit import blocked_devices
-from extender.state.cache import DemandMix
 from extender.state.devices import NO_DEVICES, apart_devices, pick_devices
 from extender.state.features import NodeFeatures
+from extender.state.rules_view import DemandMix
 
 NAME = "packing"
 NO_CPU_LIMIT = -1

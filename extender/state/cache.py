@@ -15,7 +15,6 @@ from __future__ import annotations
 import sys
 import time
 import weakref
-from collections import Counter
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal, TypeVar
@@ -42,6 +41,7 @@ from extender.state.provisional import (
     ProvisionalPods,
     StageTtl,
 )
+from extender.state.rules_view import DemandMix, RuleMemos, ShapeLog, TypicalKey, TypicalPods
 from extender.state.shapes import NodeShape, ShapeTable
 from extender.wire.types import Node, Pod
 
@@ -148,20 +148,15 @@ class ClusterCache:
         self._classes: dict[ClassName, ClassUsage] = {}
         self._shapes = ShapeTable()
         self._shape_by_name: dict[str, NodeShape] = {}
-        self._shape_generation = 0  # bumped whenever a node's shape may have changed
-        # The nodes whose shape changed, one per generation since _reshaped_from: a grouping
-        # of many nodes is brought up to date by looking these up again (engine._group_in).
-        self._reshaped: list[str] = []
-        self._reshaped_from = 0
+        # The rules' scratch (extender/state/rules_view.py).
+        self._shape_log = ShapeLog()
+        self._typical_pods = TypicalPods()
+        self._memos = RuleMemos()
         # Scratch for the rules engine: the nodes of its last requests grouped by shape.
         self.grouping_memo: object = None
         self._interned = _Interned()
         self._cpu_values: dict[int, int] = {}
         self._device_tuples: dict[tuple[int, ...], tuple[int, ...]] = {}
-        self._memos: dict[Hashable, dict[Hashable, object]] = {}
-        self._demands: Counter[tuple[WorkloadName, TypicalPod]] = Counter()
-        self._mix: DemandMix = ()
-        self._mix_changes = 0  # pod changes since `_mix` was taken
         # CPU of pods without GPUs, which the rules read only as CPU taken on their node.
         self._cpu_pods: dict[str, tuple[str, int]] = {}  # uid -> (node, millicores)
         self._cpu_on: dict[str, int] = {}  # node -> millicores those pods request
@@ -245,36 +240,21 @@ class ClusterCache:
     def demand_mix(self) -> DemandMix:
         """The (workload class, GPU demand, CPU request) shapes of the cluster's GPU pods
         (bound and pending), most common first, with their share of pods: the workload
-        that fragmentation-aware packing keeps room for. The most common cover 95% of pods
-        (FGD's "typical pods"); the class says which GPUs separation lets them share. The
-        snapshot is retaken after pods change by a twentieth, so a verdict holds between
-        retakes.
-        """
-        stale = self._mix_changes > max(_MIX_MIN_CHANGES, sum(self._demands.values()) // 20)
-        if stale or (self._mix_changes and not self._mix):
-            self._mix = _typical(self._demands)
-            self._mix_changes = 0
+        that fragmentation-aware packing keeps room for (`TypicalPods`)."""
+        mix, retaken = self._typical_pods.mix()
+        if retaken:
             self._aggregates_changed()
-        return self._mix
-
-    def _count_demand(self, record: PodRecord, sign: int) -> None:
-        key = _typical_key(record)
-        self._demands[key] += sign
-        if self._demands[key] <= 0:
-            del self._demands[key]
-        self._mix_changes += 1
+        return mix
 
     @property
     def shape_generation(self) -> int:
         """Changes whenever a node's shape may have: equal generations, equal shapes."""
-        return self._shape_generation
+        return self._shape_log.generation
 
     def shape_changes_since(self, generation: int) -> Sequence[str] | None:
         """The nodes whose shape changed after `generation` (a name may repeat), or None
         when that is no longer known (too long ago, or a change to every node)."""
-        if generation < self._reshaped_from:
-            return None
-        return self._reshaped[generation - self._reshaped_from :]
+        return self._shape_log.since(generation)
 
     def rule_memo(self, key: Hashable) -> dict[Hashable, object]:
         """A scratch dict for the rules engine, emptied whenever something a rule reads
@@ -285,12 +265,7 @@ class ClusterCache:
         # The demand mix is retaken lazily; settle it before a request starts, so that all
         # of one request's scores read the same mix.
         self.demand_mix()
-        memo = self._memos.get(key)
-        if memo is None:
-            if len(self._memos) >= _MAX_MEMOS:
-                self._memos.clear()
-            memo = self._memos[key] = {}
-        return memo
+        return self._memos.of(key)
 
     def _aggregates_changed(self, features: NodeFeatures | None = None) -> None:
         """A cluster-wide fact rules read changed (None: not tied to one node's domains)."""
@@ -557,8 +532,8 @@ class ClusterCache:
             # Only a change of shape changes the mix: a pod noted by a filter and then
             # bound counts once, whichever way the binding was learnt.
             if previous is not None:
-                self._count_demand(previous, -1)
-            self._count_demand(record, +1)
+                self._typical_pods.count(_typical_key(previous), -1)
+            self._typical_pods.count(_typical_key(record), +1)
         self._pods[uid] = record
         self._attach(record)
 
@@ -567,7 +542,7 @@ class ClusterCache:
         self._charge_cpu_pod(uid, "", 0)
         record = self._pods.pop(uid, None)
         if record is not None:
-            self._count_demand(record, -1)
+            self._typical_pods.count(_typical_key(record), -1)
             self._detach(record)
 
     def replace_pods(self, pods: Iterable[Pod]) -> None:
@@ -637,14 +612,12 @@ class ClusterCache:
             self._nodes[fact.name] = features
             self._add_node_totals(features)
             self._reshape(features)
-        self._demands.clear()
         for record in records:
             record.workload = workload_from(record.inputs, policy)[0] or policy.default_workload
             record.devices = ()
-            self._count_demand(record, +1)
             self._attach(record)
         # The typical pods carry their workload class, which the new policy may change.
-        self._mix, self._mix_changes = _typical(self._demands), 0
+        self._typical_pods.recount([_typical_key(record) for record in records])
         if "nodes" in relist:
             self.nodes_synced = self._node_facts_current = False
         if "pods" in relist:
@@ -707,13 +680,7 @@ class ClusterCache:
         self._shape_changed(features.name)
 
     def _shape_changed(self, name: str | None) -> None:
-        """A new generation: `name`'s shape changed, or (None) any node's may have."""
-        self._shape_generation += 1
-        if name is None or len(self._reshaped) >= _RESHAPED_LOG:
-            self._reshaped.clear()
-            self._reshaped_from = self._shape_generation
-        else:
-            self._reshaped.append(name)
+        self._shape_log.changed(name)
 
     def _account(
         self, features: NodeFeatures, record: PodRecord, sign: int, free_delta: int
@@ -756,44 +723,14 @@ class ClusterCache:
                 del self._classes[features.gpu_class.name]
 
 
-_MAX_MEMOS = 1024
-_RESHAPED_LOG = 4096  # names of reshaped nodes kept; past it, groupings are rebuilt
 MAX_NOTED = 1024
 """Pods only a filter call told us of, at most: the oldest is forgotten first. A scheduler
 binds within seconds of its filter, so this many in flight means a caller filtering pods
 no API server holds; without a bound, memory would grow with its rate times the TTL."""
-_MIX_MIN_CHANGES = 20
-_MIX_COVERAGE = 0.95
-TypicalPod = tuple[GpuDemand, int]
-"""A pod shape fragmentation reads: its GPU demand and its CPU request (millicores)."""
-DemandMix = tuple[tuple[WorkloadName, TypicalPod, float], ...]
 
 
-def _typical_key(record: PodRecord) -> tuple[WorkloadName, TypicalPod]:
+def _typical_key(record: PodRecord) -> TypicalKey:
     return record.workload, (record.demand, record.cpu_milli)
-
-
-def _typical(demands: Counter[tuple[WorkloadName, TypicalPod]]) -> DemandMix:
-    """The most common (class, shape) pairs covering 95% of pods, weights summing to 1;
-    ties go to the larger shapes first, so that the cut does not depend on arrival order."""
-    total = sum(demands.values())
-    kept: list[tuple[tuple[WorkloadName, TypicalPod], int]] = []
-    covered = 0
-    for key, count in sorted(
-        demands.items(),
-        key=lambda item: (
-            -item[1],
-            -item[0][1][0].gpus,
-            -item[0][1][0].milli,
-            -item[0][1][1],
-            item[0][0],
-        ),
-    ):
-        if covered >= _MIX_COVERAGE * total:
-            break
-        kept.append((key, count))
-        covered += count
-    return tuple((workload, shape, count / covered) for (workload, shape), count in kept)
 
 
 def _pinned_devices(pod: Pod, policy: Policy, demand: GpuDemand) -> tuple[int, ...]:
