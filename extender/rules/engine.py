@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import compress, repeat
 from operator import attrgetter, is_
 from typing import TypeVar
@@ -28,6 +28,7 @@ from extender.rules import (
 )
 from extender.rules.base import ClusterView, Reject
 from extender.state.features import NodeFeatures
+from extender.wire.codec import encode_grouped_filter_result, encode_name_list
 
 FilterCheck = Callable[[PodIntent, NodeFeatures, ClusterView, Policy], Reject | None]
 ScoreFn = Callable[[PodIntent, NodeFeatures, ClusterView, Policy], float]
@@ -63,17 +64,59 @@ _K = TypeVar("_K", bound=Hashable)
 class FilterResult:
     """Which nodes passed, and why the others did not.
 
-    Only `passed` is built eagerly: the reasons and counts are built when asked for (the
-    server asks once per request; the simulator never does).
+    Decided per group of nodes alike; everything per node is built when asked for: the
+    simulator reads `passed`, the server the answer encoded a group at a time (`encoded`).
     """
 
-    passed: list[str]
     # One node of each group that passed: what holds class-wide facts about `passed`.
     passed_groups: list[NodeFeatures]
     _grouped: _Grouped
     _verdicts: dict[Hashable | None, Reject | None]
-    _per_node: list[Reject | None]  # per name of the request
+    _passed: list[str] | None = None
+    _per_node_cache: list[Reject | None] | None = None
     _rejects: dict[str, Reject] | None = None
+    _by_kind: dict[bool, dict[str, str]] | None = None  # resolvable? -> node -> reason
+
+    @property
+    def passed(self) -> list[str]:
+        """The nodes that passed, in request order."""
+        if self._passed is None:
+            passes = {key: reject is None for key, reject in self._verdicts.items()}
+            self._passed = list(
+                compress(self._grouped.names, map(passes.__getitem__, self._grouped.keys))
+            )
+        return self._passed
+
+    @property
+    def passed_count(self) -> int:
+        if self._passed is not None:
+            return len(self._passed)
+        sizes = self._grouped.sizes()
+        return sum(sizes.get(key, 0) for key, reject in self._verdicts.items() if reject is None)
+
+    def encoded(self) -> bytes:
+        """The names-mode answer (ExtenderFilterResult), built from each group's names
+        encoded once per grouping: no Python object per node."""
+        grouped, names_of = self._grouped, self._grouped.names_of()
+        passed: list[bytes] = []
+        failed: list[tuple[bytes, str]] = []
+        unresolvable: list[tuple[bytes, str]] = []
+        for key, reject in self._verdicts.items():
+            if key not in names_of:  # (the verdict for nodes not cached, when none is)
+                continue
+            if reject is None:
+                passed.append(grouped.encoded(key))
+            else:
+                (failed if reject.resolvable else unresolvable).append(
+                    (grouped.encoded(key), reject.reason)
+                )
+        return encode_grouped_filter_result(passed, failed, unresolvable)
+
+    @property
+    def _per_node(self) -> list[Reject | None]:
+        if self._per_node_cache is None:
+            self._per_node_cache = _per_node(self._grouped, self._verdicts)
+        return self._per_node_cache
 
     @property
     def failed(self) -> dict[str, str]:
@@ -88,14 +131,11 @@ class FilterResult:
     @property
     def reject_counts(self) -> dict[Reject, int]:
         """How many of the request's nodes each reject applied to."""
-        if len(self.passed) == len(self._grouped.names):
-            return {}
-        # Counted per group, then per reject: Reject hashes in Python, a shape in C.
+        sizes = self._grouped.sizes()
         counts: Counter[Reject] = Counter()
-        for key, count in Counter(compress(self._grouped.keys, self._per_node)).items():
-            reject = self._verdicts[key]
-            if reject is not None:
-                counts[reject] += count
+        for key, reject in self._verdicts.items():
+            if reject is not None and key in sizes:
+                counts[reject] += sizes[key]
         return counts
 
     @property
@@ -109,13 +149,20 @@ class FilterResult:
         return self._rejects
 
     def _reasons(self, resolvable: bool) -> dict[str, str]:
+        if self._by_kind is None:
+            self._by_kind = self._split_reasons()
+        return self._by_kind[resolvable]
+
+    def _split_reasons(self) -> dict[bool, dict[str, str]]:
         kinds = {r.resolvable for r in self._verdicts.values() if r is not None}
-        if resolvable not in kinds:
-            return {}
         rejects = self.rejects
-        if len(kinds) == 1:  # every reject is of this kind: no test per node
-            return dict(zip(rejects, map(_REASON, rejects.values()), strict=True))
-        return {n: r.reason for n, r in rejects.items() if r.resolvable == resolvable}
+        if len(kinds) < 2:  # every reject is of one kind: no test per node
+            reasons = dict(zip(rejects, map(_REASON, rejects.values()), strict=True))
+            return {kind: reasons if kind in kinds else {} for kind in (True, False)}
+        split: dict[bool, dict[str, str]] = {True: {}, False: {}}
+        for name, reject in rejects.items():  # one pass over the rejected nodes, not two
+            split[reject.resolvable][name] = reject.reason
+        return split
 
 
 _REASON = attrgetter("reason")
@@ -269,12 +316,42 @@ class _Grouped:
     """A request's nodes grouped by shape: rules run once per group, not once per node.
 
     Built with C-level passes only (dict, zip, map): at 15,000 nodes per request a
-    Python-level loop per node costs more than all the rules together.
+    Python-level loop per node costs more than all the rules together. The names of each
+    group, and their JSON, are built once per grouping when an answer needs them, and a
+    grouping brought up to date (_regroup) moves only the names that changed group.
     """
 
     names: list[str]  # unique, in request order
     keys: list[Hashable | None]  # per name: its group, None when the node is not cached
     members: dict[Hashable, NodeFeatures]  # group -> one node of it
+    _names_of: dict[Hashable | None, list[str]] | None = None
+    _encoded: dict[Hashable | None, bytes] = field(default_factory=dict)
+
+    def names_of(self) -> dict[Hashable | None, list[str]]:
+        """Group -> its names."""
+        if self._names_of is None:
+            names_of: dict[Hashable | None, list[str]] = {}
+            for name, key in zip(self.names, self.keys, strict=True):
+                group = names_of.get(key)
+                if group is None:
+                    names_of[key] = [name]
+                else:
+                    group.append(name)
+            self._names_of = names_of
+        return self._names_of
+
+    def sizes(self) -> dict[Hashable | None, int]:
+        """Group -> how many of the request's nodes it holds."""
+        if self._names_of is None:
+            return Counter(self.keys)
+        return {key: len(names) for key, names in self._names_of.items()}
+
+    def encoded(self, key: Hashable | None) -> bytes:
+        """The group's names as JSON strings, comma-separated."""
+        found = self._encoded.get(key)
+        if found is None:
+            found = self._encoded[key] = encode_name_list(self.names_of()[key])
+        return found
 
 
 def _shape_key(node: NodeFeatures | None) -> Hashable | None:
@@ -359,11 +436,41 @@ def _regroup(
     if memo.index is None:
         memo.index = {name: i for i, name in enumerate(old.names)}
     index, keys = memo.index, list(old.keys)
+    moved: list[tuple[str, Hashable | None, Hashable | None]] = []
     for name in changed:
         i = index.get(name)
         if i is not None:
-            keys[i] = shape_of(name)
-    return _grouped(old.names, keys, lookup)
+            key = shape_of(name)
+            if key != keys[i]:
+                moved.append((name, keys[i], key))
+                keys[i] = key
+    grouped = _grouped(old.names, keys, lookup)
+    if old._names_of is not None:
+        _move(old, grouped, moved)
+    return grouped
+
+
+def _move(
+    old: _Grouped, new: _Grouped, moved: list[tuple[str, Hashable | None, Hashable | None]]
+) -> None:
+    """Give `new` the names of `old`'s groups with `moved` names in their new groups; the
+    groups they left or joined are copied first (`old` may still be read), and lose their
+    JSON."""
+    assert old._names_of is not None
+    names_of = dict(old._names_of)
+    copied: set[Hashable | None] = set()
+    for name, before, after in moved:
+        for key in (before, after):
+            if key not in copied:
+                names_of[key] = list(names_of.get(key, ()))
+                copied.add(key)
+        names_of[before].remove(name)
+        names_of[after].append(name)
+    for key in copied:
+        if not names_of[key]:
+            del names_of[key]
+    new._names_of = names_of
+    new._encoded = {key: value for key, value in old._encoded.items() if key not in copied}
 
 
 def _per_node(grouped: _Grouped, value_of: dict[Hashable | None, _V]) -> list[_V]:
@@ -390,13 +497,10 @@ def filter_nodes(
 def _filter_result(
     grouped: _Grouped, verdicts: dict[Hashable | None, Reject | None]
 ) -> FilterResult:
-    per_node = _per_node(grouped, verdicts)
     return FilterResult(
-        passed=list(compress(grouped.names, map(is_, per_node, repeat(None)))),
         passed_groups=[n for k, n in grouped.members.items() if verdicts[k] is None],
         _grouped=grouped,
         _verdicts=verdicts,
-        _per_node=per_node,
     )
 
 

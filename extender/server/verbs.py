@@ -164,7 +164,7 @@ class Verbs:
         cache.note_pending(req.pod)
         self.pending.saw(req.pod)
         result = filter_nodes(req.intent, req.names, req.lookup, cache, req.policy, req.shape_of)
-        if not result.passed and req.intent.wants_gpus:
+        if not result.passed_count and req.intent.wants_gpus:
             # kube-scheduler retries a pod we turned away when a node changes, often before
             # our watch has applied that change; a pod turned away again waits for the
             # next change in the cluster (up to 5 minutes in a quiet one). So before
@@ -186,38 +186,33 @@ class Verbs:
             )
             cache.hold_in_flight(req.intent.uid, classes, req.intent.demand.total_milli)
         decisions = self.metrics.decisions
-        if result.passed:
-            decisions.labels("passed", "").inc(len(result.passed))
+        passed = result.passed_count
+        if passed:
+            decisions.labels("passed", "").inc(passed)
         reject_counts = result.reject_counts
         # One increment per (outcome, rule), not per node: thousands of rejects per request.
         for reject, count in reject_counts.items():
             outcome = "failed" if reject.resolvable else "unresolvable"
             decisions.labels(outcome, reject.rule).inc(count)
-        if self.events is not None and not result.passed:
+        if self.events is not None and not passed:
             record_unschedulable(self.events, req.intent, reject_counts)
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "filter",
                 extra={
                     "pod": req.intent.key,
-                    "passed": len(result.passed),
+                    "passed": passed,
                     "rejected": result.rejects,
                 },
             )
-        if req.full_nodes:
-            answer = ExtenderFilterResult(
-                NodeNames=None,
-                Nodes=NodeList(items=[req.raw_nodes[n] for n in result.passed]),
-                FailedNodes=result.failed,
-                FailedAndUnresolvableNodes=result.unresolvable,
-            )
-        else:
-            answer = ExtenderFilterResult(
-                NodeNames=result.passed,
-                Nodes=None,
-                FailedNodes=result.failed,
-                FailedAndUnresolvableNodes=result.unresolvable,
-            )
+        if not req.full_nodes:
+            return result.encoded()
+        answer = ExtenderFilterResult(
+            NodeNames=None,
+            Nodes=NodeList(items=[req.raw_nodes[n] for n in result.passed]),
+            FailedNodes=result.failed,
+            FailedAndUnresolvableNodes=result.unresolvable,
+        )
         return encode_filter_result(answer)
 
     async def _catch_up(self, names: list[str]) -> None:

@@ -150,6 +150,43 @@ def encode_filter_result(result: ExtenderFilterResult) -> bytes:
     return _encoder.encode(result)
 
 
+def encode_name_list(names: Sequence[str]) -> bytes:
+    """`"a","b"`: the names as JSON strings, comma-separated (a piece of an answer)."""
+    return _encoder.encode(names)[1:-1]
+
+
+def encode_grouped_filter_result(
+    passed: Sequence[bytes],
+    failed: Sequence[tuple[bytes, str]],
+    unresolvable: Sequence[tuple[bytes, str]],
+) -> bytes:
+    """A names-mode ExtenderFilterResult from its nodes a group at a time: each group's
+    names from `encode_name_list`, with the reason of a rejected group. The same answer as
+    `encode_filter_result`'s, built in C-level passes over bytes, with no object per node.
+    """
+    return b"".join(
+        (
+            b'{"NodeNames":[',
+            b",".join(passed),
+            b'],"Nodes":null,"FailedNodes":{',
+            _reason_entries(failed),
+            b'},"FailedAndUnresolvableNodes":{',
+            _reason_entries(unresolvable),
+            b'},"Error":""}',
+        )
+    )
+
+
+def _reason_entries(groups: Sequence[tuple[bytes, str]]) -> bytes:
+    """`"a":"why","b":"why"` for each group's names and reason. Inside an encoded string a
+    quote is always escaped, so `","` occurs only between two names."""
+    entries = []
+    for names, reason in groups:
+        value = b":" + _encoder.encode(scheduler_safe(reason))
+        entries.append(names.replace(b'","', b'"' + value + b',"') + value)
+    return b",".join(entries)
+
+
 # The JSON of `{"Host":"<name>","Score":` per node name seen, and of `<score>},` per score:
 # an answer is joined from them in C-level passes, with no Python object per node.
 _HOST_PREFIXES: dict[str, bytes] = {}

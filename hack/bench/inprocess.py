@@ -82,9 +82,7 @@ def _stages(
     from extender.rules.engine import filter_nodes, score_nodes
     from extender.server.app import CACHE, STORE, filter_handler, prioritize_handler
     from extender.wire import (
-        ExtenderFilterResult,
         decode_extender_args,
-        encode_filter_result,
         encode_priorities,
     )
 
@@ -112,14 +110,9 @@ def _stages(
     scored, scores = score_nodes(intent, names, cache.node, cache, policy, shape_of)
 
     def encode_filter() -> bytes:
-        return encode_filter_result(
-            ExtenderFilterResult(
-                NodeNames=result.passed,
-                Nodes=None,
-                FailedNodes=dict(result.failed),
-                FailedAndUnresolvableNodes=dict(result.unresolvable),
-            )
-        )
+        # As the handler answers in names mode: a group at a time, each group's names
+        # encoded once per grouping.
+        return result.encoded()
 
     def encode_scores() -> bytes:
         return encode_priorities(scored, scores)

@@ -6,12 +6,15 @@ in that fact share a verdict, and these properties fail.
 
 from __future__ import annotations
 
+import json
+
 import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from extender.policy import pod_intent
 from extender.rules.engine import (
+    FilterResult,
     applicable_components,
     check_node,
     explain_nodes,
@@ -257,8 +260,28 @@ def test_groupings_brought_up_to_date_equal_groupings_made_afresh(
     pod = make_pod("incoming", 1, workload=workload, uid="u-incoming")
     intent = pod_intent(pod, policy)
 
+    earlier: list[tuple[FilterResult, int, int]] = []
+
     def answer(request: list[str]) -> tuple[list[str], dict[str, str], dict[str, str]]:
+        # A result is read after later requests have brought its grouping up to date (the
+        # filter awaits between deciding and answering): it must not change.
+        for result, passed, rejected in earlier:
+            assert (result.passed_count, sum(result.reject_counts.values())) == (passed, rejected)
         result = filter_nodes(intent, request, cache.node_lookup, cache, policy, cache.shape_lookup)
+        # The answer the server sends, encoded a group at a time (its names in group
+        # order): the same nodes and reasons, each node once.
+        sent = json.loads(result.encoded())
+        assert len(sent["NodeNames"]) == len(set(sent["NodeNames"])) == result.passed_count
+        assert sorted(sent["NodeNames"]) == sorted(result.passed)
+        assert (sent["FailedNodes"], sent["FailedAndUnresolvableNodes"]) == (
+            result.failed,
+            result.unresolvable,
+        )
+        assert sum(result.reject_counts.values()) == len(set(request)) - len(result.passed)
+        earlier[:] = [
+            *earlier[-3:],
+            (result, result.passed_count, len(set(request)) - len(result.passed)),
+        ]
         return result.passed, result.failed, result.unresolvable
 
     bound: list[str] = []

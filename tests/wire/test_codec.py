@@ -7,7 +7,7 @@ from typing import Any
 
 import msgspec
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import extender.wire
@@ -24,6 +24,7 @@ from extender.wire import (
     encode_filter_result,
     encode_priorities,
 )
+from extender.wire.codec import encode_grouped_filter_result, encode_name_list
 from tests.builders import node_dict, pod_dict
 
 
@@ -391,3 +392,43 @@ def test_raw_items_are_msgspec_raw_values() -> None:
     assert args.Nodes is not None
     assert args.Nodes.items is not None
     assert isinstance(args.Nodes.items[0], msgspec.Raw)
+
+
+_GROUP_NAMES = st.lists(st.text(min_size=1, max_size=8), min_size=1, max_size=4)
+_REASONS = st.sampled_from(["busy", 'say "no", "twice"', "50% full", "a\\b", "ünïcode"])
+
+
+@given(
+    st.lists(_GROUP_NAMES, max_size=3),
+    st.lists(st.tuples(_GROUP_NAMES, _REASONS), max_size=3),
+    st.lists(st.tuples(_GROUP_NAMES, _REASONS), max_size=3),
+)
+def test_a_filter_answer_encoded_a_group_at_a_time_is_the_answer_encoded_whole(
+    passed: list[list[str]],
+    failed: list[tuple[list[str], str]],
+    unresolvable: list[tuple[list[str], str]],
+) -> None:
+    # Names with quotes, commas, backslashes and `","` in them must stay whole names.
+    every = [n for g in passed for n in g] + [n for g, _ in [*failed, *unresolvable] for n in g]
+    assume(len(every) == len(set(every)))  # a request's names are unique once grouped
+    whole = encode_filter_result(
+        ExtenderFilterResult(
+            NodeNames=[name for group in passed for name in group],
+            Nodes=None,
+            FailedNodes={name: reason for group, reason in failed for name in group},
+            FailedAndUnresolvableNodes={
+                name: reason for group, reason in unresolvable for name in group
+            },
+        )
+    )
+
+    by_group = encode_grouped_filter_result(
+        [encode_name_list(group) for group in passed],
+        [(encode_name_list(group), reason) for group, reason in failed],
+        [(encode_name_list(group), reason) for group, reason in unresolvable],
+    )
+
+    sent = json.loads(by_group)
+    assert sent == json.loads(whole)
+    reasons = [*sent["FailedNodes"].values(), *sent["FailedAndUnresolvableNodes"].values()]
+    assert not any("%" in reason for reason in reasons)  # the scheduler formats them
