@@ -28,7 +28,7 @@ from extender.rules import (
 )
 from extender.rules.base import ClusterView, Reject
 from extender.state.features import NodeFeatures
-from extender.wire.codec import encode_grouped_filter_result, encode_name_list
+from extender.wire.codec import encode_grouped_filter_result, encode_names
 
 FilterCheck = Callable[[PodIntent, NodeFeatures, ClusterView, Policy], Reject | None]
 ScoreFn = Callable[[PodIntent, NodeFeatures, ClusterView, Policy], float]
@@ -98,9 +98,9 @@ class FilterResult:
         """The names-mode answer (ExtenderFilterResult), built from each group's names
         encoded once per grouping: no Python object per node."""
         grouped, names_of = self._grouped, self._grouped.names_of()
-        passed: list[bytes] = []
-        failed: list[tuple[bytes, str]] = []
-        unresolvable: list[tuple[bytes, str]] = []
+        passed: list[list[bytes]] = []
+        failed: list[tuple[list[bytes], str]] = []
+        unresolvable: list[tuple[list[bytes], str]] = []
         for key, reject in self._verdicts.items():
             if key not in names_of:  # (the verdict for nodes not cached, when none is)
                 continue
@@ -325,7 +325,7 @@ class _Grouped:
     keys: list[Hashable | None]  # per name: its group, None when the node is not cached
     members: dict[Hashable, NodeFeatures]  # group -> one node of it
     _names_of: dict[Hashable | None, list[str]] | None = None
-    _encoded: dict[Hashable | None, bytes] = field(default_factory=dict)
+    _encoded: dict[Hashable | None, list[bytes]] = field(default_factory=dict)
 
     def names_of(self) -> dict[Hashable | None, list[str]]:
         """Group -> its names."""
@@ -346,11 +346,11 @@ class _Grouped:
             return Counter(self.keys)
         return {key: len(names) for key, names in self._names_of.items()}
 
-    def encoded(self, key: Hashable | None) -> bytes:
-        """The group's names as JSON strings, comma-separated."""
+    def encoded(self, key: Hashable | None) -> list[bytes]:
+        """The group's names as JSON strings."""
         found = self._encoded.get(key)
         if found is None:
-            found = self._encoded[key] = encode_name_list(self.names_of()[key])
+            found = self._encoded[key] = encode_names(self.names_of()[key])
         return found
 
 

@@ -24,7 +24,7 @@ from extender.wire import (
     encode_filter_result,
     encode_priorities,
 )
-from extender.wire.codec import encode_grouped_filter_result, encode_name_list
+from extender.wire.codec import encode_grouped_filter_result, encode_names
 from tests.builders import node_dict, pod_dict
 
 
@@ -394,7 +394,11 @@ def test_raw_items_are_msgspec_raw_values() -> None:
     assert isinstance(args.Nodes.items[0], msgspec.Raw)
 
 
-_GROUP_NAMES = st.lists(st.text(min_size=1, max_size=8), min_size=1, max_size=4)
+_GROUP_NAMES = st.lists(
+    st.one_of(st.sampled_from([",", '","', '"', "\\", "a,"]), st.text(min_size=1, max_size=8)),
+    min_size=1,
+    max_size=4,
+)
 _REASONS = st.sampled_from(["busy", 'say "no", "twice"', "50% full", "a\\b", "ünïcode"])
 
 
@@ -408,7 +412,7 @@ def test_a_filter_answer_encoded_a_group_at_a_time_is_the_answer_encoded_whole(
     failed: list[tuple[list[str], str]],
     unresolvable: list[tuple[list[str], str]],
 ) -> None:
-    # Names with quotes, commas, backslashes and `","` in them must stay whole names.
+    # Names with quotes, commas (`,` alone encodes as `","`) and backslashes stay whole.
     every = [n for g in passed for n in g] + [n for g, _ in [*failed, *unresolvable] for n in g]
     assume(len(every) == len(set(every)))  # a request's names are unique once grouped
     whole = encode_filter_result(
@@ -423,9 +427,9 @@ def test_a_filter_answer_encoded_a_group_at_a_time_is_the_answer_encoded_whole(
     )
 
     by_group = encode_grouped_filter_result(
-        [encode_name_list(group) for group in passed],
-        [(encode_name_list(group), reason) for group, reason in failed],
-        [(encode_name_list(group), reason) for group, reason in unresolvable],
+        [encode_names(group) for group in passed],
+        [(encode_names(group), reason) for group, reason in failed],
+        [(encode_names(group), reason) for group, reason in unresolvable],
     )
 
     sent = json.loads(by_group)
