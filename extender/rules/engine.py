@@ -348,6 +348,8 @@ class _Grouped:
 
     def encoded(self, key: Hashable | None) -> list[bytes]:
         """The group's names as JSON strings."""
+        if key is None:  # nodes not cached: maybe names a caller invented, not kept
+            return encode_names(self.names_of()[None], remember=False)
         found = self._encoded.get(key)
         if found is None:
             found = self._encoded[key] = encode_names(self.names_of()[key])

@@ -154,9 +154,11 @@ _NAME_JSON: dict[str, bytes] = {}  # name -> the name as a JSON string
 _MAX_NAME_JSON = 200_000  # past this (nodes come and go), start over
 
 
-def encode_names(names: Sequence[str]) -> list[bytes]:
-    """Each name as a JSON string (remembered per name: the same nodes come in every
-    request)."""
+def encode_names(names: Sequence[str], remember: bool = True) -> list[bytes]:
+    """Each name as a JSON string, remembered per name: the same nodes come in every
+    request. Names no cache knows (a caller inventing them) are not remembered."""
+    if not remember:
+        return list(map(_encoder.encode, names))
     found = list(map(_NAME_JSON.get, names))
     if not all(found):
         if len(_NAME_JSON) > _MAX_NAME_JSON:

@@ -252,3 +252,26 @@ def test_exact_means_become_the_integer_scores(cluster: ClusterCache) -> None:
             n: s for n, s in zip(*rounded, strict=True) if n in by_node
         }
         assert any(s != int(s) for s in means), "the means are not all whole numbers"
+
+
+def test_the_answer_names_nodes_the_cache_lacks_without_remembering_their_json() -> None:
+    # A caller may invent any number of names (the fuzz sends 20,000 per request): their
+    # JSON is written into the answer but not kept for the next one.
+    import json
+
+    from extender.wire import codec
+
+    policy = example_policy()
+    cache = make_cache(policy, [make_node("h100", "H100", 8)])
+    names = ["h100", *(f"invented-{i}" for i in range(100))]
+    intent = pod_intent(make_pod("p", 1, workload="batch"), policy)
+
+    result = engine.filter_nodes(
+        intent, names, cache.node_lookup, cache, policy, cache.shape_lookup
+    )
+    sent = json.loads(result.encoded())
+
+    assert sent["NodeNames"] == ["h100"]
+    assert set(sent["FailedNodes"]) == set(names[1:])
+    assert "h100" in codec._NAME_JSON
+    assert not any(name in codec._NAME_JSON for name in names[1:])

@@ -436,3 +436,12 @@ def test_a_filter_answer_encoded_a_group_at_a_time_is_the_answer_encoded_whole(
     assert sent == json.loads(whole)
     reasons = [*sent["FailedNodes"].values(), *sent["FailedAndUnresolvableNodes"].values()]
     assert not any("%" in reason for reason in reasons)  # the scheduler formats them
+
+
+def test_names_no_cache_knows_are_encoded_but_not_remembered() -> None:
+    # A caller inventing node names (a fuzzer: 20,000 per request) must not grow memory.
+    invented = [f"invented-{i}" for i in range(100)]
+    assert encode_names(invented, remember=False) == [json.dumps(n).encode() for n in invented]
+    assert not set(invented) & set(extender.wire.codec._NAME_JSON)
+    assert encode_names(["known"]) == [b'"known"']
+    assert "known" in extender.wire.codec._NAME_JSON
