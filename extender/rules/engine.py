@@ -73,7 +73,6 @@ class FilterResult:
     _grouped: _Grouped
     _verdicts: dict[Hashable | None, Reject | None]
     _passed: list[str] | None = None
-    _per_node_cache: list[Reject | None] | None = None
     _rejects: dict[str, Reject] | None = None
     _by_kind: dict[bool, dict[str, str]] | None = None  # resolvable? -> node -> reason
 
@@ -89,6 +88,7 @@ class FilterResult:
 
     @property
     def passed_count(self) -> int:
+        """How many nodes passed (from the groups' sizes: no pass over the nodes)."""
         if self._passed is not None:
             return len(self._passed)
         sizes = self._grouped.sizes()
@@ -111,12 +111,6 @@ class FilterResult:
                     (grouped.encoded(key), reject.reason)
                 )
         return encode_grouped_filter_result(passed, failed, unresolvable)
-
-    @property
-    def _per_node(self) -> list[Reject | None]:
-        if self._per_node_cache is None:
-            self._per_node_cache = _per_node(self._grouped, self._verdicts)
-        return self._per_node_cache
 
     @property
     def failed(self) -> dict[str, str]:
@@ -142,7 +136,7 @@ class FilterResult:
     def rejects(self) -> dict[str, Reject]:
         """Node name -> its reject (built once)."""
         if self._rejects is None:
-            per_node = self._per_node
+            per_node = _per_node(self._grouped, self._verdicts)
             self._rejects = dict(
                 zip(compress(self._grouped.names, per_node), filter(None, per_node), strict=True)
             )
