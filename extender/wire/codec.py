@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from itertools import compress
 from typing import Any, TypeVar
 
@@ -150,23 +150,33 @@ def encode_filter_result(result: ExtenderFilterResult) -> bytes:
     return _encoder.encode(result)
 
 
-_NAME_JSON: dict[str, bytes] = {}  # name -> the name as a JSON string
-_MAX_NAME_JSON = 200_000  # past this (nodes come and go), start over
+# Per node name seen, its JSON pieces: the same nodes come in every request, and an
+# answer is joined from these in C-level passes, with no Python object per node.
+_NAME_JSON: dict[str, bytes] = {}  # `"<name>"`
+_HOST_PREFIXES: dict[str, bytes] = {}  # `{"Host":"<name>","Score":`
+_MAX_REMEMBERED = 200_000  # names per table; past this (nodes come and go), start over
+
+
+def _remembered(
+    table: dict[str, bytes], names: Sequence[str], encode: Callable[[str], bytes]
+) -> list[bytes]:
+    """`encode(name)` per name, taken from `table` or kept there."""
+    found = list(map(table.get, names))
+    if not all(found):  # (`None in` would compare every bytes object with None)
+        if len(table) > _MAX_REMEMBERED:
+            table.clear()
+        for i, name in enumerate(names):
+            if found[i] is None:
+                found[i] = table[name] = encode(name)
+    return found  # type: ignore[return-value]
 
 
 def encode_names(names: Sequence[str], remember: bool = True) -> list[bytes]:
-    """Each name as a JSON string, remembered per name: the same nodes come in every
-    request. Names no cache knows (a caller inventing them) are not remembered."""
+    """Each name as a JSON string, remembered per name. Names no cache knows (a caller
+    inventing them) are not remembered."""
     if not remember:
         return list(map(_encoder.encode, names))
-    found = list(map(_NAME_JSON.get, names))
-    if not all(found):
-        if len(_NAME_JSON) > _MAX_NAME_JSON:
-            _NAME_JSON.clear()
-        for i, name in enumerate(names):
-            if found[i] is None:
-                found[i] = _NAME_JSON[name] = _encoder.encode(name)
-    return found  # type: ignore[return-value]
+    return _remembered(_NAME_JSON, names, _encoder.encode)
 
 
 def encode_grouped_filter_result(
@@ -200,10 +210,6 @@ def _reason_entries(groups: Sequence[tuple[Sequence[bytes], str]]) -> bytes:
     return b",".join(entries)
 
 
-# The JSON of `{"Host":"<name>","Score":` per node name seen, and of `<score>},` per score:
-# an answer is joined from them in C-level passes, with no Python object per node.
-_HOST_PREFIXES: dict[str, bytes] = {}
-_MAX_HOST_PREFIXES = 200_000  # past this (nodes come and go), start over
 _SCORE_SUFFIXES = [b"%d}," % score for score in range(MAX_EXTENDER_PRIORITY + 1)]
 
 
@@ -219,19 +225,16 @@ def encode_priorities(names: Sequence[str], scores: Sequence[int]) -> bytes:
         scores = list(filter(None, scores))
     if not names:
         return b"[]"
-    prefixes = list(map(_HOST_PREFIXES.get, names))
-    if not all(prefixes):  # (`None in` would compare every bytes object with None)
-        if len(_HOST_PREFIXES) > _MAX_HOST_PREFIXES:
-            _HOST_PREFIXES.clear()
-        for i, name in enumerate(names):
-            if prefixes[i] is None:
-                prefix = b'{"Host":' + _encoder.encode(name) + b',"Score":'
-                prefixes[i] = _HOST_PREFIXES[name] = prefix
+    prefixes = _remembered(_HOST_PREFIXES, names, _host_prefix)
     parts: list[bytes | None] = [None] * (2 * len(prefixes))
     parts[0::2] = prefixes
     parts[1::2] = map(_SCORE_SUFFIXES.__getitem__, scores)
     body = b"".join(parts)  # type: ignore[arg-type]
     return b"[" + body[:-1] + b"]"  # the last score's comma becomes the closing bracket
+
+
+def _host_prefix(name: str) -> bytes:
+    return b'{"Host":' + _encoder.encode(name) + b',"Score":'
 
 
 def encode_binding_result(result: ExtenderBindingResult) -> bytes:
