@@ -235,13 +235,23 @@ async def reload_certificate_forever(
             metrics.tls_reloads.labels(outcome).inc()
 
 
+@dataclass(frozen=True)
+class Bound:
+    """The ports `serve` listens on, port 0 resolved to the one the OS picked (None: off)."""
+
+    port: int
+    health_port: int | None
+    admission_port: int | None
+
+
 async def serve(
     options: ServeOptions,
     *,
-    started: asyncio.Event | None = None,
+    started: asyncio.Future[Bound] | None = None,
     stop: asyncio.Event | None = None,
 ) -> None:
-    """Serve until SIGTERM/SIGINT (or until `stop` is set: a seam for tests).
+    """Serve until SIGTERM/SIGINT (or until `stop` is set: a seam for tests, which learn
+    the bound ports from `started`).
 
     Everything started is undone in reverse order however serving ends, a failed start
     (the port in use, a bad certificate) included.
@@ -275,7 +285,7 @@ def keep_large_buffers_returnable() -> bool:
 async def _serve(
     options: ServeOptions,
     stack: contextlib.AsyncExitStack,
-    started: asyncio.Event | None,
+    started: asyncio.Future[Bound] | None,
     stop: asyncio.Event,
 ) -> None:
     store = PolicyStore.from_file(options.policy)
@@ -410,7 +420,7 @@ async def _serve(
         loop.add_signal_handler(sig, stop.set)
         stack.callback(loop.remove_signal_handler, sig)
     if started is not None:
-        started.set()
+        started.set_result(Bound(port, health_port, admission_port))
     await stop.wait()
     log.info("shutting down")
 

@@ -26,7 +26,7 @@ import yaml
 
 from controlplane.api import Kube
 from controlplane.common import HACK_DIR, ApiError, LocalClusterError
-from controlplane.processes import free_port, set_pdeathsig, tail, terminate
+from controlplane.processes import set_pdeathsig, tail, terminate
 
 KARPENTER_VERSION = "v1.14.1"
 NODEPOOL_LABEL = "karpenter.sh/nodepool"
@@ -267,8 +267,9 @@ class KarpenterProcess:
             str(self.directory / "karpenter-kwok"),
             "--instance-types-file-path", str(types),
             "--disable-leader-election",
-            "--metrics-port", str(free_port()),
-            "--health-probe-port", str(free_port()),
+            # Ports the OS picks (":0"): nothing here reads them.
+            "--metrics-port", "0",
+            "--health-probe-port", "0",
             # Short batching windows: a test's pods are all created at once.
             "--batch-max-duration", "3s",
             "--batch-idle-duration", "500ms",

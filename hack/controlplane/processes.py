@@ -63,6 +63,10 @@ def binaries_available(bin_dir: Path | None = None) -> bool:
 
 # --------------------------------------------------------------------------- small utils
 def free_port() -> int:
+    """A loopback port free now, for the Go components: kube-apiserver, etcd and
+    kube-scheduler must be told their ports (0 turns kube-apiserver's off), and others are
+    configured with them before they start. Our own servers take port 0 and log the port
+    bound (`serving_ports`)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -172,7 +176,7 @@ class ExtenderProcess:
                 preexec_fn=set_pdeathsig,
             )
         while not self.port or self.status("/readyz") != 200:
-            self.port = self.port or _serving_port(self.log, logged)
+            self.port = self.port or serving_ports(self.log, logged).get("port", 0)
             if self.process.poll() is not None:
                 raise LocalClusterError(f"extender exited; see {self.log}:\n{tail(self.log)}")
             if time.monotonic() - started > timeout:
@@ -205,11 +209,14 @@ class ExtenderProcess:
         self.process = None
 
 
-def _serving_port(log: Path, offset: int) -> int:
-    """The port in the extender's "serving" log line written after `offset`; 0 if none yet."""
+def serving_ports(log: Path, offset: int) -> dict[str, int]:
+    """The ports in the extender's "serving" log line written after `offset` (port,
+    health_port, admission_port: those it serves); empty if it has not logged it yet."""
     with log.open("rb") as f:
         f.seek(offset)
         for line in f:
             if b'"msg":"serving"' in line:
-                return int(json.loads(line)["port"])
-    return 0
+                record = json.loads(line)
+                keys = ("port", "health_port", "admission_port")
+                return {key: int(record[key]) for key in keys if record.get(key)}
+    return {}

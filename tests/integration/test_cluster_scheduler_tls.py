@@ -22,7 +22,6 @@ from typing import Any
 import localcluster
 import pytest
 import yaml
-from localcluster import free_port
 
 from extender.cli.main import parser
 from tests.deploy.render import MANIFESTS, find, render
@@ -79,6 +78,16 @@ def restore_scheduler(local: LocalStack) -> Iterator[LocalStack]:
         local.configure_scheduler(SchedulerSettings())
 
 
+def logged_ports(log: Path, process: subprocess.Popen[bytes]) -> tuple[int, int]:
+    """The verbs' and the health port, from the "serving" line of the extender's log."""
+    deadline = time.monotonic() + 30
+    while not (ports := localcluster.serving_ports(log, 0)):
+        assert process.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, f"the extender never said it was serving: {log}"
+        time.sleep(0.05)
+    return ports["port"], ports["health_port"]
+
+
 def relocate(path: str, tls: Path) -> str:
     return str(tls / Path(path).name)
 
@@ -95,8 +104,8 @@ def test_the_documented_tls_setup_schedules_through_the_extender(
     policy = tmp_path / "policy.yaml"
     policy.write_text(find(objects, "ConfigMap", "gpuclass-policy")["data"]["policy.yaml"])
     assert args.health_port == 8080
-    port, health_port = free_port(), free_port()
-    # The Deployment's command line; loopback instead of 0.0.0.0, files from tmp.
+    # The Deployment's command line; loopback and ports the OS picks instead of 0.0.0.0 and
+    # fixed ones, files from tmp.
     argv = [
         "serve",
         "--policy",
@@ -104,7 +113,7 @@ def test_the_documented_tls_setup_schedules_through_the_extender(
         "--host",
         "127.0.0.1",
         "--port",
-        str(port),
+        "0",
         "--tls-cert",
         relocate(str(args.tls_cert), certificates),
         "--tls-key",
@@ -114,7 +123,7 @@ def test_the_documented_tls_setup_schedules_through_the_extender(
         "--health-host",
         "127.0.0.1",
         "--health-port",
-        str(health_port),
+        "0",
         "--log-format",
         args.log_format,
         "--kubeconfig",
@@ -122,6 +131,14 @@ def test_the_documented_tls_setup_schedules_through_the_extender(
     ]
     assert EXAMPLE_POLICY.read_text() == policy.read_text()
 
+    log = (tmp_path / "extender.log").open("ab")
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "gpuclass-extender"), *argv],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    port, health_port = logged_ports(tmp_path / "extender.log", process)
     snippet = yaml.safe_load((VARIANT / "kube-scheduler-config-snippet.yaml").read_text())
     (extender,) = snippet["extenders"]
     service_host = extender["urlPrefix"].split("//", 1)[1].rsplit(":", 1)[0]
@@ -133,13 +150,6 @@ def test_the_documented_tls_setup_schedules_through_the_extender(
     config = tmp_path / "scheduler-config.yaml"
     config.write_text(yaml.safe_dump(snippet))
 
-    log = (tmp_path / "extender.log").open("ab")
-    process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "gpuclass-extender"), *argv],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
     context = ssl.create_default_context(cafile=str(certificates / "ca.crt"))
     context.check_hostname = False  # the certificate names the Service, we call 127.0.0.1
     context.load_cert_chain(certificates / "client.crt", certificates / "client.key")

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import localcluster  # hack/, on pytest's pythonpath
-from localcluster import free_port
 
 from tests.certificates import CertificateAuthority
 from tests.deploy.render import find, render
@@ -35,18 +34,17 @@ class Webhook:
         ca = CertificateAuthority(directory, "webhook-ca")
         served = ca.issue("gpuclass-extender", server=True)
         self.ca_pem = ca.path.read_bytes()
-        self.port = free_port()
+        self.port = 0  # the OS picks it at the first start; kept for restarts
         self.log = directory / "webhook.log"
         self.argv = [
             str(Path(sys.executable).parent / "gpuclass-extender"),
             "serve",
             "--policy", str(stack.policy_path),
             "--kubeconfig", str(stack.cluster.kubeconfig),
-            "--port", str(free_port()),
+            "--port", "0",
             "--tls-cert", str(served.cert),
             "--tls-key", str(served.key),
             "--admission-host", "127.0.0.1",
-            "--admission-port", str(self.port),
             "--log-format", "json",
         ]  # fmt: skip
         self.context = ssl.create_default_context(cafile=str(ca.path))
@@ -57,9 +55,10 @@ class Webhook:
         return f"https://127.0.0.1:{self.port}/mutate"
 
     def start(self) -> None:
+        logged = self.log.stat().st_size if self.log.exists() else 0
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                self.argv,
+                [*self.argv, "--admission-port", str(self.port)],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -67,7 +66,10 @@ class Webhook:
                 env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPO)},
             )
         deadline = time.monotonic() + 30
-        while not self.healthy():
+        while not self.port or not self.healthy():
+            self.port = self.port or localcluster.serving_ports(self.log, logged).get(
+                "admission_port", 0
+            )
             assert self.process.poll() is None, self.log.read_text()
             assert time.monotonic() < deadline, f"webhook not serving: {self.log.read_text()}"
             time.sleep(0.05)

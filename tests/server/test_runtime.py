@@ -165,20 +165,18 @@ async def test_a_crashed_background_task_is_restarted_and_counted() -> None:
     assert all(task.done() for task in supervisor.tasks)
 
 
-async def test_port_0_serves_on_a_port_the_os_picks_and_logs_it(
+async def test_port_0_serves_on_ports_the_os_picks_and_logs_them(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """A supervisor that starts `serve --port 0` (hack/controlplane/processes.py) reads
+    the ports from the "serving" line."""
     caplog.set_level("INFO", logger="extender.server.runtime")
-    async with serve_inputs(FakeApiServer(), tmp_path) as inputs:
-        started, stop = asyncio.Event(), asyncio.Event()
-        options = dataclasses.replace(inputs, port=0)
-        task = asyncio.create_task(serve(options, started=started, stop=stop))
-        try:
-            await asyncio.wait_for(started.wait(), 10)
-            serving_lines = [r for r in caplog.records if r.getMessage() == "serving"]
-            port = serving_lines[-1].port  # type: ignore[attr-defined]
-            assert port > 0
-            assert (await get(f"http://127.0.0.1:{port}/healthz"))[0] == 200
-        finally:
-            stop.set()
-            await asyncio.wait_for(task, 10)
+    async with serving(FakeApiServer(), tmp_path, health_port=0) as server:
+        (line,) = [r for r in caplog.records if r.getMessage() == "serving"]
+        logged = (line.port, line.health_port, line.admission_port)  # type: ignore[attr-defined]
+        assert logged == (server.bound.port, server.bound.health_port, None)
+        assert 0 not in logged
+        assert server.bound.port != server.bound.health_port
+        assert (await get(f"http://127.0.0.1:{server.bound.port}/readyz"))[0] in (200, 503)
+        health = f"http://127.0.0.1:{server.bound.health_port}/healthz"
+        assert (await get(health))[0] == 200

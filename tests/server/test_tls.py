@@ -12,7 +12,6 @@ import aiohttp
 import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
-from localcluster import free_port
 
 from tests.certificates import CertificateAuthority, Issued
 from tests.server.serving import get, serving
@@ -79,7 +78,6 @@ async def test_with_a_client_ca_only_the_scheduler_s_certificate_gets_an_answer(
 async def test_the_health_port_answers_probes_and_metrics_without_a_client_certificate(
     pki: Pki, tmp_path: Path
 ) -> None:
-    health_port = free_port()
     async with serving(
         FakeApiServer(),
         tmp_path,
@@ -87,9 +85,9 @@ async def test_the_health_port_answers_probes_and_metrics_without_a_client_certi
         tls_key=pki.server.key,
         client_ca=pki.ca.path,
         health_host="127.0.0.1",
-        health_port=health_port,
-    ):
-        health = f"http://127.0.0.1:{health_port}"
+        health_port=0,
+    ) as server:
+        health = f"http://127.0.0.1:{server.bound.health_port}"
         assert (await get(f"{health}/healthz"))[0] == 200
         assert (await get(f"{health}/readyz"))[0] in (200, 503)
         status, metrics = await get(f"{health}/metrics")
@@ -109,7 +107,6 @@ async def test_the_admission_port_serves_mutate_over_tls_without_a_client_certif
     """The API server calls webhooks with no client certificate: --admission-port serves
     /mutate (and probes) alone, with the serving certificate, while --client-ca still
     guards the verbs."""
-    admission_port = free_port()
     async with serving(
         FakeApiServer(),
         tmp_path,
@@ -117,9 +114,9 @@ async def test_the_admission_port_serves_mutate_over_tls_without_a_client_certif
         tls_key=pki.server.key,
         client_ca=pki.ca.path,
         admission_host="127.0.0.1",
-        admission_port=admission_port,
+        admission_port=0,
     ) as server:
-        webhook = f"https://127.0.0.1:{admission_port}"
+        webhook = f"https://127.0.0.1:{server.bound.admission_port}"
         apiserver = client_context(pki, None)
         assert (await get(f"{webhook}/healthz", apiserver))[0] == 200
         review = {
@@ -172,7 +169,7 @@ async def test_a_rotated_certificate_is_served_without_a_restart_and_a_broken_on
         client_ca=pki.ca.path,
         tls_poll_seconds=0.05,
     ) as server:
-        port = int(server.url.rsplit(":", 1)[1])
+        port = server.bound.port
         assert await served_common_name(port, pki) == "gpuclass-extender"
 
         key.write_bytes(renewed.key.read_bytes())
