@@ -187,15 +187,23 @@ async def test_a_filter_that_admits_no_node_first_applies_the_watch_events_recei
 
 
 class _ApiServerNodes:
-    """A node reader over nodes as the API server has them; counts the reads."""
+    """A node reader over nodes as the API server has them; counts the reads, and the most
+    of them in flight at once."""
 
     def __init__(self, *nodes: Node, error: KubeError | None = None) -> None:
         self.nodes = {node.metadata.name: node for node in nodes}
         self.error = error
         self.reads: list[str] = []
+        self.in_flight = self.most_in_flight = 0
 
     async def __call__(self, *, name: str) -> Node:
         self.reads.append(name)
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            await asyncio.sleep(0)  # an API call: others could start meanwhile
+        finally:
+            self.in_flight -= 1
         if self.error is not None:
             raise self.error
         if name not in self.nodes:
@@ -221,6 +229,8 @@ async def test_a_filter_that_admits_no_node_reads_those_nodes_from_the_api_serve
 
     assert answer["NodeNames"] == ["gpu-t4"]
     assert api_server.reads == ["gone", "gpu-t4"]
+    # One at a time, on one pooled connection (not a TLS connection opened for each).
+    assert api_server.most_in_flight == 1
     node = cache.node("gpu-t4")
     assert node is not None
     assert node.resource_version == "v2"
@@ -721,6 +731,7 @@ async def test_debug_explain_builds_its_answer_while_filter_goes_on_answering(
         return build(*args)
 
     monkeypatch.setattr(app_module, "explanation_json", held_until_filter_answers)
+    monkeypatch.setattr(app_module, "EXPLAIN_ON_THE_LOOP_NODES", 2)  # a large one, then
     explain = asyncio.ensure_future(client.post("/debug/explain", data=POD_YAML))
     assert await asyncio.get_running_loop().run_in_executor(None, building.wait, 5)
     answer = await post(client, "/filter", names_args(scheduler_pod(), ALL))
