@@ -373,12 +373,11 @@ def _decision(
     if not intent.demand.gpus:
         return {}
     scored = placement.scored if placement is not None else None
-    score = scored.of(node) if scored is not None else None
-    if scored is None or score is None:
+    if scored is None:
         why = NOT_SEEN if placement is None else NOT_SCORED
         return decision_record(intent, cache.node(node), why, policy, MAX_SCORE)
     best = scored.best
-    ranking = Ranking(score, best, scored.count(best), len(scored.names))
+    ranking = Ranking(scored.of(node), best, scored.count(best), scored.candidates)
     # The policy that scored it (a reload may have come between prioritize and bind).
     return decision_record(
         intent, cache.node(node), ranking, policy, MAX_SCORE, scored.policy_digest

@@ -7,8 +7,10 @@ how many nodes tied) onto the pod through the Binding itself, at no extra call.
 
 Bounded twice, so a scheduler that never binds (or a caller that only filters) cannot
 grow it: at most `max_pods` pods, the least recently seen dropped first, and at most
-`max_scored_nodes` scored nodes over all of them (a 15,000-node request keeps 15,000
-names alive until its bind). A bind that finds nothing here reads the pod instead.
+`max_scored_nodes` scored nodes over all of them (a 15,000-node request keeps up to
+15,000 names alive until its bind). Only nodes scored above 0 are kept by name: the
+rest (every node the cache does not know among them) are only counted. A bind that finds
+nothing here reads the pod instead.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import compress
 
 from extender.wire import Pod
 
@@ -27,24 +30,27 @@ DEFAULT_MAX_SCORED_NODES = 200_000
 
 @dataclass(slots=True)
 class Scored:
-    """Our answer to the pod's last prioritize call."""
+    """Our answer to the pod's last prioritize call: the nodes scored above 0, by name."""
 
     names: Sequence[str]
-    scores: bytes  # per name, 0..10
+    scores: bytes  # per name, 1..10
     policy_digest: str
+    candidates: int  # nodes scored, 0s included
 
-    def of(self, node: str) -> int | None:
+    def of(self, node: str) -> int:
+        """The node's score; 0 for a node not kept (the scheduler binds only to a node it
+        asked us to score)."""
         try:
             return self.scores[self.names.index(node)]
         except ValueError:
-            return None
+            return 0
 
     @property
     def best(self) -> int:
         return max(self.scores, default=0)
 
     def count(self, score: int) -> int:
-        return self.scores.count(score)
+        return self.scores.count(score) if score else self.candidates - len(self.scores)
 
 
 @dataclass(slots=True)
@@ -99,8 +105,9 @@ class PendingPlacements:
         if placement is None:
             return
         self._forget_scores(placement)
-        placement.scored = Scored(names, bytes(scores), digest)
-        self._scored_nodes += len(names)
+        kept = list(compress(names, scores))
+        placement.scored = Scored(kept, bytes(filter(None, scores)), digest, len(names))
+        self._scored_nodes += len(kept)
         # Over budget: the oldest pods give up their scores (their records lose the score).
         for other in list(self._placements.values()):
             if self._scored_nodes <= self._max_scored_nodes or other is placement:

@@ -13,15 +13,16 @@ def test_bind_takes_the_pod_and_its_scores_once() -> None:
     pending = PendingPlacements()
     pod = make_pod("chat", uid="u1")
     pending.saw(pod)
-    pending.scored(pod, ["a", "b", "c"], [3, 10, 10], "digest")
+    pending.scored(pod, ["a", "b", "c", "d"], [3, 10, 10, 0], "digest")
 
     placement = pending.take("u1")
 
     assert placement is not None
     assert placement.pod is pod
-    assert placement.scored is not None
-    assert (placement.scored.of("b"), placement.scored.of("z")) == (10, None)
-    assert (placement.scored.best, placement.scored.count(10)) == (10, 2)
+    scored = placement.scored
+    assert scored is not None
+    assert (scored.of("a"), scored.of("b"), scored.of("d")) == (3, 10, 0)
+    assert (scored.best, scored.count(10), scored.count(0), scored.candidates) == (10, 2, 1, 4)
     assert pending.take("u1") is None
     assert len(pending) == 0
 
@@ -93,3 +94,29 @@ def test_beyond_the_scored_node_bound_the_oldest_pods_give_up_their_scores() -> 
         placement = pending.take(uid)
         assert placement is not None
         assert placement.scored is not None
+
+
+def test_only_nodes_scored_above_0_are_kept_by_name() -> None:
+    """A prioritize call may name thousands of nodes that score 0 (every node the cache
+    does not know does): they are counted, not kept, and take none of the bound."""
+    pending = PendingPlacements(max_scored_nodes=3)
+    unknown = [f"invented-{i}" for i in range(1000)]
+    first, second = make_pod("first", uid="u1"), make_pod("second", uid="u2")
+    pending.scored(first, [*unknown, "a"], [0] * 1000 + [7], "d")
+    pending.scored(second, ["a", "b", *unknown], [7, 7] + [0] * 1000, "d")
+
+    for uid in ("u1", "u2"):
+        placement = pending.take(uid)
+        assert placement is not None
+        scored = placement.scored
+        assert scored is not None  # both within the bound of 3 kept names
+        assert "invented-0" not in scored.names
+        assert (scored.of("invented-0"), scored.of("a"), scored.best) == (0, 7, 7)
+        assert scored.candidates == 1001 + (uid == "u2")
+    # All scored 0: every candidate ties at the best.
+    third = make_pod("third", uid="u3")
+    pending.scored(third, unknown, [0] * 1000, "d")
+    placement = pending.take("u3")
+    assert placement is not None
+    assert placement.scored is not None
+    assert (placement.scored.best, placement.scored.count(0)) == (0, 1000)
