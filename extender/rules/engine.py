@@ -78,7 +78,8 @@ class FilterResult:
 
     @property
     def passed(self) -> list[str]:
-        """The nodes that passed, in request order."""
+        """The nodes that passed, in the grouping's order: the request's, or that of an
+        earlier request naming the same nodes (kube-scheduler's order changes per pod)."""
         if self._passed is None:
             passes = {key: reject is None for key, reject in self._verdicts.items()}
             self._passed = list(
@@ -387,6 +388,15 @@ class _GroupingMemo:
     names: Sequence[str]
     grouped: _Grouped
     index: dict[str, int] | None = None  # name -> position in grouped.names, once needed
+    node_set: frozenset[str] | None = None  # once a request names them in another order
+
+    def holds_exactly(self, asked: set[str], count: int) -> bool:
+        """Whether the `count` names of a request, `asked` as a set, are this grouping's
+        nodes in another order (the sizes rule out a request that repeats a name and
+        leaves one out)."""
+        if self.node_set is None:
+            self.node_set = frozenset(self.names)
+        return len(self.node_set) == count == len(asked) and self.node_set == asked
 
 
 def _group_in(
@@ -401,9 +411,16 @@ def _group_in(
     memos: list[_GroupingMemo] = (
         cluster.grouping_memo if isinstance(cluster.grouping_memo, list) else []
     )
+    # kube-scheduler checks nodes in parallel and sends those that passed in the order
+    # they finished: another order for every pod, the same nodes while none changed.
+    asked: set[str] | None = None
     for i, memo in enumerate(memos):
-        if len(memo.names) != len(names) or memo.names != names:
+        if len(memo.names) != len(names):
             continue
+        if memo.names != names:
+            asked = set(names) if asked is None else asked
+            if not memo.holds_exactly(asked, len(names)):
+                continue
         del memos[i]
         if memo.generation != generation:
             changed = cluster.shape_changes_since(memo.generation)
