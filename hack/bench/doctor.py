@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bench import OUT, fixtures
-from bench.latency import Run, _run_of, _write
+from bench.latency import Run, _run_of
 from bench.procs import Child, LoadGen
 from bench.stats import Spread, spread
 
@@ -73,10 +73,7 @@ def run_doctor(settings: DoctorSettings, say: Callable[[str], None]) -> list[Doc
     bodies = OUT / "bodies"
     bodies.mkdir(parents=True, exist_ok=True)
     n = settings.nodes
-    files = [
-        _write(bodies / f"doctor-{n}-{w}.json", fixtures.cache_mode_body(n, w))
-        for w in fixtures.PROBES
-    ]
+    files = fixtures.write_cache_mode_bodies(bodies, n, stem="doctor")
     row = DoctorRow(n)
     loadgen = LoadGen()
     try:

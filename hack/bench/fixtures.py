@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -449,10 +450,35 @@ def probe_pod(workload: str, k: int = 0) -> dict[str, Any]:
     return pod_dict(f"probe-{workload}-{k}", workload, uid=f"probe-{workload}-{k}")
 
 
-def cache_mode_body(nodes: int, workload: str) -> bytes:
+# Orders the bench names the nodes in: kube-scheduler checks nodes in parallel and names
+# those that passed in the order its checks finished, another order for every pod.
+ORDERS = 4
+
+
+def cache_mode_body(nodes: int, workload: str, order: int = 0) -> bytes:
+    """A filter/prioritize request naming every node: in node order (`order` 0), else in
+    the shuffled order number `order`."""
+    import random
+
     import orjson
 
-    return orjson.dumps({"Pod": probe_pod(workload), "Nodes": None, "NodeNames": node_names(nodes)})
+    names = node_names(nodes)
+    if order:
+        random.Random(order).shuffle(names)
+    return orjson.dumps({"Pod": probe_pod(workload), "Nodes": None, "NodeNames": names})
+
+
+def write_cache_mode_bodies(directory: Path, nodes: int, stem: str = "cache") -> list[str]:
+    """Request files for the load generator, which sends them in turn: each probe pod, with
+    the nodes in each of the ORDERS shuffled orders, interleaved as the pods alternate."""
+    directory.mkdir(parents=True, exist_ok=True)
+    files = []
+    for order in range(1, ORDERS + 1):
+        for workload in PROBES:
+            path = directory / f"{stem}-{nodes}-{workload}-{order}.json"
+            path.write_bytes(cache_mode_body(nodes, workload, order))
+            files.append(str(path))
+    return files
 
 
 def full_mode_body(nodes: int, workload: str) -> bytes:

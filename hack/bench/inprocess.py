@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import sys
 import time
@@ -88,9 +89,10 @@ def _stages(
 
     cache, policy = app[CACHE], app[STORE].current
 
-    def handler(fn: Any, body: bytes) -> Callable[[], object]:
-        stub = _StubRequest(app, body)
-        return lambda: loop.run_until_complete(fn(stub))
+    def handler(fn: Any, *bodies: bytes) -> Callable[[], object]:
+        """One call of the handler, on each of `bodies` in turn."""
+        stubs = itertools.cycle([_StubRequest(app, body) for body in bodies])
+        return lambda: loop.run_until_complete(fn(next(stubs)))
 
     if full_nodes:
         body = fixtures.full_mode_body(nodes, workload)
@@ -100,6 +102,7 @@ def _stages(
             ("prioritize handler, full-Node (all of it)", handler(prioritize_handler, body)),
         ]
     body = fixtures.cache_mode_body(nodes, workload)
+    shuffled = [fixtures.cache_mode_body(nodes, workload, k) for k in range(1, fixtures.ORDERS + 1)]
     names = fixtures.node_names(nodes)
     args = decode_extender_args(body)
     assert args.Pod is not None
@@ -127,8 +130,8 @@ def _stages(
         ("encode filter answer", encode_filter),
         ("score_nodes", lambda: score_nodes(intent, names, cache.node, cache, policy, shape_of)),
         ("encode prioritize answer", encode_scores),
-        ("filter handler (all of it)", handler(filter_handler, body)),
-        ("prioritize handler (all of it)", handler(prioritize_handler, body)),
+        ("filter handler (all of it)", handler(filter_handler, *shuffled)),
+        ("prioritize handler (all of it)", handler(prioritize_handler, *shuffled)),
     ]
 
 
@@ -187,12 +190,7 @@ def run_profile(nodes: int, seconds: float, say: Callable[[str], None]) -> Profi
     prioritize (cache mode, both probe pods, concurrency 1) for `seconds` each."""
     OUT.mkdir(parents=True, exist_ok=True)
     stem = OUT / f"profile-{nodes}"
-    files = []
-    for w in fixtures.PROBES:
-        path = OUT / "bodies" / f"cache-{nodes}-{w}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(fixtures.cache_mode_body(nodes, w))
-        files.append(str(path))
+    files = fixtures.write_cache_mode_bodies(OUT / "bodies", nodes)
     loadgen = LoadGen()
     try:
         with Child("bench.server", "--nodes", str(nodes), "--profile", str(stem)) as server:

@@ -102,9 +102,12 @@ def run_latency(settings: LatencySettings, say: Callable[[str], None]) -> list[L
             ):
                 if n not in wanted:
                     continue
-                files = [
-                    _write(bodies / f"{mode}-{n}-{w}.json", make(n, w)) for w in fixtures.PROBES
-                ]
+                if mode == "cache":
+                    files = fixtures.write_cache_mode_bodies(bodies, n)
+                else:
+                    files = [
+                        _write(bodies / f"{mode}-{n}-{w}.json", make(n, w)) for w in fixtures.PROBES
+                    ]
                 for verb in ("filter", "prioritize"):
                     for c in settings.concurrencies:
                         cases.append((LatencyRow(mode, n, verb, c), files))

@@ -44,12 +44,7 @@ def run_memory(settings: MemorySettings, say: Callable[[str], None]) -> list[Mem
     try:
         for n in settings.sizes:
             row = MemoryRow(n, n * fixtures.PODS_PER_NODE)
-            files = []
-            if n:
-                for w in fixtures.PROBES:
-                    path = bodies / f"cache-{n}-{w}.json"
-                    path.write_bytes(fixtures.cache_mode_body(n, w))
-                    files.append(str(path))
+            files = fixtures.write_cache_mode_bodies(bodies, n) if n else []
             for _ in range(settings.repeats):
                 with Child("bench.server", "--nodes", str(n)) as server:
                     row.idle.append(rss_mb(server.pid))

@@ -451,8 +451,10 @@ class Report:
                 "filled with 10 GPU pods per node (54% bound, 1/3 interactive; the rest "
                 "pending); *floor*: bench/floor.py, the do-nothing extender of "
                 "performance-notes.md (plus full-Node and bind answers). Filter and "
-                "prioritize name all N nodes (cache mode: NodeNames; full mode: ~8 KB Node "
-                "objects) and alternate an interactive and a batch pod (~2.7 KB each). Bind "
+                "prioritize name all N nodes (cache mode: NodeNames, in one of 4 shuffled orders "
+                "per request, as kube-scheduler names the nodes in the order its parallel "
+                "checks finished; full mode: ~8 KB Node objects) and alternate an interactive "
+                "and a batch pod (~2.7 KB each). Bind "
                 "uses a no-op binder. `n` = fewest samples behind one ours figure: p99.9 "
                 "needs n >= 1000 to mean more than the maximum.",
                 "",
@@ -464,8 +466,10 @@ class Report:
                 "## 2. In-process cost per verb (no HTTP)",
                 "",
                 "The same cache and bodies, in one process (bench/inprocess.py): each stage "
-                "is the public function the handler calls; *handler* is the aiohttp handler "
-                "coroutine awaited on a stub request (everything but HTTP parsing/writing).",
+                "is the public function the handler calls, on the nodes in node order; "
+                "*handler* is the aiohttp handler coroutine awaited on a stub request "
+                "(everything but HTTP parsing/writing), with the nodes in a shuffled order "
+                "that changes every call, as from kube-scheduler.",
                 "",
                 inprocess_table(self.inprocess),
             ]
