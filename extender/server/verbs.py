@@ -228,7 +228,7 @@ class Verbs:
             return
         # One at a time, on one pooled connection: reads made at once each open a TLS
         # connection of their own, and under `make fuzz` the connections opened and
-        # closed grew RSS by ~3% (docs/reliability.md).
+        # closed grew RSS (docs/reliability.md).
         fresh: list[Node | ExtenderError] = []
         try:
             async with asyncio.timeout(_CATCH_UP_SECONDS):
