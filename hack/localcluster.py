@@ -69,6 +69,7 @@ from controlplane.common import (
 )
 from controlplane.processes import (
     ExtenderProcess,
+    await_serving_ports,
     binaries_available,
     default_bin_dir,
     find_etcd,
@@ -93,6 +94,7 @@ __all__ = [
     "LocalCluster",
     "LocalClusterError",
     "apply_fake_node",
+    "await_serving_ports",
     "binaries_available",
     "default_bin_dir",
     "find_etcd",

@@ -220,3 +220,17 @@ def serving_ports(log: Path, offset: int) -> dict[str, int]:
                 keys = ("port", "health_port", "admission_port")
                 return {key: int(record[key]) for key in keys if record.get(key)}
     return {}
+
+
+def await_serving_ports(
+    log: Path, offset: int, process: subprocess.Popen[bytes], timeout: float = 30
+) -> dict[str, int]:
+    """`serving_ports`, once the extender started as `process` has logged them."""
+    deadline = time.monotonic() + timeout
+    while not (ports := serving_ports(log, offset)):
+        if process.poll() is not None:
+            raise LocalClusterError(f"extender exited; see {log}:\n{tail(log)}")
+        if time.monotonic() > deadline:
+            raise LocalClusterError(f"extender never said it was serving in {timeout} s: {log}")
+        time.sleep(0.02)
+    return ports

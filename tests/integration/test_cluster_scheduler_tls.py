@@ -78,16 +78,6 @@ def restore_scheduler(local: LocalStack) -> Iterator[LocalStack]:
         local.configure_scheduler(SchedulerSettings())
 
 
-def logged_ports(log: Path, process: subprocess.Popen[bytes]) -> tuple[int, int]:
-    """The verbs' and the health port, from the "serving" line of the extender's log."""
-    deadline = time.monotonic() + 30
-    while not (ports := localcluster.serving_ports(log, 0)):
-        assert process.poll() is None, log.read_text()
-        assert time.monotonic() < deadline, f"the extender never said it was serving: {log}"
-        time.sleep(0.05)
-    return ports["port"], ports["health_port"]
-
-
 def relocate(path: str, tls: Path) -> str:
     return str(tls / Path(path).name)
 
@@ -138,7 +128,8 @@ def test_the_documented_tls_setup_schedules_through_the_extender(
         stderr=subprocess.STDOUT,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
-    port, health_port = logged_ports(tmp_path / "extender.log", process)
+    ports = localcluster.await_serving_ports(tmp_path / "extender.log", 0, process)
+    port, health_port = ports["port"], ports["health_port"]
     snippet = yaml.safe_load((VARIANT / "kube-scheduler-config-snippet.yaml").read_text())
     (extender,) = snippet["extenders"]
     service_host = extender["urlPrefix"].split("//", 1)[1].rsplit(":", 1)[0]

@@ -65,11 +65,10 @@ class Webhook:
                 # This worktree's code, whatever the venv's editable install points at.
                 env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPO)},
             )
+        ports = localcluster.await_serving_ports(self.log, logged, self.process)
+        self.port = self.port or ports["admission_port"]
         deadline = time.monotonic() + 30
-        while not self.port or not self.healthy():
-            self.port = self.port or localcluster.serving_ports(self.log, logged).get(
-                "admission_port", 0
-            )
+        while not self.healthy():
             assert self.process.poll() is None, self.log.read_text()
             assert time.monotonic() < deadline, f"webhook not serving: {self.log.read_text()}"
             time.sleep(0.05)
