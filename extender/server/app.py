@@ -362,7 +362,7 @@ def create_app(
     )
     app[STORE] = store
     app[CACHE] = cache
-    app[METRICS] = metrics or Metrics()
+    app[METRICS] = metrics if metrics is not None else Metrics()
     app[VERBS] = Verbs(
         store,
         cache,
@@ -371,7 +371,9 @@ def create_app(
         pod_reader=pod_reader or no_pod_reader,
         node_reader=node_reader,
         scheduler_names=scheduler_names,
-        pending=pending or PendingPlacements(),
+        # Not `pending or ...`: an empty PendingPlacements is falsy, and serve's own (its
+        # TTL, expired by its background task) would be swapped for a stray one.
+        pending=pending if pending is not None else PendingPlacements(),
         events=events,
         scored_events=scored_events,
     )

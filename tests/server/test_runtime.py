@@ -8,12 +8,14 @@ import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from extender.server.metrics import Metrics
 from extender.server.runtime import Supervisor, serve
 from tests.builders import node_dict, pod_dict
+from tests.server.payloads import bind_args, names_args, scheduler_pod
 from tests.server.serving import Running, get, serve_inputs, serving
 from tests.state.fake_apiserver import FakeApiServer
 
@@ -180,3 +182,28 @@ async def test_port_0_serves_on_ports_the_os_picks_and_logs_them(
         assert (await get(f"http://127.0.0.1:{server.bound.port}/readyz"))[0] in (200, 503)
         health = f"http://127.0.0.1:{server.bound.health_port}/healthz"
         assert (await get(health))[0] == 200
+
+
+async def test_what_filter_saw_of_a_pod_serves_its_bind_only_within_the_assume_ttl(
+    tmp_path: Path,
+) -> None:
+    """A bind soon after the pod's filter binds the pod filter got (no read); once
+    --assume-ttl-seconds have passed, what filter saw is dropped (the memory comes back)
+    and the bind reads the pod afresh."""
+    fake = FakeApiServer()
+    fake.kinds["nodes"].objects = [node_dict("h100-a", "H100")]
+    soon, late = scheduler_pod("soon-1", uid="u-soon"), scheduler_pod("late-1", uid="u-late")
+    async with serving(fake, tmp_path, assume_ttl_seconds=1.0) as server:
+        await eventually(f"{server.url}/readyz", 200)
+        async with aiohttp.ClientSession() as session:
+            for pod in (soon, late):
+                body = names_args(pod, ["h100-a"])
+                async with session.post(f"{server.url}/filter", data=body) as response:
+                    assert response.status == 200
+            async with session.post(f"{server.url}/bind", data=bind_args(soon, "h100-a")):
+                pass
+            assert fake.pod_reads == []
+            await asyncio.sleep(1.5)
+            async with session.post(f"{server.url}/bind", data=bind_args(late, "h100-a")):
+                pass
+    assert fake.pod_reads == [("ml", "late-1")]

@@ -48,6 +48,8 @@ class FakeApiServer:
         # (namespace, name) -> node, for pods bound through the binding subresource.
         self.bound: dict[tuple[str, str], str] = {}
         self.bindings: list[dict[str, Any]] = []
+        # (namespace, name) of every pod read (GET).
+        self.pod_reads: list[tuple[str, str]] = []
 
     async def _bind(self, request: web.Request) -> web.Response:
         body = await request.json()
@@ -78,6 +80,7 @@ class FakeApiServer:
 
     async def _read_pod(self, request: web.Request) -> web.Response:
         namespace, name = request.match_info["namespace"], request.match_info["name"]
+        self.pod_reads.append((namespace, name))
         node = self.bound.get((namespace, name), "")
         pod = {
             "apiVersion": "v1",
