@@ -254,6 +254,33 @@ def test_the_same_nodes_in_another_order_reuse_the_grouping() -> None:
     assert len(looked_up) == len(repeats)
 
 
+def test_a_request_naming_nodes_the_cache_does_not_know_is_grouped_but_not_kept() -> None:
+    """A grouping is kept for the scheduler's next requests, which name the nodes our watch
+    brought. One naming nodes the cache does not know (thousands of made-up names, or a
+    node the watch has not brought yet) is answered and not kept: it would hold every
+    made-up name until four other requests came."""
+    from tests.builders import example_policy
+
+    policy = example_policy()
+    nodes = [make_node(f"h{i:03d}", "H100", 1) for i in range(80)]
+    cache = make_cache(policy, nodes, [])
+    names = [n.metadata.name for n in nodes]
+    intent = pod_intent(make_pod("chat", 1, workload="interactive", uid="u-chat"), policy)
+    made_up = [f"fuzz-node-{i}" for i in range(2000)]
+
+    def passed(request: list[str]) -> list[str]:
+        result = filter_nodes(intent, request, cache.node_lookup, cache, policy, cache.shape_lookup)
+        return result.passed
+
+    assert passed([*names[:10], *made_up]) == names[:10]
+    assert cache.grouping_memo is None
+    assert passed(names) == names
+    kept = cache.grouping_memo
+    assert isinstance(kept, list) and len(kept) == 1
+    assert passed([*names[:-1], "new-node"]) == names[:-1]
+    assert cache.grouping_memo == kept and len(kept) == 1
+
+
 MANY = 72  # past the size below which the engine groups every request afresh
 
 
