@@ -319,6 +319,7 @@ class _Grouped:
     names: list[str]  # unique, in request order
     keys: list[Hashable | None]  # per name: its group, None when the node is not cached
     members: dict[Hashable, NodeFeatures]  # group -> one node of it
+    uncached: bool  # some node is not in the cache (its key is None)
     _names_of: dict[Hashable | None, list[str]] | None = None
     _encoded: dict[Hashable | None, list[bytes]] = field(default_factory=dict)
 
@@ -370,9 +371,9 @@ def _group(names: Sequence[str], lookup: NodeLookup, shape_of: ShapeOf | None) -
 
 def _grouped(names: list[str], keys: list[Hashable | None], lookup: NodeLookup) -> _Grouped:
     one_of_each = dict(zip(keys, names, strict=True))
-    one_of_each.pop(None, None)
+    uncached = one_of_each.pop(None, None) is not None
     members = dict(zip(one_of_each, map(lookup, one_of_each.values()), strict=True))
-    return _Grouped(names, keys, members)  # type: ignore[arg-type]
+    return _Grouped(names, keys, members, uncached)  # type: ignore[arg-type]
 
 
 # Below this many nodes grouping costs less than checking whether it can be reused.
@@ -431,7 +432,7 @@ def _group_in(
         memos.insert(0, memo)
         return memo.grouped
     grouped = _group(names, lookup, shape_of)
-    if None in grouped.keys:
+    if grouped.uncached:
         # Kept groupings serve the scheduler's next requests, which name nodes our watch
         # brought. One naming nodes the cache does not know (one it has not seen yet, or
         # thousands of made-up names) is not kept: under `make fuzz`, groupings of 20,000

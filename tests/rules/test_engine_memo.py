@@ -276,9 +276,11 @@ def test_a_request_naming_nodes_the_cache_does_not_know_is_grouped_but_not_kept(
     assert cache.grouping_memo is None
     assert passed(names) == names
     kept = cache.grouping_memo
-    assert isinstance(kept, list) and len(kept) == 1
+    assert isinstance(kept, list)
+    assert len(kept) == 1
     assert passed([*names[:-1], "new-node"]) == names[:-1]
-    assert cache.grouping_memo == kept and len(kept) == 1
+    assert cache.grouping_memo is kept
+    assert len(kept) == 1
 
 
 MANY = 72  # past the size below which the engine groups every request afresh
