@@ -13,7 +13,7 @@ import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from extender.policy import pod_intent
+from extender.policy import PodIntent, Policy, pod_intent
 from extender.rules.engine import (
     FilterResult,
     applicable_components,
@@ -27,7 +27,7 @@ from extender.rules.engine import (
 )
 from extender.state import ClusterCache
 from extender.wire import Node, Pod
-from tests.builders import PREFIX, make_cache, make_node, make_pod
+from tests.builders import PREFIX, example_policy, make_cache, make_node, make_pod
 from tests.test_properties import ZONE, pods, policies
 
 # Few distinct configurations, many nodes: shapes repeat, and usage makes them diverge.
@@ -194,17 +194,20 @@ def test_verdicts_memoised_across_calls_follow_the_cluster_as_it_changes(
     _assert_memoised_equals_per_node(cache, pod, names)
 
 
+def _eighty_one_gpu_nodes_and_a_chat_pod() -> tuple[Policy, ClusterCache, list[str], PodIntent]:
+    """80 one-GPU H100 nodes (past the size where groupings are kept) and an interactive
+    one-GPU pod."""
+    policy = example_policy()
+    nodes = [make_node(f"h{i:03d}", "H100", 1) for i in range(80)]
+    names = [n.metadata.name for n in nodes]
+    intent = pod_intent(make_pod("chat", 1, workload="interactive", uid="u-chat"), policy)
+    return policy, make_cache(policy, nodes, []), names, intent
+
+
 def test_a_grouping_is_reused_only_while_no_node_changed_shape() -> None:
     """Filter then prioritize of one pod share a grouping of the nodes by shape; a node
     whose shape changed in between (a bind) must be grouped again, not answered stale."""
-    from tests.builders import example_policy
-
-    policy = example_policy()
-    nodes = [make_node(f"h{i:03d}", "H100", 1) for i in range(80)]
-    cache = make_cache(policy, nodes, [])
-    names = [n.metadata.name for n in nodes]
-    chat = make_pod("chat", 1, workload="interactive", uid="u-chat")
-    intent = pod_intent(chat, policy)
+    policy, cache, names, intent = _eighty_one_gpu_nodes_and_a_chat_pod()
 
     def passed(request: list[str]) -> list[str]:
         result = filter_nodes(intent, request, cache.node_lookup, cache, policy, cache.shape_lookup)
@@ -227,13 +230,7 @@ def test_the_same_nodes_in_another_order_reuse_the_grouping() -> None:
     checks finished: another order for every pod. The grouping of those nodes serves them
     in any order, and only them: a request that repeats a name and leaves one out is
     grouped afresh."""
-    from tests.builders import example_policy
-
-    policy = example_policy()
-    nodes = [make_node(f"h{i:03d}", "H100", 1) for i in range(80)]
-    cache = make_cache(policy, nodes, [])
-    names = [n.metadata.name for n in nodes]
-    intent = pod_intent(make_pod("chat", 1, workload="interactive", uid="u-chat"), policy)
+    policy, cache, names, intent = _eighty_one_gpu_nodes_and_a_chat_pod()
     looked_up: list[str] = []
 
     def shape_of(name: str) -> Hashable | None:
@@ -259,13 +256,7 @@ def test_a_request_naming_nodes_the_cache_does_not_know_is_grouped_but_not_kept(
     brought. One naming nodes the cache does not know (thousands of made-up names, or a
     node the watch has not brought yet) is answered and not kept: it would hold every
     made-up name until four other requests came."""
-    from tests.builders import example_policy
-
-    policy = example_policy()
-    nodes = [make_node(f"h{i:03d}", "H100", 1) for i in range(80)]
-    cache = make_cache(policy, nodes, [])
-    names = [n.metadata.name for n in nodes]
-    intent = pod_intent(make_pod("chat", 1, workload="interactive", uid="u-chat"), policy)
+    policy, cache, names, intent = _eighty_one_gpu_nodes_and_a_chat_pod()
     made_up = [f"fuzz-node-{i}" for i in range(2000)]
 
     def passed(request: list[str]) -> list[str]:
@@ -305,8 +296,6 @@ def test_groupings_brought_up_to_date_equal_groupings_made_afresh(
     """Requests of many nodes reuse a recent grouping, looking up again only the nodes
     whose shape changed since (binds, node updates, deletes); a policy change regroups
     everything. Each answer must equal the one from a grouping made for that request."""
-    from tests.builders import example_policy
-
     policy = example_policy()
     nodes = [
         make_node(f"n{i:03d}", *CONFIGS[i % 3][:2], labels=CONFIGS[i % 3][2]) for i in range(MANY)
