@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup controlplane helm karpenter autoscaling lint test unit demo bench quality sim-to-real fuzz soak clean
+.PHONY: setup controlplane helm karpenter autoscaling lint test unit demo bench quality sim-to-real spread fuzz soak clean
 
 setup: $(STAMP)
 
@@ -124,6 +124,11 @@ quality: $(STAMP)
 SIM_TO_REAL_ARGS ?= --nodes 240 --max-pods 2000
 sim-to-real: controlplane
 	$(BIN)/python hack/sim_to_real.py $(SIM_TO_REAL_ARGS) --report docs/sim-to-real.md
+
+# One owner's interactive replicas, ours against kube-scheduler's default profile, on the
+# real control plane (issue 16, goal 4: the openb trace carries no owners); docs/spread.md.
+spread: controlplane
+	$(BIN)/python hack/spread_report.py --report docs/spread.md
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -75,6 +75,7 @@ def pod_dict(
     labels: dict[str, str] | None = None,
     uid: str | None = None,
     owner_kind: str | None = None,
+    owner_name: str = "owner",
     priority_class: str = "",
     phase: str = "Pending",
     cpu: str = "1",
@@ -96,7 +97,7 @@ def pod_dict(
         "annotations": dict(annotations or {}),
     }
     if owner_kind:
-        metadata["ownerReferences"] = [{"kind": owner_kind, "name": "owner", "controller": True}]
+        metadata["ownerReferences"] = [{"kind": owner_kind, "name": owner_name, "controller": True}]
     spec: dict[str, Any] = {
         "schedulerName": "gpu-scheduler",
         "containers": [{"name": "main", "image": "example/app:1", "resources": resources}],

@@ -79,6 +79,9 @@ def pods(draw: st.DrawFn, on: list[str], whole_only: bool = False, max_size: int
                 phase="Running" if node else "Pending",
                 uid=f"uid-{i}",
                 annotations=annotations,
+                # Replicas of one controller, which `packing: spread` keeps apart.
+                owner_kind=draw(st.sampled_from([None, "ReplicaSet"])),
+                owner_name="web",
             )
         )
     return out

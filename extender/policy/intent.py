@@ -51,6 +51,8 @@ class PodIntent:
     wants_gpus: bool = True
     # Its CPU request in millicores, as the scheduler counts it (fragmentation reads it).
     cpu_milli: int = 0
+    # Its controller (`owner_of`): whose replicas `packing: spread` keeps apart; "" if none.
+    owner: str = ""
 
     @property
     def key(self) -> str:
@@ -151,6 +153,16 @@ def workload_inputs(pod: Pod, policy: Policy) -> WorkloadInputs:
     )
 
 
+def owner_of(pod: Pod) -> str:
+    """The pod's controller as namespace/kind/name (a ReplicaSet, StatefulSet, Job...), or
+    "" when no owner reference is marked controller: the replicas `packing: spread` keeps
+    on different nodes."""
+    for owner in pod.metadata.ownerReferences or ():
+        if owner.controller:
+            return f"{pod.metadata.namespace}/{owner.kind}/{owner.name}"
+    return ""
+
+
 def resolve_workload(pod: Pod, policy: Policy) -> tuple[WorkloadName | None, str]:
     """The pod's workload class and where it came from; None when the label names none."""
     return workload_from(workload_inputs(pod, policy), policy)
@@ -249,6 +261,7 @@ def pod_intent(pod: Pod, policy: Policy) -> PodIntent:
         conflicts=tuple(conflicts),
         wants_gpus=demand.gpus > 0 or bool(problems),
         cpu_milli=cpu_request(pod),
+        owner=owner_of(pod),
     )
 
 

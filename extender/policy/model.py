@@ -153,9 +153,10 @@ class WorkloadClassSpec(_Model):
     separation: Separation = Separation()
     """Which workload classes to keep away from."""
     packing: Literal["pack", "spread", "fragmentation"] = "pack"
-    """`pack`: fullest node first; `spread`: emptiest first; `fragmentation`: the node
-    where the pod leaves the least free GPU capacity the cluster's typical pods could
-    not use (FGD, USENIX ATC'23)."""
+    """`pack`: fullest node first; `spread`: emptiest first, and away from the pod's own
+    replicas (pods of its controller, e.g. its ReplicaSet: a node holding c of them scores
+    its free share divided by c + 1); `fragmentation`: the node where the pod leaves the
+    least free GPU capacity the cluster's typical pods could not use (FGD, USENIX ATC'23)."""
 
 
 class WorkloadClassification(_Model):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -24,6 +24,8 @@ class ClusterView(Protocol):
     """Cluster-wide aggregates a rule may read (ClusterCache provides them)."""
 
     def domain(self, key: str, value: str) -> DomainUsage: ...
+
+    def replicas_of(self, owner: str) -> Mapping[str, int]: ...
 
     def class_usage(self, name: ClassName) -> ClassUsage: ...
 

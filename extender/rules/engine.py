@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import compress, repeat
 from operator import attrgetter, is_
 from typing import TypeVar
@@ -215,34 +215,54 @@ def _intent_key(pod: PodIntent, policy: Policy) -> Hashable:
     return (*key, pod.uid) if policy.headroom else key
 
 
+@dataclass(frozen=True, slots=True)
+class _At:
+    """A node scored on its own, not as its group: its position in the request."""
+
+    position: int
+
+
+def _replica_nodes(pod: PodIntent, cluster: ClusterView, policy: Policy) -> Mapping[str, int]:
+    """Node -> replicas of the pod's controller there, when its packing spreads them."""
+    if not pod.owner or policy.workloads[pod.workload].packing != "spread":
+        return {}
+    return cluster.replicas_of(pod.owner)
+
+
 class _Rules:
     """One pod's verdicts and component scores per group of nodes.
 
     Memoised across calls when the groups are a cache's interned shapes (`memoise`): the
-    cache empties the memo when a cluster-wide fact a rule reads changes.
+    cache empties the memo when a cluster-wide fact a rule reads changes. Nodes holding
+    replicas of a spreading pod's controller differ from their group in what packing
+    reads: groups are scored as if the pod had no controller, those nodes one by one
+    (`replica_parts`).
     """
 
     def __init__(self, pod: PodIntent, cluster: ClusterView, policy: Policy, memoise: bool):
         self.pod, self.cluster, self.policy = pod, cluster, policy
+        self.replicas = _replica_nodes(pod, cluster, policy)
+        self.shared = replace(pod, owner="") if self.replicas else pod
         self.memo = cluster.rule_memo(_intent_key(pod, policy)) if memoise else None
         if self.memo is not None and len(self.memo) > _MAX_MEMO_ENTRIES:
             self.memo.clear()
+        self.components: list[tuple[str, float, ScoreFn]] = []
 
     def check(self, key: Hashable, node: NodeFeatures) -> Reject | None:
         if self.memo is None:
-            return check_node(self.pod, node, self.cluster, self.policy)
+            return check_node(self.shared, node, self.cluster, self.policy)
         verdict = self.memo.get(key, _MISSING)
         if verdict is _MISSING:
-            verdict = self.memo[key] = check_node(self.pod, node, self.cluster, self.policy)
+            verdict = self.memo[key] = check_node(self.shared, node, self.cluster, self.policy)
         return verdict  # type: ignore[return-value]
 
     def part(self, key: Hashable, node: NodeFeatures, component: str, score: ScoreFn) -> float:
         if self.memo is None:
-            return score(self.pod, node, self.cluster, self.policy)
+            return score(self.shared, node, self.cluster, self.policy)
         memo_key = (key, component)
         value = self.memo.get(memo_key, _MISSING)
         if value is _MISSING:
-            value = self.memo[memo_key] = score(self.pod, node, self.cluster, self.policy)
+            value = self.memo[memo_key] = score(self.shared, node, self.cluster, self.policy)
         return value  # type: ignore[return-value]
 
     def parts(
@@ -273,6 +293,7 @@ class _Rules:
             compress(members.items(), map(is_, map(verdicts.__getitem__, members), repeat(None)))
         )
         components = applicable_components(self.pod, list(passing.values()), self.policy)
+        self.components = components
         weights = {c: w for c, w, _ in components}
         totals: dict[Hashable | None, float] = dict.fromkeys(members, REJECTED)
         totals[None] = REJECTED
@@ -293,6 +314,42 @@ class _Rules:
             )
         totals.update(zip(passing, found.values(), strict=True))  # type: ignore[arg-type]
         return totals
+
+    def replica_parts(
+        self,
+        grouped: _Grouped,
+        verdicts: dict[Hashable | None, Reject | None],
+        lookup: NodeLookup,
+    ) -> dict[_At, dict[str, float]]:
+        """The components of the passing nodes that hold replicas of the pod's controller,
+        each scored on its own (after `totals`, which chooses the components)."""
+        if not self.replicas:
+            return {}
+        position_of = grouped.position_of()
+        found = {}
+        for name in self.replicas:
+            at = position_of.get(name)
+            if at is None or verdicts[grouped.keys[at]] is not None:
+                continue
+            node = lookup(name)
+            if node is not None:
+                found[_At(at)] = {
+                    c: score(self.pod, node, self.cluster, self.policy)
+                    for c, _, score in self.components
+                }
+        return found
+
+    def replica_totals(
+        self,
+        grouped: _Grouped,
+        verdicts: dict[Hashable | None, Reject | None],
+        lookup: NodeLookup,
+    ) -> dict[_At, float]:
+        weights = {c: w for c, w, _ in self.components}
+        return {
+            at: weighted_mean(parts, weights)
+            for at, parts in self.replica_parts(grouped, verdicts, lookup).items()
+        }
 
 
 def _memo_lookup(
@@ -322,6 +379,13 @@ class _Grouped:
     uncached: bool  # some node is not in the cache (its key is None)
     _names_of: dict[Hashable | None, list[str]] | None = None
     _encoded: dict[Hashable | None, list[bytes]] = field(default_factory=dict)
+    _position_of: dict[str, int] | None = None
+
+    def position_of(self) -> dict[str, int]:
+        """Name -> its position in `names` (built once per grouping, when asked for)."""
+        if self._position_of is None:
+            self._position_of = {name: i for i, name in enumerate(self.names)}
+        return self._position_of
 
     def names_of(self) -> dict[Hashable | None, list[str]]:
         """Group -> its names."""
@@ -388,7 +452,6 @@ class _GroupingMemo:
     generation: int
     names: Sequence[str]
     grouped: _Grouped
-    index: dict[str, int] | None = None  # name -> position in grouped.names, once needed
     node_set: frozenset[str] | None = None  # once a request names them in another order
 
     def holds_exactly(self, asked: set[str], count: int) -> bool:
@@ -453,9 +516,7 @@ def _regroup(
     """The memo's grouping with the shapes of `changed` looked up again (a new _Grouped: a
     FilterResult of an earlier request may still read the old one)."""
     old = memo.grouped
-    if memo.index is None:
-        memo.index = {name: i for i, name in enumerate(old.names)}
-    index, keys = memo.index, list(old.keys)
+    index, keys = old.position_of(), list(old.keys)
     moved: list[tuple[str, Hashable | None, Hashable | None]] = []
     for name in changed:
         i = index.get(name)
@@ -465,6 +526,7 @@ def _regroup(
                 moved.append((name, keys[i], key))
                 keys[i] = key
     grouped = _grouped(old.names, keys, lookup)
+    grouped._position_of = index  # the same names in the same order
     if old._names_of is not None:
         _move(old, grouped, moved)
     return grouped
@@ -493,8 +555,29 @@ def _move(
     new._encoded = {key: value for key, value in old._encoded.items() if key not in copied}
 
 
-def _per_node(grouped: _Grouped, value_of: dict[Hashable | None, _V]) -> list[_V]:
-    return list(map(value_of.__getitem__, grouped.keys))
+def _add_own(
+    means: dict[Hashable | None, float], own: Mapping[_At, float], grouped: _Grouped
+) -> None:
+    """Add the means of nodes scored on their own. A group all of whose nodes are among
+    them no longer counts: its mean, which none of them has, would set the relative best."""
+    if not own:
+        return
+    taken = Counter(grouped.keys[at.position] for at in own)
+    sizes = grouped.sizes()
+    for key, count in taken.items():
+        if count == sizes[key]:
+            means[key] = REJECTED
+    means.update(own.items())
+
+
+def _per_node(
+    grouped: _Grouped, value_of: Mapping[Hashable | None, _V], own: Collection[_At] = ()
+) -> list[_V]:
+    """Each node's value: its group's, or for the nodes at `own` their own."""
+    values = list(map(value_of.__getitem__, grouped.keys))
+    for at in own:
+        values[at.position] = value_of[at]
+    return values
 
 
 def filter_nodes(
@@ -595,8 +678,11 @@ def score_nodes(
     """
     grouped = _group_in(names, lookup, shape_of, cluster)
     rules = _Rules(pod, cluster, policy, shape_of is not None)
-    scores = wire_scores(rules.totals(grouped, rules.verdicts(grouped)), policy)
-    return grouped.names, _per_node(grouped, scores)
+    verdicts = rules.verdicts(grouped)
+    means = rules.totals(grouped, verdicts)
+    own = rules.replica_totals(grouped, verdicts, lookup)
+    _add_own(means, own, grouped)
+    return grouped.names, _per_node(grouped, wire_scores(means, policy), own)
 
 
 def filter_and_score(
@@ -615,14 +701,12 @@ def filter_and_score(
     rules = _Rules(pod, cluster, policy, shape_of is not None)
     verdicts = rules.verdicts(grouped)
     result = _filter_result(grouped, verdicts)
-    # Scores only for the groups that passed, in request order, as /prioritize would.
-    passing_keys = list(
-        compress(grouped.keys, map(is_, _per_node(grouped, verdicts), repeat(None)))
-    )
     means = rules.totals(grouped, verdicts)
-    if exact:
-        return result, list(map(means.__getitem__, passing_keys))
-    return result, list(map(wire_scores(means, policy).__getitem__, passing_keys))
+    own = rules.replica_totals(grouped, verdicts, lookup)
+    _add_own(means, own, grouped)
+    scores = _per_node(grouped, means if exact else wire_scores(means, policy), own)
+    # Scores only for the nodes that passed, in request order, as /prioritize would.
+    return result, list(compress(scores, map(is_, _per_node(grouped, verdicts), repeat(None))))
 
 
 def explain_nodes(
@@ -648,12 +732,18 @@ def explain_nodes(
         for key, node in grouped.members.items()
         if rejects[key] is None
     }
-    scores = wire_scores({k: weighted_mean(p, weights) for k, p in parts_of.items()}, policy)
+    rules.components = components
+    own_parts = rules.replica_parts(grouped, rejects, lookup)
+    means = {k: weighted_mean(p, weights) for k, p in parts_of.items()}
+    _add_own(means, {at: weighted_mean(p, weights) for at, p in own_parts.items()}, grouped)
+    scores = wire_scores(means, policy)
+    parts_of.update(own_parts.items())
     verdicts = []
-    for name, key in zip(grouped.names, grouped.keys, strict=True):
+    for at, (name, key) in enumerate(zip(grouped.names, grouped.keys, strict=True)):
         reject = rejects[key]
         if reject is not None or key is None:  # rejected, or unknown to a non-GPU pod
             verdicts.append(NodeVerdict(name, reject, {}, 0))
         else:
-            verdicts.append(NodeVerdict(name, None, parts_of[key], scores[key]))
+            own = _At(at) if _At(at) in parts_of else key
+            verdicts.append(NodeVerdict(name, None, parts_of[own], scores[own]))
     return verdicts

@@ -20,7 +20,7 @@ GPUs, to nodes whose CPU outlasts their GPUs (on the openb trace: CPU-only pods 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from extender.policy.compiled import Policy, WorkloadName
 from extender.policy.intent import WHOLE_GPU, GpuDemand, PodIntent
@@ -43,10 +43,11 @@ def least_allocated(used_after: int, capacity: int) -> float:
     return clamp01(1.0 - used_after / capacity)
 
 
-STRATEGIES: dict[str, Callable[[int, int], float]] = {
-    "pack": most_allocated,
-    "spread": least_allocated,
-}
+def spread(used_after: int, capacity: int, replicas: int) -> float:
+    """The node's free share after the pod, per replica of the pod's controller it would
+    then hold: one more replica there counts like halving its free GPUs, so replicas go to
+    other nodes unless those are much fuller."""
+    return least_allocated(used_after, capacity) / (1 + replicas)
 
 
 def unusable(
@@ -145,4 +146,7 @@ def score(pod: PodIntent, node: NodeFeatures, cluster: ClusterView, policy: Poli
     if capacity <= 0:
         return 0.0
     used_after = capacity - node.free_milli + pod.demand.total_milli
-    return STRATEGIES[strategy](used_after, capacity)
+    if strategy == "pack":
+        return most_allocated(used_after, capacity)
+    replicas = cluster.replicas_of(pod.owner).get(node.name, 0) if pod.owner else 0
+    return spread(used_after, capacity, replicas)

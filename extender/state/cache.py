@@ -15,8 +15,9 @@ from __future__ import annotations
 import sys
 import time
 import weakref
-from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
+from types import MappingProxyType
 from typing import Any, Literal, TypeVar
 
 import msgspec
@@ -29,6 +30,7 @@ from extender.policy.intent import (
     WorkloadInputs,
     cpu_request,
     gpu_demand,
+    owner_of,
     workload_from,
     workload_inputs,
 )
@@ -70,6 +72,7 @@ class PodRecord(msgspec.Struct, gc=False):
     # The GPUs our bind named on the pod (annotation <prefix>gpu-devices), if any.
     pinned: tuple[int, ...] = ()
     cpu_milli: int = 0  # its CPU request, charged to its node
+    owner: str = ""  # its controller (intent.owner_of), whose replicas spread counts
 
     @property
     def key(self) -> str:
@@ -125,6 +128,7 @@ class Expired:
 
 
 _EMPTY_DOMAIN = DomainUsage()
+_NO_REPLICAS: Mapping[str, int] = MappingProxyType({})
 
 
 class ClusterCache:
@@ -144,6 +148,8 @@ class ClusterCache:
         self._pods: dict[str, PodRecord] = {}
         # node -> uids of its pods (a dict as an ordered set: half a set's size).
         self._pods_on: dict[str, dict[str, None]] = {}
+        # controller -> node -> how many of its pods run there (`packing: spread` reads it).
+        self._replicas: dict[str, dict[str, int]] = {}
         self._domains: dict[str, dict[str, DomainUsage]] = {}
         self._classes: dict[ClassName, ClassUsage] = {}
         self._shapes = ShapeTable()
@@ -233,6 +239,10 @@ class ClusterCache:
 
     def domain(self, key: str, value: str) -> DomainUsage:
         return self._domains.get(key, {}).get(value, _EMPTY_DOMAIN)
+
+    def replicas_of(self, owner: str) -> Mapping[str, int]:
+        """Node -> how many GPU pods of this controller run (or are assumed) there."""
+        return self._replicas.get(owner, _NO_REPLICAS)
 
     def class_usage(self, name: ClassName) -> ClassUsage:
         return self._classes.get(name) or ClassUsage()
@@ -498,6 +508,7 @@ class ClusterCache:
         if len(self._cpu_values) > _MAX_CPU_VALUES:
             self._cpu_values.clear()
         pinned = _pinned_devices(pod, self._policy, demand)
+        owner = sys.intern(owner_of(pod))
         record = self._pods.get(uid)
         node = pod.spec.nodeName
         assumed = self.is_assumed(uid)
@@ -511,7 +522,7 @@ class ClusterCache:
                 workload,
                 demand,
                 pinned,
-            ) and record.cpu_milli == cpu
+            ) and (record.cpu_milli, record.owner) == (cpu, owner)
             if unchanged:
                 record.inputs = inputs
                 return
@@ -527,6 +538,7 @@ class ClusterCache:
             inputs=inputs,
             pinned=pinned,
             cpu_milli=cpu,
+            owner=owner,
         )
         if previous is None or _typical_key(previous) != _typical_key(record):
             # Only a change of shape changes the mix: a pod noted by a filter and then
@@ -599,6 +611,7 @@ class ClusterCache:
         self._shape_by_name.clear()
         self._shape_changed(None)
         self._pods_on.clear()
+        self._replicas.clear()
         self._domains.clear()
         self._classes.clear()
         # Class names may have changed, and the usage they were counted in is gone; holds
@@ -630,6 +643,9 @@ class ClusterCache:
         if not record.node:
             return
         self._pods_on.setdefault(record.node, {})[record.uid] = None
+        if record.owner:
+            on = self._replicas.setdefault(record.owner, {})
+            on[record.node] = on.get(record.node, 0) + 1
         features = self._nodes.get(record.node)
         if features is None:
             return  # charged when the node arrives
@@ -649,6 +665,8 @@ class ClusterCache:
             on_node.pop(record.uid, None)
             if not on_node:
                 del self._pods_on[record.node]
+        if record.owner:
+            _count_down(self._replicas, record.owner, record.node)
         features = self._nodes.get(record.node)
         if features is None:
             return  # never charged: the node was not known
@@ -770,6 +788,17 @@ def _in_shared_domain(features: NodeFeatures) -> bool:
     described by the node's own usage, which its shape holds already.
     """
     return any(k != HOSTNAME_KEY and k in features.labels for k in features.domains)
+
+
+def _count_down(replicas: dict[str, dict[str, int]], owner: str, node: str) -> None:
+    on = replicas.get(owner)
+    if on is None or node not in on:
+        return
+    on[node] -= 1
+    if on[node] <= 0:
+        del on[node]
+        if not on:
+            del replicas[owner]
 
 
 def _add(counts: dict[WorkloadName, int], workload: WorkloadName, amount: int) -> None:

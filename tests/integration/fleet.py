@@ -152,14 +152,20 @@ class Fleet:
         node_name: str | None = None,
         cpu: str = "1",
         node_selector: dict[str, str] | None = None,
+        replica_set: str | None = None,
     ) -> str:
-        """Create a pod of `pod_template` (or bound to `node_name` directly)."""
+        """Create a pod of `pod_template` (or bound to `node_name` directly), owned by
+        `replica_set` if given (as a Deployment's pods are)."""
         manifest = {
             "apiVersion": "v1",
             "kind": "Pod",
             **self.pod_template(gpus, workload, annotations, cpu, node_selector),
         }
         manifest["metadata"]["name"] = name
+        if replica_set:
+            owner = {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": replica_set}
+            uid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{self.namespace}/{replica_set}"))
+            manifest["metadata"]["ownerReferences"] = [{**owner, "uid": uid, "controller": True}]
         if node_name:
             manifest["spec"]["nodeName"] = node_name
         self.kube.request("POST", f"/api/v1/namespaces/{self.namespace}/pods", manifest)

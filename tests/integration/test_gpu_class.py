@@ -81,3 +81,24 @@ def test_interactive_replicas_spread_over_premium_nodes_despite_most_allocated(
     fleet.pod("chat-1", 1, workload="interactive")
 
     assert {first, fleet.bound("chat-1")} == {first_node, second_node}
+
+
+def test_replicas_of_one_owner_go_to_different_nodes_though_one_is_emptier(
+    fleet: Fleet,
+) -> None:
+    """Spread keeps a controller's replicas apart: the second replica of `web` goes to the
+    node without one, though that node holds three GPUs of another pod (free GPUs alone
+    would put it next to the first)."""
+    fleet.node("h100-a", "H100", 8)
+    fleet.node("h100-b", "H100", 8)
+    fleet.await_cached()
+    fleet.pod("other", 3, workload="interactive")
+    busy = fleet.bound("other")
+    fleet.pod("web-0", 1, workload="interactive", replica_set="web")
+    first = fleet.bound("web-0")
+    assert first != busy
+    fleet.await_pods_cached(first, 1)
+
+    fleet.pod("web-1", 1, workload="interactive", replica_set="web")
+
+    assert fleet.bound("web-1") == busy

@@ -335,3 +335,19 @@ def test_total_milli_counts_every_device() -> None:
 
 def test_the_pod_key_is_namespace_slash_name() -> None:
     assert intent(name="web-0", namespace="serving").key == "serving/web-0"
+
+
+# ---- controller ----------------------------------------------------------------------------
+
+
+def test_the_owner_is_the_controller_reference_in_the_pods_namespace() -> None:
+    pod = pod_dict(namespace="serving")
+    pod["metadata"]["ownerReferences"] = [
+        {"kind": "Service", "name": "front"},  # an owner, not the controller
+        {"kind": "ReplicaSet", "name": "chat-7d9f", "controller": True},
+    ]
+    assert pod_intent(msgspec.convert(pod, Pod), example_policy()).owner == (
+        "serving/ReplicaSet/chat-7d9f"
+    )
+    assert intent().owner == ""
+    assert intent(owner_kind="Job", owner_name="train").owner == "ml/Job/train"

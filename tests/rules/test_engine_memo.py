@@ -53,7 +53,11 @@ def gpu_pods(draw: st.DrawFn) -> Pod:
     if draw(st.integers(0, 3)) == 0:
         annotations[f"{PREFIX}tolerate-dedicated"] = "*"
     workload = draw(st.sampled_from(["interactive", "batch"]))
-    return make_pod("incoming", gpus, workload=workload, annotations=annotations)
+    owner = draw(st.sampled_from([None, "ReplicaSet"]))  # a replica of the scene's "web"?
+    return make_pod(
+        "incoming", gpus, workload=workload, annotations=annotations, owner_kind=owner,
+        owner_name="web",
+    )  # fmt: skip
 
 
 @st.composite

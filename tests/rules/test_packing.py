@@ -10,8 +10,9 @@ import yaml
 from extender.policy import Policy, WorkloadName, load_policy_text, pod_intent
 from extender.policy.intent import GpuDemand
 from extender.rules import packing
-from extender.rules.engine import applicable_components
+from extender.rules.engine import applicable_components, explain_nodes, score_nodes
 from extender.state import ClusterCache
+from extender.wire import Pod
 from tests.builders import EXAMPLE_POLICY, PREFIX, example_policy, make_cache, make_node, make_pod
 
 
@@ -69,10 +70,13 @@ def test_a_node_without_gpus_scores_zero() -> None:
     ],
     ids=["pack-empty", "pack-full", "pack-over", "spread-quarter", "spread-over"],
 )
-def test_strategies_are_picked_by_name(
+def test_pack_scores_the_used_share_and_spread_the_free_share(
     strategy: str, used_after: int, capacity: int, expected: float
 ) -> None:
-    assert packing.STRATEGIES[strategy](used_after, capacity) == expected
+    if strategy == "pack":
+        assert packing.most_allocated(used_after, capacity) == expected
+    else:
+        assert packing.spread(used_after, capacity, replicas=0) == expected
 
 
 # ---- fragmentation (FGD) -----------------------------------------------------------------
@@ -283,3 +287,52 @@ def test_pods_without_gpus_are_scored_only_by_a_class_that_packs_by_fragmentatio
     for workload in ("batch", "interactive"):  # the example packs one, spreads the other
         intent = pod_intent(make_pod("etl", 0, workload=workload), example_policy())
         assert applicable_components(intent, [], example_policy()) == []
+
+
+# ---- spread: replicas of one controller ---------------------------------------------------
+
+
+def _replica(name: str, node: str = "", namespace: str = "ml") -> Pod:
+    return make_pod(
+        name, 1, workload="interactive", node=node, phase="Running" if node else "Pending",
+        owner_kind="ReplicaSet", owner_name="web", namespace=namespace,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def replicas() -> ClusterCache:
+    """Two H100 nodes: 'busy' holds 3 GPUs of another pod, 'twin' one replica of ml/web."""
+    nodes = [make_node(n, "H100", 8) for n in ("busy", "twin")]
+    other = make_pod("other", 3, workload="interactive", node="busy", phase="Running")
+    return make_cache(example_policy(), nodes, [other, _replica("web-0", "twin")])
+
+
+def test_spread_counts_a_replica_of_the_pods_controller_like_half_the_free_gpus(
+    replicas: ClusterCache,
+) -> None:
+    def score(pod: Pod, node: str) -> float:
+        intent = pod_intent(pod, replicas.policy)
+        found = replicas.node(node)
+        assert found is not None
+        return packing.score(intent, found, replicas, replicas.policy)
+
+    stranger = make_pod("solo", 1, workload="interactive")
+    assert (score(stranger, "twin"), score(stranger, "busy")) == (6 / 8, 4 / 8)
+    assert (score(_replica("web-1"), "twin"), score(_replica("web-1"), "busy")) == (3 / 8, 4 / 8)
+    # Another namespace's "web" is another controller.
+    assert score(_replica("web-1", namespace="other"), "twin") == 6 / 8
+
+
+def test_the_next_replica_goes_to_the_node_without_one_though_it_is_fuller(
+    replicas: ClusterCache,
+) -> None:
+    policy = replicas.policy
+    pod = pod_intent(_replica("web-1"), policy)
+    names = ["busy", "twin"]
+    [busy, twin] = explain_nodes(pod, names, replicas.node, replicas, policy)
+    assert busy.score == 10 > twin.score
+    assert (busy.components["packing"], twin.components["packing"]) == (4 / 8, 3 / 8)
+    # The memoised path (the server's: groups by shape) scores the replica's node on its own.
+    for shape_of in (replicas.shape_lookup, None):
+        scored = score_nodes(pod, names, replicas.node, replicas, policy, shape_of)
+        assert scored == (names, [busy.score, twin.score])

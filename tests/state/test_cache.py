@@ -798,3 +798,34 @@ def test_at_most_max_noted_pods_only_a_filter_told_of_are_kept_oldest_forgotten_
     assert cache.pod("ghost-10") is not None
     assert cache.pod(f"ghost-{MAX_NOTED + 9}") is not None
     assert cache.pod("real") is not None
+
+
+# ---- replicas of a controller (packing: spread) -------------------------------------------
+
+
+def test_replicas_of_a_controller_are_counted_per_node_as_they_come_move_and_go() -> None:
+    def replica(name: str, node: str = "", **kw: Any) -> Pod:
+        return make_pod(
+            name, 1, uid=name, node=node, phase="Running" if node else "Pending",
+            owner_kind="ReplicaSet", owner_name="web", **kw,
+        )  # fmt: skip
+
+    cache = make_cache(example_policy(), [make_node(n, "H100", 8) for n in ("n1", "n2")])
+    cache.upsert_pod(replica("a", "n1"))
+    cache.upsert_pod(replica("b", "n1"))
+    cache.upsert_pod(replica("other-ns", "n1", namespace="other"))
+    cache.upsert_pod(replica("c"))  # pending: on no node yet
+    assert cache.replicas_of("ml/ReplicaSet/web") == {"n1": 2}
+
+    cache.assume("c", "n2")  # our bind, before the watch
+    assert cache.replicas_of("ml/ReplicaSet/web") == {"n1": 2, "n2": 1}
+    cache.upsert_pod(replica("b", "n2"))  # moved (deleted and recreated under its uid)
+    cache.delete_pod("a")
+    assert cache.replicas_of("ml/ReplicaSet/web") == {"n2": 2}
+    assert cache.replicas_of("other/ReplicaSet/web") == {"n1": 1}
+
+    cache.set_policy(example_policy())  # a policy reload recounts them
+    assert cache.replicas_of("ml/ReplicaSet/web") == {"n2": 2}
+    cache.delete_pod("b")
+    cache.delete_pod("c")
+    assert cache.replicas_of("ml/ReplicaSet/web") == {}
