@@ -30,7 +30,7 @@ import shutil
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,7 +45,7 @@ from bench.procs import Child, cpu_seconds
 from bench.stats import Spread, spread
 
 NAMESPACE = "bench"
-CONFIGS = ("alone", "floor", "floor+bind", "ours", "shipped", "shipped+scored-events")
+CONFIGS = ("alone", "watching", "floor", "floor+bind", "ours", "shipped", "shipped+scored-events")
 SHIPPED = "shipped"
 SCHEDULER_CONFIG = REPO / "manifests" / "second-scheduler" / "scheduler-config.yaml"
 POLICY = REPO / "manifests" / "base" / "policy.yaml"
@@ -104,9 +104,21 @@ class E2EResult:
         value: Callable[[E2ERun], float | None] = lambda r: r.rate,
     ) -> Spread:
         """Per repeat: `value` of `config` / `value` of `reference` in the same repeat."""
-        mine = [value(r) for r in self.runs if r.config == config]
-        ref = [value(r) for r in self.runs if r.config == reference]
-        return spread([a / b for a, b in zip(mine, ref, strict=False) if a is not None and b])
+        return self.sum_ratio((config,), reference, value)
+
+    def sum_ratio(
+        self,
+        configs: Sequence[str],
+        reference: str,
+        value: Callable[[E2ERun], float | None],
+    ) -> Spread:
+        """Per repeat: the sum of `value` over `configs` / `value` of `reference`."""
+        columns = [[value(r) for r in self.runs if r.config == c] for c in (*configs, reference)]
+        ratios = []
+        for *parts, ref in zip(*columns, strict=False):
+            if ref and all(p is not None for p in parts):
+                ratios.append(sum(p for p in parts if p is not None) / ref)
+        return spread(ratios)
 
     def ready(self) -> Spread:
         return spread([r.ready_seconds for r in self.runs if r.ready_seconds is not None])
@@ -205,7 +217,7 @@ def scheduler_config(config: str, url: str, qps: int) -> dict[str, Any]:
     cfg: dict[str, Any] = yaml.safe_load(SCHEDULER_CONFIG.read_text())
     if qps > 0:
         cfg["clientConnection"] = {"qps": qps, "burst": qps}
-    if config == "alone":
+    if config in ("alone", "watching"):
         del cfg["extenders"]
         return cfg
     extender = cfg["extenders"][0]

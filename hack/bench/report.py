@@ -258,6 +258,20 @@ def goals_table(report: Report) -> str:
                     "bounds the extender CPU goal",
                 ]
             )
+        if {"floor+bind", "watching"} <= configs:
+            # What an extender that binds and keeps a watched cache pays before any verb
+            # work: the Binding call, and the watch's events for the pods bound.
+            least = res.sum_ratio(("floor+bind", "watching"), "floor", _extender_cpu)
+            rows.append(
+                [
+                    "extender CPU per pod, floor+bind plus watching vs floor: the Binding "
+                    "call and a watched cache",
+                    size,
+                    least.fmt(2),
+                    "-",
+                    "bounds the extender CPU goal for a cached extender",
+                ]
+            )
         if res.nodes == 5000 and res.ready().values:
             ready = res.ready()
             rows.append(
@@ -499,7 +513,9 @@ class Report:
                 "line of its log). All configs use the shipped scheduler config "
                 "(percentageOfNodesToScore 100) with clientConnection qps/burst raised to "
                 "5000 (as scheduler_perf does; at the default 50 every config binds ~50-70 "
-                "pods/s). *alone*: no extenders block; *floor*: the floor extender, filter + "
+                "pods/s). *alone*: no extenders block; *watching*: the same, with `serve` running "
+                "beside it, called by no one: its CPU is what keeping the cache from the "
+                "watch costs per pod bound; *floor*: the floor extender, filter + "
                 "prioritize; *floor+bind*: the floor binding too, with the one API call a "
                 "bind needs (the bound on any extender with a bind verb); *ours*: "
                 "`gpuclass-extender serve`, filter + prioritize; "
