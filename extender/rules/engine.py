@@ -215,16 +215,23 @@ def _intent_key(pod: PodIntent, policy: Policy) -> Hashable:
     return (*key, pod.uid) if policy.headroom else key
 
 
-@dataclass(frozen=True, slots=True)
-class _At:
-    """A node scored on its own, not as its group: its position in the request."""
+_Own = tuple[Hashable | None, int]
+"""(group, replicas): the nodes of a group holding that many replicas of the pod's
+controller, scored as a group of their own. A tuple, hashed in C: never equal to a group's
+key (an interned shape, or an id)."""
 
-    position: int
+
+@dataclass(slots=True)
+class _Replicas:
+    """A request's nodes as own groups: (group, replicas of the pod's controller there)."""
+
+    pairs: list[_Own]  # per node, in request order
+    members: dict[_Own, str]  # own group with replicas -> one node of it, passing our filter
 
 
 def _replica_nodes(pod: PodIntent, cluster: ClusterView, policy: Policy) -> Mapping[str, int]:
     """Node -> replicas of the pod's controller there, when its packing spreads them."""
-    if not pod.owner or policy.workloads[pod.workload].packing != "spread":
+    if not pod.owner or not pod.demand.gpus or policy.workloads[pod.workload].packing != "spread":
         return {}
     return cluster.replicas_of(pod.owner)
 
@@ -315,41 +322,65 @@ class _Rules:
         totals.update(zip(passing, found.values(), strict=True))  # type: ignore[arg-type]
         return totals
 
-    def replica_parts(
-        self,
-        grouped: _Grouped,
-        verdicts: dict[Hashable | None, Reject | None],
-        lookup: NodeLookup,
-    ) -> dict[_At, dict[str, float]]:
-        """The components of the passing nodes that hold replicas of the pod's controller,
-        each scored on its own (after `totals`, which chooses the components)."""
+    def replicas_among(
+        self, grouped: _Grouped, verdicts: dict[Hashable | None, Reject | None]
+    ) -> _Replicas | None:
+        """The request's nodes in own groups, when the pod's controller has replicas (C-level
+        passes only: a large Deployment has replicas on most nodes)."""
         if not self.replicas:
-            return {}
-        position_of = grouped.position_of()
-        found = {}
-        for name in self.replicas:
-            at = position_of.get(name)
-            if at is None or verdicts[grouped.keys[at]] is not None:
-                continue
+            return None
+        pairs = list(
+            zip(grouped.keys, map(self.replicas.get, grouped.names, repeat(0)), strict=True)
+        )
+        one_of_each = dict(zip(pairs, grouped.names, strict=True))
+        members = {
+            pair: name
+            for pair, name in one_of_each.items()
+            if pair[1] and verdicts[pair[0]] is None
+        }
+        return _Replicas(pairs, members)
+
+    def replica_parts(self, found: _Replicas, lookup: NodeLookup) -> dict[_Own, dict[str, float]]:
+        """The components of each own group with replicas (after `totals`, which chooses
+        the components)."""
+        parts = {}
+        for own, name in found.members.items():
             node = lookup(name)
             if node is not None:
-                found[_At(at)] = {
-                    c: score(self.pod, node, self.cluster, self.policy)
-                    for c, _, score in self.components
+                parts[own] = {
+                    c: self.own_part(own, node, c, score) for c, _, score in self.components
                 }
-        return found
+        return parts
 
-    def replica_totals(
+    def own_part(self, own: _Own, node: NodeFeatures, component: str, score: ScoreFn) -> float:
+        """A component with the pod's controller counted: memoised by shape and count,
+        which is all that the controller changes (packing: spread)."""
+        if self.memo is None:
+            return score(self.pod, node, self.cluster, self.policy)
+        memo_key = (own, component)
+        value = self.memo.get(memo_key, _MISSING)
+        if value is _MISSING:
+            value = self.memo[memo_key] = score(self.pod, node, self.cluster, self.policy)
+        return value  # type: ignore[return-value]
+
+    def node_means(
         self,
         grouped: _Grouped,
         verdicts: dict[Hashable | None, Reject | None],
         lookup: NodeLookup,
-    ) -> dict[_At, float]:
+    ) -> tuple[Mapping[Hashable | None, float], Sequence[Hashable | None]]:
+        """The weighted means by group (or own group) and each node's group, in request
+        order; REJECTED for groups our filter rejects."""
+        means = self.totals(grouped, verdicts)
+        found = self.replicas_among(grouped, verdicts)
+        if found is None:
+            return means, grouped.keys
         weights = {c: w for c, w, _ in self.components}
+        own = {k: weighted_mean(p, weights) for k, p in self.replica_parts(found, lookup).items()}
         return {
-            at: weighted_mean(parts, weights)
-            for at, parts in self.replica_parts(grouped, verdicts, lookup).items()
-        }
+            pair: own.get(pair, REJECTED) if pair[1] else means[pair[0]]
+            for pair in dict.fromkeys(found.pairs)
+        }, found.pairs
 
 
 def _memo_lookup(
@@ -555,29 +586,8 @@ def _move(
     new._encoded = {key: value for key, value in old._encoded.items() if key not in copied}
 
 
-def _add_own(
-    means: dict[Hashable | None, float], own: Mapping[_At, float], grouped: _Grouped
-) -> None:
-    """Add the means of nodes scored on their own. A group all of whose nodes are among
-    them no longer counts: its mean, which none of them has, would set the relative best."""
-    if not own:
-        return
-    taken = Counter(grouped.keys[at.position] for at in own)
-    sizes = grouped.sizes()
-    for key, count in taken.items():
-        if count == sizes[key]:
-            means[key] = REJECTED
-    means.update(own.items())
-
-
-def _per_node(
-    grouped: _Grouped, value_of: Mapping[Hashable | None, _V], own: Collection[_At] = ()
-) -> list[_V]:
-    """Each node's value: its group's, or for the nodes at `own` their own."""
-    values = list(map(value_of.__getitem__, grouped.keys))
-    for at in own:
-        values[at.position] = value_of[at]
-    return values
+def _per_node(grouped: _Grouped, value_of: Mapping[Hashable | None, _V]) -> list[_V]:
+    return list(map(value_of.__getitem__, grouped.keys))
 
 
 def filter_nodes(
@@ -679,10 +689,8 @@ def score_nodes(
     grouped = _group_in(names, lookup, shape_of, cluster)
     rules = _Rules(pod, cluster, policy, shape_of is not None)
     verdicts = rules.verdicts(grouped)
-    means = rules.totals(grouped, verdicts)
-    own = rules.replica_totals(grouped, verdicts, lookup)
-    _add_own(means, own, grouped)
-    return grouped.names, _per_node(grouped, wire_scores(means, policy), own)
+    means, keys = rules.node_means(grouped, verdicts, lookup)
+    return grouped.names, list(map(wire_scores(means, policy).__getitem__, keys))
 
 
 def filter_and_score(
@@ -701,10 +709,8 @@ def filter_and_score(
     rules = _Rules(pod, cluster, policy, shape_of is not None)
     verdicts = rules.verdicts(grouped)
     result = _filter_result(grouped, verdicts)
-    means = rules.totals(grouped, verdicts)
-    own = rules.replica_totals(grouped, verdicts, lookup)
-    _add_own(means, own, grouped)
-    scores = _per_node(grouped, means if exact else wire_scores(means, policy), own)
+    means, keys = rules.node_means(grouped, verdicts, lookup)
+    scores = list(map((means if exact else wire_scores(means, policy)).__getitem__, keys))
     # Scores only for the nodes that passed, in request order, as /prioritize would.
     return result, list(compress(scores, map(is_, _per_node(grouped, verdicts), repeat(None))))
 
@@ -733,17 +739,22 @@ def explain_nodes(
         if rejects[key] is None
     }
     rules.components = components
-    own_parts = rules.replica_parts(grouped, rejects, lookup)
-    means = {k: weighted_mean(p, weights) for k, p in parts_of.items()}
-    _add_own(means, {at: weighted_mean(p, weights) for at, p in own_parts.items()}, grouped)
-    scores = wire_scores(means, policy)
-    parts_of.update(own_parts.items())
+    keys: Sequence[Hashable | None] = grouped.keys
+    found = rules.replicas_among(grouped, rejects)
+    if found is not None:
+        own_parts = rules.replica_parts(found, lookup)
+        parts_of = {
+            pair: own_parts[pair] if pair[1] else parts_of[pair[0]]
+            for pair in dict.fromkeys(found.pairs)
+            if rejects[pair[0]] is None
+        }
+        keys = found.pairs
+    scores = wire_scores({k: weighted_mean(p, weights) for k, p in parts_of.items()}, policy)
     verdicts = []
-    for at, (name, key) in enumerate(zip(grouped.names, grouped.keys, strict=True)):
-        reject = rejects[key]
-        if reject is not None or key is None:  # rejected, or unknown to a non-GPU pod
+    for name, group, own in zip(grouped.names, grouped.keys, keys, strict=True):
+        reject = rejects[group]
+        if reject is not None or group is None:  # rejected, or unknown to a non-GPU pod
             verdicts.append(NodeVerdict(name, reject, {}, 0))
         else:
-            own = _At(at) if _At(at) in parts_of else key
             verdicts.append(NodeVerdict(name, None, parts_of[own], scores[own]))
     return verdicts

@@ -336,3 +336,20 @@ def test_the_next_replica_goes_to_the_node_without_one_though_it_is_fuller(
     for shape_of in (replicas.shape_lookup, None):
         scored = score_nodes(pod, names, replicas.node, replicas, policy, shape_of)
         assert scored == (names, [busy.score, twin.score])
+
+
+def test_nodes_alike_but_for_a_replica_are_told_apart() -> None:
+    """'twin' and 'other' have one shape (one interactive GPU each): only the replica of
+    ml/web on 'twin' tells them apart, whichever of them stands for the shape."""
+    nodes = [make_node(n, "H100", 8) for n in ("other", "twin")]
+    pods = [
+        make_pod("solo", 1, workload="interactive", node="other", phase="Running"),
+        _replica("web-0", "twin"),
+    ]
+    cache = make_cache(example_policy(), nodes, pods)
+    pod = pod_intent(_replica("web-1"), cache.policy)
+    for names in (["other", "twin"], ["twin", "other"]):
+        for shape_of in (cache.shape_lookup, None):
+            found = score_nodes(pod, names, cache.node, cache, cache.policy, shape_of)
+            scored = dict(zip(*found, strict=True))
+            assert scored["other"] > scored["twin"], (names, shape_of)
