@@ -242,8 +242,8 @@ class _Rules:
     Memoised across calls when the groups are a cache's interned shapes (`memoise`): the
     cache empties the memo when a cluster-wide fact a rule reads changes. Nodes holding
     replicas of a spreading pod's controller differ from their group in what packing
-    reads: groups are scored as if the pod had no controller, those nodes one by one
-    (`replica_parts`).
+    reads: groups are scored as if the pod had no controller, and such nodes in groups of
+    their own, by shape and replica count (`replicas_among`).
     """
 
     def __init__(self, pod: PodIntent, cluster: ClusterView, policy: Policy, memoise: bool):
@@ -410,13 +410,6 @@ class _Grouped:
     uncached: bool  # some node is not in the cache (its key is None)
     _names_of: dict[Hashable | None, list[str]] | None = None
     _encoded: dict[Hashable | None, list[bytes]] = field(default_factory=dict)
-    _position_of: dict[str, int] | None = None
-
-    def position_of(self) -> dict[str, int]:
-        """Name -> its position in `names` (built once per grouping, when asked for)."""
-        if self._position_of is None:
-            self._position_of = {name: i for i, name in enumerate(self.names)}
-        return self._position_of
 
     def names_of(self) -> dict[Hashable | None, list[str]]:
         """Group -> its names."""
@@ -483,6 +476,7 @@ class _GroupingMemo:
     generation: int
     names: Sequence[str]
     grouped: _Grouped
+    index: dict[str, int] | None = None  # name -> position in grouped.names, once needed
     node_set: frozenset[str] | None = None  # once a request names them in another order
 
     def holds_exactly(self, asked: set[str], count: int) -> bool:
@@ -547,7 +541,9 @@ def _regroup(
     """The memo's grouping with the shapes of `changed` looked up again (a new _Grouped: a
     FilterResult of an earlier request may still read the old one)."""
     old = memo.grouped
-    index, keys = old.position_of(), list(old.keys)
+    if memo.index is None:
+        memo.index = {name: i for i, name in enumerate(old.names)}
+    index, keys = memo.index, list(old.keys)
     moved: list[tuple[str, Hashable | None, Hashable | None]] = []
     for name in changed:
         i = index.get(name)
@@ -557,7 +553,6 @@ def _regroup(
                 moved.append((name, keys[i], key))
                 keys[i] = key
     grouped = _grouped(old.names, keys, lookup)
-    grouped._position_of = index  # the same names in the same order
     if old._names_of is not None:
         _move(old, grouped, moved)
     return grouped
