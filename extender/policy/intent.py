@@ -143,6 +143,9 @@ class WorkloadInputs:
     label: str | None
     priority_class: str
     owner_kinds: tuple[str, ...]
+    # Not an input of the class: its controller (`owner_of`), kept with them because
+    # replicas of one controller share all of these (the cache keeps one per controller).
+    controller: str = ""
 
 
 def workload_inputs(pod: Pod, policy: Policy) -> WorkloadInputs:
@@ -150,6 +153,7 @@ def workload_inputs(pod: Pod, policy: Policy) -> WorkloadInputs:
         label=(pod.metadata.labels or {}).get(policy.keys.pod_workload),
         priority_class=pod.spec.priorityClassName,
         owner_kinds=tuple(owner.kind for owner in pod.metadata.ownerReferences or ()),
+        controller=owner_of(pod),
     )
 
 

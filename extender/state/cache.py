@@ -30,7 +30,6 @@ from extender.policy.intent import (
     WorkloadInputs,
     cpu_request,
     gpu_demand,
-    owner_of,
     workload_from,
     workload_inputs,
 )
@@ -72,7 +71,6 @@ class PodRecord(msgspec.Struct, gc=False):
     # The GPUs our bind named on the pod (annotation <prefix>gpu-devices), if any.
     pinned: tuple[int, ...] = ()
     cpu_milli: int = 0  # its CPU request, charged to its node
-    owner: str = ""  # its controller (intent.owner_of), whose replicas spread counts
 
     @property
     def key(self) -> str:
@@ -508,7 +506,6 @@ class ClusterCache:
         if len(self._cpu_values) > _MAX_CPU_VALUES:
             self._cpu_values.clear()
         pinned = _pinned_devices(pod, self._policy, demand)
-        owner = sys.intern(owner_of(pod))
         record = self._pods.get(uid)
         node = pod.spec.nodeName
         assumed = self.is_assumed(uid)
@@ -522,7 +519,7 @@ class ClusterCache:
                 workload,
                 demand,
                 pinned,
-            ) and (record.cpu_milli, record.owner) == (cpu, owner)
+            ) and (record.cpu_milli, record.inputs.controller) == (cpu, inputs.controller)
             if unchanged:
                 record.inputs = inputs
                 return
@@ -538,7 +535,6 @@ class ClusterCache:
             inputs=inputs,
             pinned=pinned,
             cpu_milli=cpu,
-            owner=owner,
         )
         if previous is None or _typical_key(previous) != _typical_key(record):
             # Only a change of shape changes the mix: a pod noted by a filter and then
@@ -643,8 +639,8 @@ class ClusterCache:
         if not record.node:
             return
         self._pods_on.setdefault(record.node, {})[record.uid] = None
-        if record.owner:
-            on = self._replicas.setdefault(record.owner, {})
+        if self._spreads(record):
+            on = self._replicas.setdefault(record.inputs.controller, {})
             on[record.node] = on.get(record.node, 0) + 1
         features = self._nodes.get(record.node)
         if features is None:
@@ -665,8 +661,8 @@ class ClusterCache:
             on_node.pop(record.uid, None)
             if not on_node:
                 del self._pods_on[record.node]
-        if record.owner:
-            _count_down(self._replicas, record.owner, record.node)
+        if self._spreads(record):
+            _count_down(self._replicas, record.inputs.controller, record.node)
         features = self._nodes.get(record.node)
         if features is None:
             return  # never charged: the node was not known
@@ -676,6 +672,12 @@ class ClusterCache:
         record.devices = ()
         self._account(features, record, -1, features.free_milli - free_before)
         self._reshape(features)
+
+    def _spreads(self, record: PodRecord) -> bool:
+        """Whether `packing: spread` counts the pod among its controller's replicas."""
+        return bool(record.inputs.controller) and (
+            self._policy.workloads[record.workload].packing == "spread"
+        )
 
     def _with_cpu_pods(self, features: NodeFeatures) -> NodeFeatures:
         """Fresh features of a node, less the CPU of its pods without GPUs."""

@@ -804,10 +804,10 @@ def test_at_most_max_noted_pods_only_a_filter_told_of_are_kept_oldest_forgotten_
 
 
 def test_replicas_of_a_controller_are_counted_per_node_as_they_come_move_and_go() -> None:
-    def replica(name: str, node: str = "", **kw: Any) -> Pod:
+    def replica(name: str, node: str = "", workload: str = "interactive", **kw: Any) -> Pod:
         return make_pod(
             name, 1, uid=name, node=node, phase="Running" if node else "Pending",
-            owner_kind="ReplicaSet", owner_name="web", **kw,
+            workload=workload, owner_kind="ReplicaSet", owner_name="web", **kw,
         )  # fmt: skip
 
     cache = make_cache(example_policy(), [make_node(n, "H100", 8) for n in ("n1", "n2")])
@@ -826,6 +826,11 @@ def test_replicas_of_a_controller_are_counted_per_node_as_they_come_move_and_go(
 
     cache.set_policy(example_policy())  # a policy reload recounts them
     assert cache.replicas_of("ml/ReplicaSet/web") == {"n2": 2}
+    # Only the replicas of workload classes that spread are counted (batch packs).
+    cache.upsert_pod(replica("d", "n1", workload="batch"))
+    assert cache.replicas_of("ml/ReplicaSet/web") == {"n2": 2}
+    # Orphaned (its ReplicaSet deleted with --cascade=orphan): no longer a replica.
+    cache.upsert_pod(make_pod("c", 1, uid="c", node="n2", phase="Running", workload="interactive"))
+    assert cache.replicas_of("ml/ReplicaSet/web") == {"n2": 1}
     cache.delete_pod("b")
-    cache.delete_pod("c")
     assert cache.replicas_of("ml/ReplicaSet/web") == {}
