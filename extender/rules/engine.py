@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import compress, repeat
-from operator import attrgetter, is_
+from operator import add, attrgetter, is_
 from typing import TypeVar
 
 from extender.policy.compiled import Policy
@@ -217,16 +217,18 @@ def _intent_key(pod: PodIntent, policy: Policy) -> Hashable:
 
 _Own = tuple[Hashable | None, int]
 """(group, replicas): the nodes of a group holding that many replicas of the pod's
-controller, scored as a group of their own. A tuple, hashed in C: never equal to a group's
-key (an interned shape, or an id)."""
+controller, scored as a group of their own."""
 
 
 @dataclass(slots=True)
 class _Replicas:
-    """A request's nodes as own groups: (group, replicas of the pod's controller there)."""
+    """A request's nodes in own groups, each named by an int code (group index x stride +
+    replicas): ints are not tracked by the garbage collector, and a tuple per node of
+    15,000 set off its full collections, over every object of the cache."""
 
-    pairs: list[_Own]  # per node, in request order
-    members: dict[_Own, str]  # own group with replicas -> one node of it, passing our filter
+    codes: list[int]  # per node, in request order
+    owns: dict[int, _Own]  # code -> its own group
+    members: dict[int, str]  # code with replicas -> one node of it, passing our filter
 
 
 def _replica_nodes(pod: PodIntent, cluster: ClusterView, policy: Policy) -> Mapping[str, int]:
@@ -329,25 +331,28 @@ class _Rules:
         passes only: a large Deployment has replicas on most nodes)."""
         if not self.replicas:
             return None
-        pairs = list(
-            zip(grouped.keys, map(self.replicas.get, grouped.names, repeat(0)), strict=True)
-        )
-        one_of_each = dict(zip(pairs, grouped.names, strict=True))
+        # Kept on the grouping, which serves the next requests while no node changes
+        # shape; a replica's coming or going reshapes its node.
+        kept = grouped.replicas
+        if kept is None or kept[0] != self.pod.owner:
+            kept = grouped.replicas = (self.pod.owner, _replica_codes(grouped, self.replicas))
+        codes, owns, one_of_each = kept[1]
         members = {
-            pair: name
-            for pair, name in one_of_each.items()
-            if pair[1] and verdicts[pair[0]] is None
+            code: name
+            for code, name in one_of_each.items()
+            if owns[code][1] and verdicts[owns[code][0]] is None
         }
-        return _Replicas(pairs, members)
+        return _Replicas(codes, owns, members)
 
-    def replica_parts(self, found: _Replicas, lookup: NodeLookup) -> dict[_Own, dict[str, float]]:
-        """The components of each own group with replicas (after `totals`, which chooses
-        the components)."""
+    def replica_parts(self, found: _Replicas, lookup: NodeLookup) -> dict[int, dict[str, float]]:
+        """The components of each own group with replicas, by code (after `totals`, which
+        chooses the components)."""
         parts = {}
-        for own, name in found.members.items():
+        for code, name in found.members.items():
             node = lookup(name)
             if node is not None:
-                parts[own] = {
+                own = found.owns[code]
+                parts[code] = {
                     c: self.own_part(own, node, c, score) for c, _, score in self.components
                 }
         return parts
@@ -378,9 +383,26 @@ class _Rules:
         weights = {c: w for c, w, _ in self.components}
         own = {k: weighted_mean(p, weights) for k, p in self.replica_parts(found, lookup).items()}
         return {
-            pair: own.get(pair, REJECTED) if pair[1] else means[pair[0]]
-            for pair in dict.fromkeys(found.pairs)
-        }, found.pairs
+            code: own.get(code, REJECTED) if replicas else means[group]
+            for code, (group, replicas) in found.owns.items()
+        }, found.codes
+
+
+_Codes = tuple[list[int], dict[int, _Own], dict[int, str]]
+
+
+def _replica_codes(grouped: _Grouped, replicas: Mapping[str, int]) -> _Codes:
+    """Per node its code (group index x stride + replicas there); per code its own group
+    and one node of it. C-level passes only: a large Deployment has replicas on most
+    nodes."""
+    counts = list(map(replicas.get, grouped.names, repeat(0)))
+    stride = max(counts) + 1
+    groups = list(dict.fromkeys(grouped.keys))
+    first_code = {key: i * stride for i, key in enumerate(groups)}
+    codes = list(map(add, map(first_code.__getitem__, grouped.keys), counts))
+    one_of_each = dict(zip(codes, grouped.names, strict=True))
+    owns = {code: (groups[code // stride], code % stride) for code in one_of_each}
+    return codes, owns, one_of_each
 
 
 def _memo_lookup(
@@ -410,6 +432,8 @@ class _Grouped:
     uncached: bool  # some node is not in the cache (its key is None)
     _names_of: dict[Hashable | None, list[str]] | None = None
     _encoded: dict[Hashable | None, list[bytes]] = field(default_factory=dict)
+    # A controller and the nodes' codes for it (_Rules.replicas_among).
+    replicas: tuple[str, _Codes] | None = None
 
     def names_of(self) -> dict[Hashable | None, list[str]]:
         """Group -> its names."""
@@ -739,11 +763,11 @@ def explain_nodes(
     if found is not None:
         own_parts = rules.replica_parts(found, lookup)
         parts_of = {
-            pair: own_parts[pair] if pair[1] else parts_of[pair[0]]
-            for pair in dict.fromkeys(found.pairs)
-            if rejects[pair[0]] is None
+            code: own_parts[code] if replicas else parts_of[group]
+            for code, (group, replicas) in found.owns.items()
+            if rejects[group] is None
         }
-        keys = found.pairs
+        keys = found.codes
     scores = wire_scores({k: weighted_mean(p, weights) for k, p in parts_of.items()}, policy)
     verdicts = []
     for name, group, own in zip(grouped.names, grouped.keys, keys, strict=True):

@@ -239,7 +239,8 @@ class ClusterCache:
         return self._domains.get(key, {}).get(value, _EMPTY_DOMAIN)
 
     def replicas_of(self, owner: str) -> Mapping[str, int]:
-        """Node -> how many GPU pods of this controller run (or are assumed) there."""
+        """Node -> how many GPU pods of this controller run (or are assumed) there, for
+        controllers of workload classes that spread."""
         return self._replicas.get(owner, _NO_REPLICAS)
 
     def class_usage(self, name: ClassName) -> ClassUsage:

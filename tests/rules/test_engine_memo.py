@@ -367,3 +367,33 @@ def test_groupings_brought_up_to_date_equal_groupings_made_afresh(
         elif change == "policy":
             cache.set_policy(policy)
     assert answer(list(names)) == answer(list(names))
+
+
+def test_a_kept_grouping_follows_the_replicas_of_the_pods_controller() -> None:
+    """A replica that stops being one (its ReplicaSet deleted, orphaning it) changes no
+    node's shape, so the grouping is reused; the replica counts it keeps must follow."""
+    policy = example_policy()
+    nodes = [make_node(f"h{i:03d}", "H100", 4) for i in range(80)]
+    names = [n.metadata.name for n in nodes]
+
+    def replica(name: str, node: str, owner: str | None = "ReplicaSet") -> Pod:
+        return make_pod(
+            name, 1, uid=f"u-{name}", node=node, phase="Running", workload="interactive",
+            owner_kind=owner, owner_name="web",
+        )  # fmt: skip
+
+    solo = make_pod("solo", 1, uid="u-solo", node="h001", phase="Running", workload="interactive")
+    cache = make_cache(policy, nodes, [replica("web-0", "h000"), solo, replica("web-2", "h002")])
+    intent = pod_intent(
+        make_pod("web-1", 1, workload="interactive", owner_kind="ReplicaSet", owner_name="web"),
+        policy,
+    )
+
+    def scores() -> dict[str, int]:
+        found = score_nodes(intent, names, cache.node, cache, policy, cache.shape_lookup)
+        return dict(zip(*found, strict=True))
+
+    assert scores()["h000"] == scores()["h002"] < scores()["h001"]  # (a reused grouping)
+    cache.upsert_pod(replica("web-0", "h000", owner=None))
+    found = scores()
+    assert found["h000"] == found["h001"] > found["h002"]
