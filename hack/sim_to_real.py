@@ -236,25 +236,12 @@ def real_decisions(
 
 
 def _settle(cluster: localcluster.LocalCluster, name: str, timeout: float) -> Decision:
-    """Where the pod was bound (and the GPU our bind named), or None once it failed, after
-    which it is deleted so that the scheduler does not place it later."""
-    path = f"/api/v1/namespaces/{NAMESPACE}/pods/{name}"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        pod = cluster.request("GET", path)
-        node = pod["spec"].get("nodeName")
-        if node:
-            named = (pod["metadata"].get("annotations") or {}).get(f"{PREFIX}gpu-devices", "")
-            return node, tuple(int(g) for g in named.split(",") if g)
-        events = cluster.request(
-            "GET",
-            f"/api/v1/namespaces/{NAMESPACE}/events?fieldSelector=involvedObject.name={name}",
-        )
-        if any(e.get("reason") == "FailedScheduling" for e in events["items"]):
-            cluster.request("DELETE", path)
-            return None
-        time.sleep(0.01)
-    raise RuntimeError(f"pod {name}: neither bound nor failed in {timeout} s")
+    """Where the pod was bound and the GPUs our bind named on it, or None: it failed."""
+    pod = cluster.settle(NAMESPACE, name, timeout)
+    if pod is None:
+        return None
+    named = (pod["metadata"].get("annotations") or {}).get(f"{PREFIX}gpu-devices", "")
+    return pod["spec"]["nodeName"], tuple(int(g) for g in named.split(",") if g)
 
 
 def agreement(piece: Slice, decisions: list[Decision], policy: Policy) -> tuple[int, int]:

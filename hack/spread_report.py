@@ -222,35 +222,15 @@ def run(scheduler: str, seed: int, workdir: Path, timeout: float = 20) -> Run:
             manifest = pod_for(owner, index, scheduler_name, uids)
             name = manifest["metadata"]["name"]
             cluster.request("POST", f"/api/v1/namespaces/{NAMESPACE}/pods", manifest)
-            node = _settle(cluster, name, timeout)
-            if node is None:
+            pod = cluster.settle(NAMESPACE, name, timeout)
+            if pod is None:
                 pending += 1
             else:
-                bound[name] = (owner, node)
+                bound[name] = (owner, pod["spec"]["nodeName"])
         return Run(scheduler, seed, bound, pending)
     finally:
         extender.stop()
         cluster.stop()
-
-
-def _settle(cluster: localcluster.LocalCluster, name: str, timeout: float) -> str | None:
-    """The node the pod was bound to, or None once it failed (then deleted, so that it
-    does not take room later)."""
-    path = f"/api/v1/namespaces/{NAMESPACE}/pods/{name}"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        node = cluster.request("GET", path)["spec"].get("nodeName")
-        if node:
-            return str(node)
-        events = cluster.request(
-            "GET",
-            f"/api/v1/namespaces/{NAMESPACE}/events?fieldSelector=involvedObject.name={name}",
-        )
-        if any(e.get("reason") == "FailedScheduling" for e in events["items"]):
-            cluster.request("DELETE", path)
-            return None
-        time.sleep(0.01)
-    raise RuntimeError(f"pod {name}: neither bound nor failed in {timeout} s")
 
 
 def _spread(values: Sequence[float], fmt: str = "{:.2f}") -> str:

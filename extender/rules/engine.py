@@ -266,12 +266,21 @@ class _Rules:
         return verdict  # type: ignore[return-value]
 
     def part(self, key: Hashable, node: NodeFeatures, component: str, score: ScoreFn) -> float:
+        return self._scored((key, component), self.shared, node, score)
+
+    def own_part(self, own: _Own, node: NodeFeatures, component: str, score: ScoreFn) -> float:
+        """A component with the pod's controller counted: memoised by shape and count,
+        which is all that the controller changes (packing: spread)."""
+        return self._scored((own, component), self.pod, node, score)
+
+    def _scored(
+        self, memo_key: Hashable, pod: PodIntent, node: NodeFeatures, score: ScoreFn
+    ) -> float:
         if self.memo is None:
-            return score(self.shared, node, self.cluster, self.policy)
-        memo_key = (key, component)
+            return score(pod, node, self.cluster, self.policy)
         value = self.memo.get(memo_key, _MISSING)
         if value is _MISSING:
-            value = self.memo[memo_key] = score(self.shared, node, self.cluster, self.policy)
+            value = self.memo[memo_key] = score(pod, node, self.cluster, self.policy)
         return value  # type: ignore[return-value]
 
     def parts(
@@ -356,17 +365,6 @@ class _Rules:
                     c: self.own_part(own, node, c, score) for c, _, score in self.components
                 }
         return parts
-
-    def own_part(self, own: _Own, node: NodeFeatures, component: str, score: ScoreFn) -> float:
-        """A component with the pod's controller counted: memoised by shape and count,
-        which is all that the controller changes (packing: spread)."""
-        if self.memo is None:
-            return score(self.pod, node, self.cluster, self.policy)
-        memo_key = (own, component)
-        value = self.memo.get(memo_key, _MISSING)
-        if value is _MISSING:
-            value = self.memo[memo_key] = score(self.pod, node, self.cluster, self.policy)
-        return value  # type: ignore[return-value]
 
     def node_means(
         self,

@@ -283,6 +283,24 @@ class LocalCluster:
         """One API call as admin (localcluster.Kube.request)."""
         return client_for(self.kubeconfig).request(method, path, body, content_type, **kw)
 
+    def settle(self, namespace: str, name: str, timeout: float = 20) -> Any | None:
+        """The pod once bound, or None once the scheduler failed it (then deleted, so that
+        it does not take room later): for replaying pods one at a time."""
+        path = f"/api/v1/namespaces/{namespace}/pods/{name}"
+        events = f"/api/v1/namespaces/{namespace}/events?fieldSelector=involvedObject.name={name}"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pod = self.request("GET", path)
+            if pod["spec"].get("nodeName"):
+                return pod
+            if any(
+                e.get("reason") == "FailedScheduling" for e in self.request("GET", events)["items"]
+            ):
+                self.request("DELETE", path)
+                return None
+            time.sleep(0.01)
+        raise LocalClusterError(f"pod {namespace}/{name}: neither bound nor failed in {timeout} s")
+
     @classmethod
     def attach(cls, state_dir: Path | str) -> LocalCluster:
         """A handle on a cluster started by the CLI (reads state.json + pidfiles)."""
