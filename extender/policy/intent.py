@@ -167,11 +167,6 @@ def owner_of(pod: Pod) -> str:
     return ""
 
 
-def resolve_workload(pod: Pod, policy: Policy) -> tuple[WorkloadName | None, str]:
-    """The pod's workload class and where it came from; None when the label names none."""
-    return workload_from(workload_inputs(pod, policy), policy)
-
-
 def workload_from(inputs: WorkloadInputs, policy: Policy) -> tuple[WorkloadName | None, str]:
     """Label first, then priorityClassName, then owner kind, then the default."""
     if inputs.label is not None:
@@ -193,7 +188,8 @@ def pod_intent(pod: Pod, policy: Policy) -> PodIntent:
     annotations = pod.metadata.annotations or {}
     conflicts: list[str] = []
 
-    workload, source = resolve_workload(pod, policy)
+    inputs = workload_inputs(pod, policy)
+    workload, source = workload_from(inputs, policy)
     if workload is None:
         label = (pod.metadata.labels or {}).get(keys.pod_workload)
         conflicts.append(
@@ -265,7 +261,7 @@ def pod_intent(pod: Pod, policy: Policy) -> PodIntent:
         conflicts=tuple(conflicts),
         wants_gpus=demand.gpus > 0 or bool(problems),
         cpu_milli=cpu_request(pod),
-        owner=owner_of(pod),
+        owner=inputs.controller,
     )
 
 

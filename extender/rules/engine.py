@@ -311,7 +311,7 @@ class _Rules:
             compress(members.items(), map(is_, map(verdicts.__getitem__, members), repeat(None)))
         )
         components = applicable_components(self.pod, list(passing.values()), self.policy)
-        self.components = components
+        self.components = components  # what node_means scores the own groups with
         weights = {c: w for c, w, _ in components}
         totals: dict[Hashable | None, float] = dict.fromkeys(members, REJECTED)
         totals[None] = REJECTED
@@ -353,17 +353,19 @@ class _Rules:
         }
         return _Replicas(codes, owns, members)
 
-    def replica_parts(self, found: _Replicas, lookup: NodeLookup) -> dict[int, dict[str, float]]:
-        """The components of each own group with replicas, by code (after `totals`, which
-        chooses the components)."""
+    def replica_parts(
+        self,
+        found: _Replicas,
+        lookup: NodeLookup,
+        components: list[tuple[str, float, ScoreFn]],
+    ) -> dict[int, dict[str, float]]:
+        """The components of each own group with replicas, by code."""
         parts = {}
         for code, name in found.members.items():
             node = lookup(name)
             if node is not None:
                 own = found.owns[code]
-                parts[code] = {
-                    c: self.own_part(own, node, c, score) for c, _, score in self.components
-                }
+                parts[code] = {c: self.own_part(own, node, c, score) for c, _, score in components}
         return parts
 
     def node_means(
@@ -379,7 +381,8 @@ class _Rules:
         if found is None:
             return means, grouped.keys
         weights = {c: w for c, w, _ in self.components}
-        own = {k: weighted_mean(p, weights) for k, p in self.replica_parts(found, lookup).items()}
+        parts = self.replica_parts(found, lookup, self.components)
+        own = {k: weighted_mean(p, weights) for k, p in parts.items()}
         return {
             code: own.get(code, REJECTED) if replicas else means[group]
             for code, (group, replicas) in found.owns.items()
@@ -755,11 +758,10 @@ def explain_nodes(
         for key, node in grouped.members.items()
         if rejects[key] is None
     }
-    rules.components = components
     keys: Sequence[Hashable | None] = grouped.keys
     found = rules.replicas_among(grouped, rejects)
     if found is not None:
-        own_parts = rules.replica_parts(found, lookup)
+        own_parts = rules.replica_parts(found, lookup, components)
         parts_of = {
             code: own_parts[code] if replicas else parts_of[group]
             for code, (group, replicas) in found.owns.items()

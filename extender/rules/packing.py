@@ -44,9 +44,9 @@ def least_allocated(used_after: int, capacity: int) -> float:
 
 
 def spread(used_after: int, capacity: int, replicas: int) -> float:
-    """The node's free share after the pod, per replica of the pod's controller it would
-    then hold: one more replica there counts like halving its free GPUs, so replicas go to
-    other nodes unless those are much fuller."""
+    """The node's free share after the pod, divided by 1 + the replicas of the pod's
+    controller already there: a node holding one counts half its free GPUs, so replicas go
+    to other nodes unless those are much fuller."""
     return least_allocated(used_after, capacity) / (1 + replicas)
 
 
